@@ -1,0 +1,17 @@
+//! floret (bootstrap).
+pub mod records;
+pub mod sim {
+    pub mod prng;
+}
+pub mod proto {
+    pub mod flwr {
+        pub mod proto {
+            tonic::include_proto!("flwr.proto");
+        }
+    }
+    pub mod floret {
+        pub mod v1 {
+            tonic::include_proto!("floret.v1");
+        }
+    }
+}
