@@ -1,5 +1,8 @@
-//! floret (bootstrap).
+//! floret: Flower's managed local SuperLink in Rust, event-sourced and
+//! replayable. See `docs/ARCHITECTURE.md` for the map.
+pub mod domain;
 pub mod records;
+pub mod store;
 pub mod sim {
     pub mod prng;
 }

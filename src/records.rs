@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -628,14 +629,37 @@ pub struct Metadata {
 pub const DEFAULT_TTL: f64 = 43200.0;
 
 /// A message: metadata plus either content or an error.
+///
+/// Content is shared: a strategy sends the same records to every sampled node
+/// (as Flower does), so instructions to a thousand nodes hold one copy of the
+/// model. A receiver that needs to change content clones it (`Arc::make_mut`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
     pub metadata: Metadata,
-    pub body: Result<RecordDict, Error>,
+    pub body: Result<Arc<RecordDict>, Error>,
 }
 
 impl Message {
-    /// A reply to `to` carrying `content` (src and dst swapped).
+    /// An instruction from the SuperLink to node `dst_node_id`. The message id
+    /// and run id are filled in by the grid that sends it.
+    pub fn instruction(content: Arc<RecordDict>, dst_node_id: u64, message_type: &str) -> Message {
+        Message {
+            metadata: Metadata {
+                run_id: 0,
+                message_id: String::new(),
+                src_node_id: SUPERLINK_NODE_ID,
+                dst_node_id,
+                reply_to_message_id: String::new(),
+                group_id: String::new(),
+                ttl: DEFAULT_TTL,
+                message_type: message_type.to_string(),
+                created_at: 0.0,
+            },
+            body: Ok(content),
+        }
+    }
+
+    /// A reply to `to` (src and dst swapped).
     pub fn reply(to: &Message, body: Result<RecordDict, Error>) -> Message {
         Message {
             metadata: Metadata {
@@ -649,12 +673,12 @@ impl Message {
                 message_type: to.metadata.message_type.clone(),
                 created_at: to.metadata.created_at,
             },
-            body,
+            body: body.map(Arc::new),
         }
     }
 
     pub fn content(&self) -> Option<&RecordDict> {
-        self.body.as_ref().ok()
+        self.body.as_deref().ok()
     }
 
     pub fn error(&self) -> Option<&Error> {

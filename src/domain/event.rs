@@ -1,0 +1,279 @@
+//! The event vocabulary: everything that ever happens to a run.
+//!
+//! Events are the ground truth. Every Control action (submit, status change,
+//! stop, log output) and every step of a simulation (rounds, sampled nodes,
+//! replies, aggregates) is one event, appended to the `events` table and never
+//! changed. Run lists, statuses, logs and metrics are folds over them.
+//!
+//! Two families share the table:
+//! - *control* events, decided by the SuperLink from Control and SimulationIo
+//!   calls ([`Event::is_simulation`] is false);
+//! - *simulation* events, produced by the deterministic simulation engine. For
+//!   a given seed, configuration and app they are the same bytes on every
+//!   execution; `flwr replay` re-executes a run and compares them.
+//!
+//! Payloads hold no wall-clock time, no process ids, nothing random that the
+//! seed does not determine. Their encoding lives in `store::codec`; this module
+//! does no I/O and no encoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::RunId;
+use crate::records::{ConfigRecord, Digest, MetricRecord, UserConfig};
+
+/// Everything recorded about a run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    // Control events.
+    /// The run was accepted by StartRun: what it runs, with which inputs.
+    RunSubmitted(RunSubmitted),
+    /// An app process claimed the run (Flower's `RequestToken`).
+    RunStarting,
+    /// The app process pulled its inputs and runs (Flower's `PullAppInputs`).
+    RunRunning,
+    /// A user asked to stop the run (Flower's `StopRun`).
+    RunStopRequested,
+    /// The run ended; terminal.
+    RunFinished(RunFinished),
+    /// Output of the app process (Flower's `PushLogs`), verbatim.
+    LogAppended(LogAppended),
+
+    // Simulation events.
+    SimulationStarted(SimulationStarted),
+    NodesRegistered(NodesRegistered),
+    RoundStarted(RoundStarted),
+    NodeSampled(NodeSampled),
+    ReplyReceived(ReplyReceived),
+    Aggregated(Aggregated),
+    CentralEvaluated(CentralEvaluated),
+    SimulationStopped(SimulationStopped),
+    SimulationFinished(SimulationFinished),
+}
+
+/// The first event of every run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSubmitted {
+    pub run_id: RunId,
+    /// `<publisher>/<name>` from the app's `pyproject.toml`.
+    pub fab_id: String,
+    pub fab_version: String,
+    /// SHA-256 of the FAB, lowercase hex; the FAB is stored under this name.
+    pub fab_hash: String,
+    /// `--run-config` overrides as sent by the client.
+    pub override_config: UserConfig,
+    pub federation: String,
+    /// The profile's `options.*`, flattened (Flower 1.27's `federation_options`).
+    pub federation_options: ConfigRecord,
+    /// The seed of every random decision of the run.
+    pub seed: u64,
+    /// The program that accepted the run, e.g. `floret 0.1.0`.
+    pub build: String,
+}
+
+/// Flower's finished sub-statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SubStatus {
+    Completed,
+    Failed,
+    Stopped,
+}
+
+impl SubStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubStatus::Completed => "completed",
+            SubStatus::Failed => "failed",
+            SubStatus::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SubStatus> {
+        match text {
+            "completed" => Some(SubStatus::Completed),
+            "failed" => Some(SubStatus::Failed),
+            "stopped" => Some(SubStatus::Stopped),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFinished {
+    pub sub_status: SubStatus,
+    /// Why it failed or stopped; empty when completed.
+    pub details: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogAppended {
+    pub text: String,
+}
+
+/// The two halves of a federated round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    Train,
+    Evaluate,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Train => "train",
+            Phase::Evaluate => "evaluate",
+        }
+    }
+}
+
+/// The inputs the simulation engine resolved, recorded before its first step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimulationStarted {
+    pub num_supernodes: u64,
+    /// Component names from `[tool.flwr.app.components]`.
+    pub server_app: String,
+    pub client_app: String,
+    /// The effective run configuration: app defaults fused with overrides.
+    pub run_config: UserConfig,
+    pub num_rounds: u64,
+    /// Name of the strategy class, as Flower logs it.
+    pub strategy: String,
+}
+
+/// The virtual SuperNodes, in registration order (partition id = index).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodesRegistered {
+    pub node_ids: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundStarted {
+    pub round: u64,
+}
+
+/// A node was sampled to receive an instruction; one event per node, in the
+/// order the instructions are sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeSampled {
+    pub round: u64,
+    pub phase: Phase,
+    pub node_id: u64,
+}
+
+/// What a node answered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Content {
+        /// Its `MetricRecord`, if it sent one.
+        metrics: Option<MetricRecord>,
+        /// Digest of its `ArrayRecord`, if it sent one.
+        arrays: Option<Digest>,
+    },
+    Error {
+        code: i64,
+        reason: String,
+        /// Whether the failure came from outside the simulated computation
+        /// (an injected fault) and is replayed rather than recomputed.
+        injected: bool,
+    },
+}
+
+/// A reply, in canonical order (the order the instructions were sent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplyReceived {
+    pub round: u64,
+    pub phase: Phase,
+    pub node_id: u64,
+    pub reply: Reply,
+}
+
+/// The strategy aggregated one phase of a round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Aggregated {
+    pub round: u64,
+    pub phase: Phase,
+    pub results: u64,
+    pub failures: u64,
+    pub metrics: Option<MetricRecord>,
+    /// Digest of the aggregated arrays (train only, when aggregation produced some).
+    pub arrays: Option<Digest>,
+}
+
+/// Server-side (central) evaluation; round 0 is the initial model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CentralEvaluated {
+    pub round: u64,
+    pub metrics: Option<MetricRecord>,
+}
+
+/// The engine observed a stop request and stopped before `before`, in
+/// `round`. Recorded so that a replay stops at the same logical position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimulationStopped {
+    pub round: u64,
+    pub before: String,
+}
+
+/// How the simulation ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    Completed,
+    Failed { reason: String },
+    Stopped,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimulationFinished {
+    pub rounds_completed: u64,
+    /// Digest of the final global arrays (`Result.arrays`), if any.
+    pub arrays: Option<Digest>,
+    pub outcome: Outcome,
+}
+
+impl Event {
+    /// The stable name of the event's kind, as stored in the `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunSubmitted(_) => "RunSubmitted",
+            Event::RunStarting => "RunStarting",
+            Event::RunRunning => "RunRunning",
+            Event::RunStopRequested => "RunStopRequested",
+            Event::RunFinished(_) => "RunFinished",
+            Event::LogAppended(_) => "LogAppended",
+            Event::SimulationStarted(_) => "SimulationStarted",
+            Event::NodesRegistered(_) => "NodesRegistered",
+            Event::RoundStarted(_) => "RoundStarted",
+            Event::NodeSampled(_) => "NodeSampled",
+            Event::ReplyReceived(_) => "ReplyReceived",
+            Event::Aggregated(_) => "Aggregated",
+            Event::CentralEvaluated(_) => "CentralEvaluated",
+            Event::SimulationStopped(_) => "SimulationStopped",
+            Event::SimulationFinished(_) => "SimulationFinished",
+        }
+    }
+
+    /// Whether the deterministic engine produced it (and replay compares it).
+    pub fn is_simulation(&self) -> bool {
+        !matches!(
+            self,
+            Event::RunSubmitted(_)
+                | Event::RunStarting
+                | Event::RunRunning
+                | Event::RunStopRequested
+                | Event::RunFinished(_)
+                | Event::LogAppended(_)
+        )
+    }
+
+    /// The round an event belongs to, if any.
+    pub fn round(&self) -> Option<u64> {
+        match self {
+            Event::RoundStarted(e) => Some(e.round),
+            Event::NodeSampled(e) => Some(e.round),
+            Event::ReplyReceived(e) => Some(e.round),
+            Event::Aggregated(e) => Some(e.round),
+            Event::CentralEvaluated(e) => Some(e.round),
+            Event::SimulationStopped(e) => Some(e.round),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The functional core: ids, the event vocabulary, the run state machine and
+//! the projections.
+//!
+//! **Architecture invariant:** nothing under `domain` does I/O, reads a clock,
+//! draws random numbers, or iterates a `HashMap`. Time and ids arrive as
+//! arguments; the tidy test enforces it.
+
+pub mod event;
+pub mod ids;
+pub mod run;
+pub mod views;

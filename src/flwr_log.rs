@@ -1,0 +1,123 @@
+//! Flower's console log lines: `INFO :      message`.
+//!
+//! Apps and strategies write to a [`Logger`], which only collects lines; the
+//! runtime decides where they go (the run's log on the SuperLink, stdout, or
+//! nowhere during a replay). [`format_line`] renders a line exactly as
+//! Flower's `flwr` logger does, with or without its ANSI colours.
+//!
+//! This module does no I/O.
+
+/// Flower's log levels (the ones it uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Level::Debug => "\x1b[94m",
+            Level::Info => "\x1b[92m",
+            Level::Warning => "\x1b[93m",
+            Level::Error => "\x1b[91m",
+        }
+    }
+}
+
+const RESET: &str = "\x1b[0m";
+
+/// One line as Flower prints it, newline included:
+/// `{colour}{LEVEL} {reset}: {pad} {message}` with `pad` = 8 − len(LEVEL) spaces.
+pub fn format_line(level: Level, message: &str, color: bool) -> String {
+    let pad = " ".repeat(8 - level.name().len());
+    if color {
+        format!("{}{} {RESET}: {pad} {message}\n", level.color(), level.name())
+    } else {
+        format!("{} : {pad} {message}\n", level.name())
+    }
+}
+
+/// Collects log lines in order.
+#[derive(Debug, Default)]
+pub struct Logger {
+    lines: Vec<(Level, String)>,
+}
+
+impl Logger {
+    pub fn new() -> Logger {
+        Logger::default()
+    }
+
+    pub fn log(&mut self, level: Level, message: impl Into<String>) {
+        self.lines.push((level, message.into()));
+    }
+
+    pub fn info(&mut self, message: impl Into<String>) {
+        self.log(Level::Info, message);
+    }
+
+    pub fn warning(&mut self, message: impl Into<String>) {
+        self.log(Level::Warning, message);
+    }
+
+    pub fn error(&mut self, message: impl Into<String>) {
+        self.log(Level::Error, message);
+    }
+
+    /// Takes the lines collected so far.
+    pub fn drain(&mut self) -> Vec<(Level, String)> {
+        std::mem::take(&mut self.lines)
+    }
+
+    pub fn lines(&self) -> &[(Level, String)] {
+        &self.lines
+    }
+}
+
+/// Removes ANSI SGR sequences (`ESC [ ... m`), for output that is not a
+/// terminal or when `NO_COLOR` is set.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_match_flower() {
+        assert_eq!(format_line(Level::Info, "Starting", false), "INFO :      Starting\n");
+        assert_eq!(format_line(Level::Warning, "x", false), "WARNING :   x\n");
+        assert_eq!(format_line(Level::Error, "x", false), "ERROR :     x\n");
+        assert_eq!(format_line(Level::Info, "", false), "INFO :      \n");
+        let colored = format_line(Level::Info, "Starting", true);
+        assert_eq!(colored, "\x1b[92mINFO \x1b[0m:      Starting\n");
+        assert_eq!(strip_ansi(&colored), "INFO :      Starting\n");
+    }
+}

@@ -1,0 +1,738 @@
+//! `state.db`: the event table and its projections, in one SQLite file.
+//!
+//! **This is the only module that contains SQL or imports rusqlite.**
+//!
+//! [`Store`] is the single writer. [`Store::append`] writes a run's new
+//! events and updates the projections (`runs`, `run_logs`, `round_metrics`)
+//! in the same transaction, so a reader never sees one without the other.
+//! The projection rows are computed by the pure fold of `domain::views`; the
+//! store only writes them. [`Store::rebuild_projections`] folds the whole
+//! event table again and [`Store::verify`] compares the result with the
+//! tables.
+//!
+//! [`Reader`] opens its own read-only connection; WAL mode lets any number of
+//! readers run beside the writer.
+//!
+//! Durability: WAL with `synchronous=NORMAL`. An append that returned is in
+//! the WAL file and survives the death of the process (tests kill a writer
+//! with SIGKILL); after a power loss the last appends may be rolled back, the
+//! file is never corrupt.
+//!
+//! Compatibility: a file that is not ours, or was written by a newer schema,
+//! is refused with [`Error::SchemaMismatch`] (Flower's exit code 105) before
+//! anything is written to it.
+
+pub mod codec;
+pub mod migrations;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+
+use crate::domain::event::{Event, RunSubmitted, SubStatus};
+use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::run::{self, Run, State, Status};
+use crate::domain::views::{self, LogChunk, MetricSource, Projections, RoundMetrics, StoredEvent};
+use crate::records::{Digest, MetricRecord};
+use migrations::{APPLICATION_ID, EVENTS, MIGRATIONS, ROUND_METRICS, RUNS, RUN_LOGS};
+
+/// Flower's exit code for a state database of another schema.
+pub const EXIT_SCHEMA_MISMATCH: i32 = 105;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file is not a floret state database of a schema this build knows.
+    #[error("{detail}")]
+    SchemaMismatch { path: PathBuf, detail: String },
+    #[error("state database {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("state database {path}: {source}")]
+    Codec { path: PathBuf, source: codec::Error },
+    #[error("projections of {path} differ from the fold of its events: {detail}")]
+    ProjectionMismatch { path: PathBuf, detail: String },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a database file holds, read without changing it.
+#[derive(Debug, PartialEq)]
+enum Inspection {
+    /// No tables yet: a new or empty file.
+    Empty,
+    /// Ours, with this many migrations applied.
+    Ours { version: usize },
+    /// Someone else's (tables listed).
+    Foreign { application_id: i32, tables: Vec<String> },
+}
+
+fn inspect(connection: &Connection) -> rusqlite::Result<Inspection> {
+    let application_id: i32 = connection.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version = version as usize;
+    let mut statement = connection.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let tables: Vec<String> =
+        statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(match (application_id, tables.is_empty()) {
+        (APPLICATION_ID, _) => Inspection::Ours { version },
+        (0, true) => Inspection::Empty,
+        _ => Inspection::Foreign { application_id, tables },
+    })
+}
+
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -64000;",
+    )
+}
+
+fn schema_mismatch(path: &Path, inspection: &Inspection) -> Option<Error> {
+    let detail = match inspection {
+        Inspection::Empty => return None,
+        Inspection::Ours { version } if *version <= MIGRATIONS.len() => return None,
+        Inspection::Ours { version } => format!(
+            "The state database {} has schema version {version}, but this build of floret only knows \
+             versions up to {}: it was written by a newer floret. Upgrade floret, or move the file \
+             away to start with a fresh database.",
+            path.display(),
+            MIGRATIONS.len()
+        ),
+        Inspection::Foreign { tables, .. } => {
+            let flower = tables.iter().any(|t| t == "alembic_version" || t == "run");
+            format!(
+                "The file {} is not a floret state database{} (tables: [{}]). Back it up and move it \
+                 away, or point --database at another file, to start with a fresh database.",
+                path.display(),
+                if flower { "; it looks like a Python Flower state database" } else { "" },
+                tables.join(", ")
+            )
+        }
+    };
+    Some(Error::SchemaMismatch { path: path.to_path_buf(), detail })
+}
+
+/// The single writer of a state database.
+pub struct Store {
+    connection: Connection,
+    path: PathBuf,
+    /// The fold of every event so far; loaded from the `runs` projection.
+    state: State,
+    /// Time of the newest event; new events get strictly later times.
+    last_at: Micros,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`. A file of another schema is
+    /// refused before anything is written to it.
+    pub fn open(path: &Path) -> Result<Store> {
+        let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+        if path.exists() {
+            let probe = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sqlite)?;
+            let inspection = inspect(&probe).map_err(sqlite)?;
+            drop(probe);
+            if let Some(error) = schema_mismatch(path, &inspection) {
+                return Err(error);
+            }
+        }
+        let connection = Connection::open(path).map_err(sqlite)?;
+        Store::init(connection, path.to_path_buf())
+    }
+
+    /// A database that lives only in memory (tests, replay).
+    pub fn open_in_memory() -> Result<Store> {
+        let path = PathBuf::from(":memory:");
+        let connection =
+            Connection::open_in_memory().map_err(|source| Error::Sqlite { path: path.clone(), source })?;
+        Store::init(connection, path)
+    }
+
+    fn init(mut connection: Connection, path: PathBuf) -> Result<Store> {
+        let sqlite = |source| Error::Sqlite { path: path.clone(), source };
+        configure(&connection).map_err(sqlite)?;
+        // Check again under the write connection: the file may have been
+        // created by another process since the probe.
+        let inspection = inspect(&connection).map_err(sqlite)?;
+        if let Some(error) = schema_mismatch(&path, &inspection) {
+            return Err(error);
+        }
+        migrations::migrate(&mut connection).map_err(sqlite)?;
+        let runs = query_runs(&connection, &path, RunFilter::All)?;
+        let state = State { runs: runs.into_iter().map(|run| (run.run_id(), run)).collect() };
+        let last_at: Option<i64> = connection
+            .query_row(&format!("SELECT MAX(recorded_at_us) FROM {EVENTS}"), [], |r| r.get(0))
+            .map_err(sqlite)?;
+        Ok(Store { connection, path, state, last_at: Micros(last_at.unwrap_or(0)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The fold of every event appended so far.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Time of the newest event.
+    pub fn last_at(&self) -> Micros {
+        self.last_at
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> Error {
+        Error::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Appends `events` of one run in one transaction and updates the
+    /// projections. `now` is the wall clock; each event is stamped with a time
+    /// strictly after the previous event's. Events must come from
+    /// `domain::run::decide` against [`Store::state`].
+    pub fn append(&mut self, run_id: RunId, events: &[Event], now: Micros) -> Result<Vec<StoredEvent>> {
+        self.append_batch(&[(run_id, events)], now)
+    }
+
+    /// Appends the events of several runs in one transaction.
+    pub fn append_batch(
+        &mut self,
+        batch: &[(RunId, &[Event])],
+        now: Micros,
+    ) -> Result<Vec<StoredEvent>> {
+        // Fold into a scratch copy of the touched runs first: if the
+        // transaction fails, the in-memory state is left as it was.
+        let mut scratch = State::default();
+        for (run_id, _) in batch {
+            if let Some(run) = self.state.runs.get(run_id) {
+                scratch.runs.insert(*run_id, run.clone());
+            }
+        }
+        let mut at = self.last_at;
+        let mut stored = Vec::with_capacity(batch.iter().map(|(_, e)| e.len()).sum());
+        let transaction = self.connection.transaction().map_err(|s| Error::Sqlite {
+            path: self.path.clone(),
+            source: s,
+        })?;
+        for (run_id, events) in batch {
+            for event in events.iter() {
+                at = Micros(now.0.max(at.0 + 1));
+                let (kind, version, payload) = codec::encode(event);
+                transaction
+                    .prepare_cached(&format!(
+                        "INSERT INTO {EVENTS} (run_id, kind, version, payload, recorded_at_us) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)"
+                    ))
+                    .and_then(|mut s| s.execute(params![run_id.to_sql(), kind, version, payload, at.0]))
+                    .map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+                let seq = Seq(transaction.last_insert_rowid() as u64);
+                let record = StoredEvent { seq, run_id: *run_id, at, event: event.clone() };
+                run::apply(&mut scratch, *run_id, event, at);
+                write_event_projections(&transaction, &record)
+                    .map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+                stored.push(record);
+            }
+            if let Some(run) = scratch.runs.get(run_id) {
+                write_run(&transaction, run)
+                    .map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+            }
+        }
+        transaction.commit().map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+        self.last_at = at;
+        self.state.runs.extend(scratch.runs);
+        Ok(stored)
+    }
+
+    /// Every event, in order (used to rebuild projections).
+    pub fn all_events(&self) -> Result<Vec<StoredEvent>> {
+        query_events(&self.connection, &self.path, None)
+    }
+
+    /// Every event of one run, in order.
+    pub fn run_events(&self, run_id: RunId) -> Result<Vec<StoredEvent>> {
+        query_events(&self.connection, &self.path, Some(run_id))
+    }
+
+    /// The projections as the tables hold them.
+    pub fn load_projections(&self) -> Result<Projections> {
+        load_projections(&self.connection, &self.path)
+    }
+
+    /// The projections as the fold of the event table defines them.
+    pub fn rebuild_projections(&self) -> Result<Projections> {
+        Ok(Projections::fold(&self.all_events()?))
+    }
+
+    /// Checks that the projection tables equal the fold of the events, and
+    /// that the writer's in-memory state equals both.
+    pub fn verify(&self) -> Result<()> {
+        let folded = self.rebuild_projections()?;
+        let loaded = self.load_projections()?;
+        let mismatch = |detail: String| Error::ProjectionMismatch { path: self.path.clone(), detail };
+        if folded.state != loaded.state {
+            return Err(mismatch(first_run_difference(&folded.state, &loaded.state)));
+        }
+        if folded.state != self.state {
+            return Err(mismatch("the writer's in-memory state differs from the tables".into()));
+        }
+        if folded.logs != loaded.logs {
+            return Err(mismatch(format!(
+                "run_logs has {} chunks, the fold has {}",
+                loaded.logs.len(),
+                folded.logs.len()
+            )));
+        }
+        if folded.rounds != loaded.rounds {
+            return Err(mismatch(format!(
+                "round_metrics has {} rows, the fold has {}",
+                loaded.rounds.len(),
+                folded.rounds.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replaces the projection tables with the fold of the event table.
+    pub fn rebuild(&mut self) -> Result<()> {
+        let folded = self.rebuild_projections()?;
+        let transaction = self.connection.transaction().map_err(|s| Error::Sqlite {
+            path: self.path.clone(),
+            source: s,
+        })?;
+        let write = |transaction: &rusqlite::Transaction| -> rusqlite::Result<()> {
+            transaction.execute_batch(&format!(
+                "DELETE FROM {RUNS}; DELETE FROM {RUN_LOGS}; DELETE FROM {ROUND_METRICS};"
+            ))?;
+            for run in folded.state.runs.values() {
+                write_run(transaction, run)?;
+            }
+            for chunk in &folded.logs {
+                insert_log(transaction, chunk)?;
+            }
+            for metrics in folded.rounds.values() {
+                upsert_round(transaction, metrics)?;
+            }
+            Ok(())
+        };
+        write(&transaction).map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+        transaction.commit().map_err(|s| self.sqlite(s))?;
+        self.state = folded.state;
+        Ok(())
+    }
+
+    /// A read-only view through the writer's own connection.
+    pub fn reader(&self) -> ReadView<'_> {
+        ReadView { connection: &self.connection, path: &self.path }
+    }
+}
+
+fn first_run_difference(folded: &State, loaded: &State) -> String {
+    for (run_id, run) in &folded.runs {
+        match loaded.runs.get(run_id) {
+            None => return format!("run {run_id} is missing from the runs table"),
+            Some(row) if row != run => return format!("run {run_id}: table has {row:?}, fold has {run:?}"),
+            Some(_) => {}
+        }
+    }
+    match loaded.runs.keys().find(|id| !folded.runs.contains_key(id)) {
+        Some(run_id) => format!("run {run_id} is in the runs table but has no events"),
+        None => "the runs differ".into(),
+    }
+}
+
+fn write_event_projections(transaction: &Connection, stored: &StoredEvent) -> rusqlite::Result<()> {
+    if let Some(chunk) = views::log_chunk(stored) {
+        insert_log(transaction, &chunk)?;
+    }
+    if let Some(metrics) = views::round_metrics(stored) {
+        upsert_round(transaction, &metrics)?;
+    }
+    Ok(())
+}
+
+fn insert_log(connection: &Connection, chunk: &LogChunk) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(&format!(
+            "INSERT INTO {RUN_LOGS} (seq, run_id, recorded_at_us, text) VALUES (?1, ?2, ?3, ?4)"
+        ))?
+        .execute(params![chunk.seq.0 as i64, chunk.run_id.to_sql(), chunk.at.0, chunk.text])?;
+    Ok(())
+}
+
+fn upsert_round(connection: &Connection, metrics: &RoundMetrics) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {ROUND_METRICS} \
+             (run_id, round, source, results, failures, metrics, arrays) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))?
+        .execute(params![
+            metrics.run_id.to_sql(),
+            metrics.round as i64,
+            metrics.source.as_str(),
+            metrics.results as i64,
+            metrics.failures as i64,
+            metrics.metrics.as_ref().map(codec::encode_value),
+            metrics.arrays.map(|d| d.0.to_vec()),
+        ])?;
+    Ok(())
+}
+
+fn write_run(connection: &Connection, run: &Run) -> rusqlite::Result<()> {
+    let submitted = &run.submitted;
+    connection
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {RUNS} (run_id, fab_id, fab_version, fab_hash, federation, \
+             override_config, federation_options, seed, build, status, sub_status, details, \
+             pending_at_us, starting_at_us, running_at_us, finished_at_us, stop_requested_at_us, \
+             events, simulation_events, log_bytes, round, simulation_finished) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             ?18, ?19, ?20, ?21, ?22)"
+        ))?
+        .execute(params![
+            submitted.run_id.to_sql(),
+            submitted.fab_id,
+            submitted.fab_version,
+            submitted.fab_hash,
+            submitted.federation,
+            codec::encode_value(&submitted.override_config),
+            codec::encode_value(&submitted.federation_options),
+            submitted.seed as i64,
+            submitted.build,
+            run.status.status_str(),
+            run.status.sub_status_str(),
+            run.details,
+            run.pending_at.0,
+            run.starting_at.map(|t| t.0),
+            run.running_at.map(|t| t.0),
+            run.finished_at.map(|t| t.0),
+            run.stop_requested_at.map(|t| t.0),
+            run.events as i64,
+            run.simulation_events as i64,
+            run.log_bytes as i64,
+            run.round as i64,
+            run.simulation_finished,
+        ])?;
+    Ok(())
+}
+
+const RUN_COLUMNS: &str = "run_id, fab_id, fab_version, fab_hash, federation, override_config, \
+    federation_options, seed, build, status, sub_status, details, pending_at_us, starting_at_us, \
+    running_at_us, finished_at_us, stop_requested_at_us, events, simulation_events, log_bytes, \
+    round, simulation_finished";
+
+/// A row of `runs` before its blobs are decoded.
+struct RawRun {
+    run: Run,
+    override_config: Vec<u8>,
+    federation_options: Vec<u8>,
+}
+
+fn raw_run(row: &Row) -> rusqlite::Result<RawRun> {
+    let micros = |index: usize| -> rusqlite::Result<Option<Micros>> {
+        Ok(row.get::<_, Option<i64>>(index)?.map(Micros))
+    };
+    let status: String = row.get(9)?;
+    let sub_status: String = row.get(10)?;
+    let status = match (status.as_str(), SubStatus::parse(&sub_status)) {
+        ("pending", _) => Status::Pending,
+        ("starting", _) => Status::Starting,
+        ("running", _) => Status::Running,
+        ("finished", Some(sub)) => Status::Finished(sub),
+        _ => {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                9,
+                rusqlite::types::Type::Text,
+                format!("unknown status {status}:{sub_status}").into(),
+            ))
+        }
+    };
+    Ok(RawRun {
+        run: Run {
+            submitted: RunSubmitted {
+                run_id: RunId::from_sql(row.get(0)?),
+                fab_id: row.get(1)?,
+                fab_version: row.get(2)?,
+                fab_hash: row.get(3)?,
+                federation: row.get(4)?,
+                override_config: Default::default(),
+                federation_options: Default::default(),
+                seed: row.get::<_, i64>(7)? as u64,
+                build: row.get(8)?,
+            },
+            status,
+            details: row.get(11)?,
+            pending_at: Micros(row.get(12)?),
+            starting_at: micros(13)?,
+            running_at: micros(14)?,
+            finished_at: micros(15)?,
+            stop_requested_at: micros(16)?,
+            events: row.get::<_, i64>(17)? as u64,
+            simulation_events: row.get::<_, i64>(18)? as u64,
+            log_bytes: row.get::<_, i64>(19)? as u64,
+            round: row.get::<_, i64>(20)? as u64,
+            simulation_finished: row.get(21)?,
+        },
+        override_config: row.get(5)?,
+        federation_options: row.get(6)?,
+    })
+}
+
+/// Which runs a query returns.
+#[derive(Clone, Copy, Debug)]
+pub enum RunFilter {
+    All,
+    One(RunId),
+    /// The newest `n` by pending time.
+    Newest(u64),
+}
+
+fn query_runs(connection: &Connection, path: &Path, filter: RunFilter) -> Result<Vec<Run>> {
+    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let sql = match filter {
+        RunFilter::All => format!("SELECT {RUN_COLUMNS} FROM {RUNS} ORDER BY pending_at_us DESC, run_id"),
+        RunFilter::One(_) => format!("SELECT {RUN_COLUMNS} FROM {RUNS} WHERE run_id = ?1"),
+        RunFilter::Newest(_) => {
+            format!("SELECT {RUN_COLUMNS} FROM {RUNS} ORDER BY pending_at_us DESC, run_id LIMIT ?1")
+        }
+    };
+    let mut statement = connection.prepare_cached(&sql).map_err(sqlite)?;
+    let rows = match filter {
+        RunFilter::All => statement.query_map([], raw_run),
+        RunFilter::One(run_id) => statement.query_map([run_id.to_sql()], raw_run),
+        RunFilter::Newest(n) => statement.query_map([n.min(i64::MAX as u64) as i64], raw_run),
+    }
+    .map_err(sqlite)?;
+    let mut runs = Vec::new();
+    for raw in rows {
+        let raw = raw.map_err(sqlite)?;
+        let codec_error = |source| Error::Codec { path: path.to_path_buf(), source };
+        let mut run = raw.run;
+        run.submitted.override_config =
+            codec::decode_value("override_config", &raw.override_config).map_err(codec_error)?;
+        run.submitted.federation_options =
+            codec::decode_value("federation_options", &raw.federation_options).map_err(codec_error)?;
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+fn query_events(connection: &Connection, path: &Path, run_id: Option<RunId>) -> Result<Vec<StoredEvent>> {
+    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let columns = "seq, run_id, kind, version, payload, recorded_at_us";
+    let mut statement = match run_id {
+        None => connection.prepare_cached(&format!("SELECT {columns} FROM {EVENTS} ORDER BY seq")),
+        Some(_) => connection.prepare_cached(&format!(
+            "SELECT {columns} FROM {EVENTS} WHERE run_id = ?1 ORDER BY seq"
+        )),
+    }
+    .map_err(sqlite)?;
+    let map = |row: &Row| -> rusqlite::Result<(i64, i64, String, u32, Vec<u8>, i64)> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+    };
+    let rows = match run_id {
+        None => statement.query_map([], map),
+        Some(run_id) => statement.query_map([run_id.to_sql()], map),
+    }
+    .map_err(sqlite)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (seq, run_id, kind, version, payload, at) = row.map_err(sqlite)?;
+        let event = codec::decode(&kind, version, &payload)
+            .map_err(|source| Error::Codec { path: path.to_path_buf(), source })?;
+        events.push(StoredEvent { seq: Seq(seq as u64), run_id: RunId::from_sql(run_id), at: Micros(at), event });
+    }
+    Ok(events)
+}
+
+/// An event in its stored form, undecoded (what replay compares).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawEvent {
+    pub seq: Seq,
+    pub kind: String,
+    pub version: u32,
+    pub payload: Vec<u8>,
+    pub at: Micros,
+}
+
+fn query_raw_events(connection: &Connection, path: &Path, run_id: RunId) -> Result<Vec<RawEvent>> {
+    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let mut statement = connection
+        .prepare_cached(&format!(
+            "SELECT seq, kind, version, payload, recorded_at_us FROM {EVENTS} \
+             WHERE run_id = ?1 ORDER BY seq"
+        ))
+        .map_err(sqlite)?;
+    let rows = statement
+        .query_map([run_id.to_sql()], |row| {
+            Ok(RawEvent {
+                seq: Seq(row.get::<_, i64>(0)? as u64),
+                kind: row.get(1)?,
+                version: row.get(2)?,
+                payload: row.get(3)?,
+                at: Micros(row.get(4)?),
+            })
+        })
+        .map_err(sqlite)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(sqlite)
+}
+
+fn query_logs(connection: &Connection, path: &Path, run_id: Option<RunId>, after: Micros) -> Result<Vec<LogChunk>> {
+    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let columns = "seq, run_id, recorded_at_us, text";
+    let mut statement = match run_id {
+        None => connection.prepare_cached(&format!("SELECT {columns} FROM {RUN_LOGS} ORDER BY seq")),
+        Some(_) => connection.prepare_cached(&format!(
+            "SELECT {columns} FROM {RUN_LOGS} WHERE run_id = ?1 AND recorded_at_us > ?2 \
+             ORDER BY recorded_at_us"
+        )),
+    }
+    .map_err(sqlite)?;
+    let map = |row: &Row| -> rusqlite::Result<LogChunk> {
+        Ok(LogChunk {
+            seq: Seq(row.get::<_, i64>(0)? as u64),
+            run_id: RunId::from_sql(row.get(1)?),
+            at: Micros(row.get(2)?),
+            text: row.get(3)?,
+        })
+    };
+    let rows = match run_id {
+        None => statement.query_map([], map),
+        Some(run_id) => statement.query_map(params![run_id.to_sql(), after.0], map),
+    }
+    .map_err(sqlite)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(sqlite)
+}
+
+fn query_rounds(connection: &Connection, path: &Path, run_id: Option<RunId>) -> Result<Vec<RoundMetrics>> {
+    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let columns = "run_id, round, source, results, failures, metrics, arrays";
+    let mut statement = match run_id {
+        None => connection.prepare_cached(&format!("SELECT {columns} FROM {ROUND_METRICS}")),
+        Some(_) => connection.prepare_cached(&format!(
+            "SELECT {columns} FROM {ROUND_METRICS} WHERE run_id = ?1 ORDER BY round, source"
+        )),
+    }
+    .map_err(sqlite)?;
+    type RawRound = (i64, i64, String, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+    let map = |row: &Row| -> rusqlite::Result<RawRound> {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+    };
+    let rows = match run_id {
+        None => statement.query_map([], map),
+        Some(run_id) => statement.query_map([run_id.to_sql()], map),
+    }
+    .map_err(sqlite)?;
+    let corrupt = |what: &str| Error::ProjectionMismatch {
+        path: path.to_path_buf(),
+        detail: format!("round_metrics holds {what}"),
+    };
+    let mut rounds = Vec::new();
+    for row in rows {
+        let (run_id, round, source, results, failures, metrics, arrays) = row.map_err(sqlite)?;
+        let metrics: Option<MetricRecord> = match metrics {
+            None => None,
+            Some(bytes) => Some(
+                codec::decode_value("round metrics", &bytes)
+                    .map_err(|source| Error::Codec { path: path.to_path_buf(), source })?,
+            ),
+        };
+        let arrays = match arrays {
+            None => None,
+            Some(bytes) => Some(Digest(bytes.try_into().map_err(|_| corrupt("a digest that is not 32 bytes"))?)),
+        };
+        rounds.push(RoundMetrics {
+            run_id: RunId::from_sql(run_id),
+            round: round as u64,
+            source: MetricSource::parse(&source).ok_or_else(|| corrupt("an unknown source"))?,
+            results: results as u64,
+            failures: failures as u64,
+            metrics,
+            arrays,
+        });
+    }
+    Ok(rounds)
+}
+
+fn load_projections(connection: &Connection, path: &Path) -> Result<Projections> {
+    let runs = query_runs(connection, path, RunFilter::All)?;
+    let rounds = query_rounds(connection, path, None)?;
+    Ok(Projections {
+        state: State { runs: runs.into_iter().map(|run| (run.run_id(), run)).collect() },
+        logs: query_logs(connection, path, None, Micros(0))?,
+        rounds: rounds.into_iter().map(|r| ((r.run_id, r.round, r.source), r)).collect(),
+    })
+}
+
+/// Queries over a borrowed connection.
+pub struct ReadView<'a> {
+    connection: &'a Connection,
+    path: &'a Path,
+}
+
+impl ReadView<'_> {
+    pub fn runs(&self, filter: RunFilter) -> Result<Vec<Run>> {
+        query_runs(self.connection, self.path, filter)
+    }
+
+    /// Log chunks of a run recorded strictly after `after`.
+    pub fn logs_after(&self, run_id: RunId, after: Micros) -> Result<Vec<LogChunk>> {
+        query_logs(self.connection, self.path, Some(run_id), after)
+    }
+
+    pub fn round_metrics(&self, run_id: RunId) -> Result<Vec<RoundMetrics>> {
+        query_rounds(self.connection, self.path, Some(run_id))
+    }
+
+    pub fn raw_events(&self, run_id: RunId) -> Result<Vec<RawEvent>> {
+        query_raw_events(self.connection, self.path, run_id)
+    }
+
+    pub fn run_events(&self, run_id: RunId) -> Result<Vec<StoredEvent>> {
+        query_events(self.connection, self.path, Some(run_id))
+    }
+
+    pub fn count_events(&self) -> Result<u64> {
+        self.connection
+            .query_row(&format!("SELECT COUNT(*) FROM {EVENTS}"), [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|source| Error::Sqlite { path: self.path.to_path_buf(), source })
+    }
+}
+
+/// A read-only connection of its own, for queries beside the writer.
+pub struct Reader {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader> {
+        let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+        Ok(Reader { connection, path: path.to_path_buf() })
+    }
+
+    pub fn view(&self) -> ReadView<'_> {
+        ReadView { connection: &self.connection, path: &self.path }
+    }
+
+    /// Whether `run_id` exists (a cheap check before streaming).
+    pub fn has_run(&self, run_id: RunId) -> Result<bool> {
+        self.connection
+            .query_row(&format!("SELECT 1 FROM {RUNS} WHERE run_id = ?1"), [run_id.to_sql()], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(|source| Error::Sqlite { path: self.path.clone(), source })
+    }
+}
