@@ -1,20 +1,62 @@
-//! floret: Flower's managed local SuperLink in Rust, event-sourced and
-//! replayable. See `docs/ARCHITECTURE.md` for the map.
+//! floret: Flower's managed local SuperLink in Rust, event-sourced,
+//! deterministic and replayable.
+//!
+//! # Layout
+//!
+//! - [`domain`]: the functional core: events, the run state machine,
+//!   projections. No I/O.
+//! - [`store`]: `state.db`, the event table and its projections. The only
+//!   module with SQL.
+//! - [`superlink`]: the SuperLink: Flower's Control and SimulationIo gRPC
+//!   APIs over a single-writer engine, and the launcher of app processes.
+//! - [`sim`]: the deterministic simulation engine; [`strategy`] (Flower's
+//!   strategies and `Strategy.start()`), [`clientapp`] and [`mods`] (the
+//!   ClientApp boundary), [`builtin`] and [`workload`] (the Rust-native apps).
+//! - [`simulation`]: the `flwr-simulation` app process around the engine.
+//! - [`replay`]: re-execution of a recorded run and the comparison.
+//! - [`cli`]: the `flwr` command line.
+//! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`],
+//!   [`proto`]: values, formatting and formats shared by the above.
+//!
+//! See docs/ARCHITECTURE.md for the map and its invariants.
+
+pub mod app;
+pub mod builtin;
+pub mod cli;
+pub mod clientapp;
 pub mod domain;
+pub mod fab;
+pub mod flwr_log;
+pub mod logfile;
+pub mod mods;
+pub mod proto;
+pub mod pyfmt;
 pub mod records;
+pub mod replay;
+pub mod sim;
+pub mod simulation;
 pub mod store;
-pub mod sim {
-    pub mod prng;
-}
-pub mod proto {
-    pub mod flwr {
-        pub mod proto {
-            tonic::include_proto!("flwr.proto");
-        }
-    }
-    pub mod floret {
-        pub mod v1 {
-            tonic::include_proto!("floret.v1");
-        }
-    }
-}
+pub mod strategy;
+pub mod superlink;
+pub mod timeline;
+pub mod workload;
+
+/// The product name reported by the Local API.
+pub const PRODUCT: &str = "floret";
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// This build, as recorded in every run's first event.
+pub const BUILD: &str = concat!(
+    "floret ",
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FLORET_GIT_COMMIT"),
+    ")"
+);
+/// What `--version` prints after the program name.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (floret, Flower 1.27 compatible; ",
+    env!("FLORET_GIT_COMMIT"),
+    ")"
+);

@@ -112,7 +112,12 @@ impl Array {
     /// An array whose element count must match its shape.
     pub fn new(shape: Vec<usize>, values: Values) -> Array {
         let count: usize = shape.iter().product();
-        assert_eq!(count, values.len(), "shape {shape:?} does not match {} values", values.len());
+        assert_eq!(
+            count,
+            values.len(),
+            "shape {shape:?} does not match {} values",
+            values.len()
+        );
         Array { shape, values }
     }
 
@@ -189,9 +194,10 @@ impl Array {
         }
         let (header_len, start) = match bytes[6] {
             1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-            2 | 3 if bytes.len() >= 12 => {
-                (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
-            }
+            2 | 3 if bytes.len() >= 12 => (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            ),
             version => return Err(format!("unsupported .npy version {version}")),
         };
         let header = bytes
@@ -224,7 +230,10 @@ impl Array {
             if data.len() != count * N {
                 return Err(format!("expected {} data bytes, found {}", count * N, data.len()));
             }
-            Ok(data.chunks_exact(N).map(|c| f(c.try_into().expect("chunk size"))).collect())
+            Ok(data
+                .chunks_exact(N)
+                .map(|c| f(c.try_into().expect("chunk size")))
+                .collect())
         }
         let values = match descr {
             "<f4" => Values::F32(chunks(data, count, f32::from_le_bytes)?),
@@ -331,7 +340,11 @@ pub type ArrayRecord = Ordered<Array>;
 impl ArrayRecord {
     /// Builds a record with keys `"0"`, `"1"`, ... as Flower does for lists.
     pub fn from_arrays(arrays: Vec<Array>) -> ArrayRecord {
-        arrays.into_iter().enumerate().map(|(i, a)| (i.to_string(), a)).collect()
+        arrays
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| (i.to_string(), a))
+            .collect()
     }
 
     /// Flower's `ArrayRecord.count_bytes()`: `.npy` bytes plus key lengths.

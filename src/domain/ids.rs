@@ -66,8 +66,8 @@ impl Micros {
     pub fn to_iso(self) -> String {
         let seconds = self.0.div_euclid(1_000_000);
         let micros = self.0.rem_euclid(1_000_000);
-        let time = chrono::DateTime::from_timestamp(seconds, (micros * 1000) as u32)
-            .unwrap_or(chrono::DateTime::UNIX_EPOCH);
+        let time =
+            chrono::DateTime::from_timestamp(seconds, (micros * 1000) as u32).unwrap_or(chrono::DateTime::UNIX_EPOCH);
         if micros == 0 {
             time.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
         } else {
@@ -88,9 +88,15 @@ mod tests {
 
     #[test]
     fn iso_matches_python_isoformat() {
-        assert_eq!(Micros(1_795_831_687_123_456).to_iso(), "2026-11-28T02:08:07.123456+00:00");
+        assert_eq!(
+            Micros(1_795_831_687_123_456).to_iso(),
+            "2026-11-28T02:08:07.123456+00:00"
+        );
         assert_eq!(Micros(1_795_831_687_000_000).to_iso(), "2026-11-28T02:08:07+00:00");
-        assert_eq!(Micros(1_795_831_687_000_010).to_iso(), "2026-11-28T02:08:07.000010+00:00");
+        assert_eq!(
+            Micros(1_795_831_687_000_010).to_iso(),
+            "2026-11-28T02:08:07.000010+00:00"
+        );
         for micros in [0, 1, 1_795_831_687_123_456, 1_795_831_687_000_000] {
             assert_eq!(Micros::parse_iso(&Micros(micros).to_iso()), Some(Micros(micros)));
         }

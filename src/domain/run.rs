@@ -13,9 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::domain::event::{
-    Event, LogAppended, RunFinished, RunSubmitted, SubStatus,
-};
+use crate::domain::event::{Event, LogAppended, RunFinished, RunSubmitted, SubStatus};
 use crate::domain::ids::{Micros, RunId};
 
 /// Where a run is in its life.
@@ -131,10 +129,16 @@ pub enum Rejection {
     UnknownRun(RunId),
     DuplicateRun(RunId),
     AlreadyFinished(RunId),
-    InvalidTransition { from: Status, to: Status },
+    InvalidTransition {
+        from: Status,
+        to: Status,
+    },
     /// Simulation events were sent for a run that is not running, or after
     /// the simulation's final event, or are not simulation events.
-    UnexpectedSimulationEvent { run_id: RunId, reason: String },
+    UnexpectedSimulationEvent {
+        run_id: RunId,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -194,12 +198,13 @@ pub fn decide(state: &State, run_id: RunId, command: &Command) -> Result<Vec<Eve
             Status::Running if run.stop_requested_at.is_some() => Ok(vec![]),
             Status::Running => Ok(vec![Event::RunStopRequested]),
         },
-        Command::AppendLog(text) => {
-            Ok(vec![Event::LogAppended(LogAppended { text: text.clone() })])
-        }
+        Command::AppendLog(text) => Ok(vec![Event::LogAppended(LogAppended { text: text.clone() })]),
         Command::AppendSimulation(events) => {
             let refuse = |reason: &str| {
-                Err(Rejection::UnexpectedSimulationEvent { run_id, reason: reason.to_string() })
+                Err(Rejection::UnexpectedSimulationEvent {
+                    run_id,
+                    reason: reason.to_string(),
+                })
             };
             if status != Status::Running {
                 return refuse(&format!("its status is {status}"));
@@ -270,7 +275,10 @@ pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
     let Some(run) = state.runs.get_mut(&run_id) else {
         // Only `decide` produces events, and it refuses unknown runs; an
         // event for an unknown run means the log itself is inconsistent.
-        panic!("event {} for unknown run {run_id}: the event log is corrupt", event.kind());
+        panic!(
+            "event {} for unknown run {run_id}: the event log is corrupt",
+            event.kind()
+        );
     };
     run.events += 1;
     if event.is_simulation() {
@@ -347,7 +355,10 @@ mod tests {
     }
 
     fn finish(sub_status: SubStatus) -> Command {
-        Command::Finish(RunFinished { sub_status, details: String::new() })
+        Command::Finish(RunFinished {
+            sub_status,
+            details: String::new(),
+        })
     }
 
     #[test]
@@ -416,7 +427,10 @@ mod tests {
             Command::AppendSimulation(vec![round.clone()]),
             Command::AppendSimulation(vec![Event::RunStarting]),
         ]);
-        assert_eq!(outcomes[1], "rejected: run 1 does not accept simulation events: its status is pending");
+        assert_eq!(
+            outcomes[1],
+            "rejected: run 1 does not accept simulation events: its status is pending"
+        );
         assert_eq!(outcomes[4], "ok RoundStarted");
         assert_eq!(
             outcomes[5],

@@ -98,7 +98,8 @@ impl Projections {
             self.logs.push(chunk);
         }
         if let Some(metrics) = round_metrics(stored) {
-            self.rounds.insert((metrics.run_id, metrics.round, metrics.source), metrics);
+            self.rounds
+                .insert((metrics.run_id, metrics.round, metrics.source), metrics);
         }
     }
 }

@@ -197,10 +197,7 @@ mod tests {
         // Reference: xoshiro256++ from state {1, 2, 3, 4} (the authors' C code).
         let mut prng = Prng { state: [1, 2, 3, 4] };
         let first: Vec<u64> = (0..4).map(|_| prng.next_u64()).collect();
-        assert_eq!(
-            first,
-            vec![41943041, 58720359, 3588806011781223, 3591011842654386]
-        );
+        assert_eq!(first, vec![41943041, 58720359, 3588806011781223, 3591011842654386]);
     }
 
     #[test]

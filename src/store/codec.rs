@@ -31,7 +31,10 @@ pub enum Error {
     #[error("event kind {kind} has payload version {version}, this build reads up to {VERSION}; the event log was written by a newer build")]
     UnknownVersion { kind: String, version: u32 },
     #[error("malformed {kind} payload: {source}; this indicates data corruption")]
-    Malformed { kind: String, source: rmp_serde::decode::Error },
+    Malformed {
+        kind: String,
+        source: rmp_serde::decode::Error,
+    },
 }
 
 fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
@@ -48,7 +51,10 @@ pub fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decodes what [`encode_value`] wrote.
 pub fn decode_value<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
-    rmp_serde::from_slice(bytes).map_err(|source| Error::Malformed { kind: what.to_string(), source })
+    rmp_serde::from_slice(bytes).map_err(|source| Error::Malformed {
+        kind: what.to_string(),
+        source,
+    })
 }
 
 /// Unit payloads are encoded as MessagePack `nil`.
@@ -83,7 +89,10 @@ pub fn decode(kind: &str, version: u32, payload: &[u8]) -> Result<Event, Error> 
         // Known kinds only have version 1 so far; see the module doc for how
         // a version 2 is added.
         if KINDS.contains(&kind) {
-            return Err(Error::UnknownVersion { kind: kind.to_string(), version });
+            return Err(Error::UnknownVersion {
+                kind: kind.to_string(),
+                version,
+            });
         }
     }
     let event = match kind {
@@ -102,7 +111,11 @@ pub fn decode(kind: &str, version: u32, payload: &[u8]) -> Result<Event, Error> 
         "CentralEvaluated" => Event::CentralEvaluated(payload_of(kind, payload)?),
         "SimulationStopped" => Event::SimulationStopped(payload_of(kind, payload)?),
         "SimulationFinished" => Event::SimulationFinished(payload_of(kind, payload)?),
-        other => return Err(Error::UnknownKind { kind: other.to_string() }),
+        other => {
+            return Err(Error::UnknownKind {
+                kind: other.to_string(),
+            })
+        }
     };
     Ok(event)
 }
@@ -140,9 +153,18 @@ mod tests {
     #[test]
     fn refuses_unknown_kinds_and_versions() {
         let (_, _, payload) = encode(&Event::RunStarting);
-        assert!(matches!(decode("RunStarting", 2, &payload), Err(Error::UnknownVersion { .. })));
-        assert!(matches!(decode("Teleported", 1, &payload), Err(Error::UnknownKind { .. })));
-        assert!(matches!(decode("RunFinished", 1, &[0x01]), Err(Error::Malformed { .. })));
+        assert!(matches!(
+            decode("RunStarting", 2, &payload),
+            Err(Error::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            decode("Teleported", 1, &payload),
+            Err(Error::UnknownKind { .. })
+        ));
+        assert!(matches!(
+            decode("RunFinished", 1, &[0x01]),
+            Err(Error::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -171,7 +193,10 @@ mod tests {
             round: 1,
             phase: Phase::Train,
             node_id: 9,
-            reply: Reply::Content { metrics: Some(metrics), arrays: Some(Digest([1; 32])) },
+            reply: Reply::Content {
+                metrics: Some(metrics),
+                arrays: Some(Digest([1; 32])),
+            },
         });
         let (_, _, payload) = encode(&reply);
         assert_eq!(decode("ReplyReceived", 1, &payload).unwrap(), reply);

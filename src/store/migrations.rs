@@ -78,8 +78,7 @@ pub const MIGRATIONS: &[&str] = &[
 /// transaction. The caller has checked that the file is ours (or empty) and
 /// not newer than this build.
 pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
-    let transaction =
-        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
     let applied: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let applied = applied as usize;
     for migration in MIGRATIONS.iter().skip(applied) {
@@ -101,8 +100,9 @@ mod tests {
         let mut connection = Connection::open_in_memory().unwrap();
         migrate(&mut connection).unwrap();
         migrate(&mut connection).unwrap();
-        let version: i64 =
-            connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(version as usize, MIGRATIONS.len());
     }
 }

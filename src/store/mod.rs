@@ -69,11 +69,11 @@ fn inspect(connection: &Connection) -> rusqlite::Result<Inspection> {
     let application_id: i32 = connection.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let version = version as usize;
-    let mut statement = connection.prepare(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-    )?;
-    let tables: Vec<String> =
-        statement.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let mut statement = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
+    let tables: Vec<String> = statement
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(match (application_id, tables.is_empty()) {
         (APPLICATION_ID, _) => Inspection::Ours { version },
         (0, true) => Inspection::Empty,
@@ -108,12 +108,19 @@ fn schema_mismatch(path: &Path, inspection: &Inspection) -> Option<Error> {
                 "The file {} is not a floret state database{} (tables: [{}]). Back it up and move it \
                  away, or point --database at another file, to start with a fresh database.",
                 path.display(),
-                if flower { "; it looks like a Python Flower state database" } else { "" },
+                if flower {
+                    "; it looks like a Python Flower state database"
+                } else {
+                    ""
+                },
                 tables.join(", ")
             )
         }
     };
-    Some(Error::SchemaMismatch { path: path.to_path_buf(), detail })
+    Some(Error::SchemaMismatch {
+        path: path.to_path_buf(),
+        detail,
+    })
 }
 
 /// The single writer of a state database.
@@ -130,13 +137,14 @@ impl Store {
     /// Opens (or creates) the database at `path`. A file of another schema is
     /// refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Store> {
-        let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+        let sqlite = |source| Error::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
         if path.exists() {
-            let probe = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(sqlite)?;
+            let probe =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map_err(sqlite)?;
             let inspection = inspect(&probe).map_err(sqlite)?;
             drop(probe);
             if let Some(error) = schema_mismatch(path, &inspection) {
@@ -150,13 +158,18 @@ impl Store {
     /// A database that lives only in memory (tests, replay).
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
-        let connection =
-            Connection::open_in_memory().map_err(|source| Error::Sqlite { path: path.clone(), source })?;
+        let connection = Connection::open_in_memory().map_err(|source| Error::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
         Store::init(connection, path)
     }
 
     fn init(mut connection: Connection, path: PathBuf) -> Result<Store> {
-        let sqlite = |source| Error::Sqlite { path: path.clone(), source };
+        let sqlite = |source| Error::Sqlite {
+            path: path.clone(),
+            source,
+        };
         configure(&connection).map_err(sqlite)?;
         // Check again under the write connection: the file may have been
         // created by another process since the probe.
@@ -166,11 +179,18 @@ impl Store {
         }
         migrations::migrate(&mut connection).map_err(sqlite)?;
         let runs = query_runs(&connection, &path, RunFilter::All)?;
-        let state = State { runs: runs.into_iter().map(|run| (run.run_id(), run)).collect() };
+        let state = State {
+            runs: runs.into_iter().map(|run| (run.run_id(), run)).collect(),
+        };
         let last_at: Option<i64> = connection
             .query_row(&format!("SELECT MAX(recorded_at_us) FROM {EVENTS}"), [], |r| r.get(0))
             .map_err(sqlite)?;
-        Ok(Store { connection, path, state, last_at: Micros(last_at.unwrap_or(0)) })
+        Ok(Store {
+            connection,
+            path,
+            state,
+            last_at: Micros(last_at.unwrap_or(0)),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -188,7 +208,10 @@ impl Store {
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> Error {
-        Error::Sqlite { path: self.path.clone(), source }
+        Error::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Appends `events` of one run in one transaction and updates the
@@ -200,11 +223,7 @@ impl Store {
     }
 
     /// Appends the events of several runs in one transaction.
-    pub fn append_batch(
-        &mut self,
-        batch: &[(RunId, &[Event])],
-        now: Micros,
-    ) -> Result<Vec<StoredEvent>> {
+    pub fn append_batch(&mut self, batch: &[(RunId, &[Event])], now: Micros) -> Result<Vec<StoredEvent>> {
         // Fold into a scratch copy of the touched runs first: if the
         // transaction fails, the in-memory state is left as it was.
         let mut scratch = State::default();
@@ -229,20 +248,35 @@ impl Store {
                          VALUES (?1, ?2, ?3, ?4, ?5)"
                     ))
                     .and_then(|mut s| s.execute(params![run_id.to_sql(), kind, version, payload, at.0]))
-                    .map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+                    .map_err(|s| Error::Sqlite {
+                        path: self.path.clone(),
+                        source: s,
+                    })?;
                 let seq = Seq(transaction.last_insert_rowid() as u64);
-                let record = StoredEvent { seq, run_id: *run_id, at, event: event.clone() };
+                let record = StoredEvent {
+                    seq,
+                    run_id: *run_id,
+                    at,
+                    event: event.clone(),
+                };
                 run::apply(&mut scratch, *run_id, event, at);
-                write_event_projections(&transaction, &record)
-                    .map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+                write_event_projections(&transaction, &record).map_err(|s| Error::Sqlite {
+                    path: self.path.clone(),
+                    source: s,
+                })?;
                 stored.push(record);
             }
             if let Some(run) = scratch.runs.get(run_id) {
-                write_run(&transaction, run)
-                    .map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+                write_run(&transaction, run).map_err(|s| Error::Sqlite {
+                    path: self.path.clone(),
+                    source: s,
+                })?;
             }
         }
-        transaction.commit().map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+        transaction.commit().map_err(|s| Error::Sqlite {
+            path: self.path.clone(),
+            source: s,
+        })?;
         self.last_at = at;
         self.state.runs.extend(scratch.runs);
         Ok(stored)
@@ -273,7 +307,10 @@ impl Store {
     pub fn verify(&self) -> Result<()> {
         let folded = self.rebuild_projections()?;
         let loaded = self.load_projections()?;
-        let mismatch = |detail: String| Error::ProjectionMismatch { path: self.path.clone(), detail };
+        let mismatch = |detail: String| Error::ProjectionMismatch {
+            path: self.path.clone(),
+            detail,
+        };
         if folded.state != loaded.state {
             return Err(mismatch(first_run_difference(&folded.state, &loaded.state)));
         }
@@ -319,7 +356,10 @@ impl Store {
             }
             Ok(())
         };
-        write(&transaction).map_err(|s| Error::Sqlite { path: self.path.clone(), source: s })?;
+        write(&transaction).map_err(|s| Error::Sqlite {
+            path: self.path.clone(),
+            source: s,
+        })?;
         transaction.commit().map_err(|s| self.sqlite(s))?;
         self.state = folded.state;
         Ok(())
@@ -327,7 +367,10 @@ impl Store {
 
     /// A read-only view through the writer's own connection.
     pub fn reader(&self) -> ReadView<'_> {
-        ReadView { connection: &self.connection, path: &self.path }
+        ReadView {
+            connection: &self.connection,
+            path: &self.path,
+        }
     }
 }
 
@@ -360,7 +403,12 @@ fn insert_log(connection: &Connection, chunk: &LogChunk) -> rusqlite::Result<()>
         .prepare_cached(&format!(
             "INSERT INTO {RUN_LOGS} (seq, run_id, recorded_at_us, text) VALUES (?1, ?2, ?3, ?4)"
         ))?
-        .execute(params![chunk.seq.0 as i64, chunk.run_id.to_sql(), chunk.at.0, chunk.text])?;
+        .execute(params![
+            chunk.seq.0 as i64,
+            chunk.run_id.to_sql(),
+            chunk.at.0,
+            chunk.text
+        ])?;
     Ok(())
 }
 
@@ -434,9 +482,8 @@ struct RawRun {
 }
 
 fn raw_run(row: &Row) -> rusqlite::Result<RawRun> {
-    let micros = |index: usize| -> rusqlite::Result<Option<Micros>> {
-        Ok(row.get::<_, Option<i64>>(index)?.map(Micros))
-    };
+    let micros =
+        |index: usize| -> rusqlite::Result<Option<Micros>> { Ok(row.get::<_, Option<i64>>(index)?.map(Micros)) };
     let status: String = row.get(9)?;
     let sub_status: String = row.get(10)?;
     let status = match (status.as_str(), SubStatus::parse(&sub_status)) {
@@ -493,7 +540,10 @@ pub enum RunFilter {
 }
 
 fn query_runs(connection: &Connection, path: &Path, filter: RunFilter) -> Result<Vec<Run>> {
-    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let sqlite = |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let sql = match filter {
         RunFilter::All => format!("SELECT {RUN_COLUMNS} FROM {RUNS} ORDER BY pending_at_us DESC, run_id"),
         RunFilter::One(_) => format!("SELECT {RUN_COLUMNS} FROM {RUNS} WHERE run_id = ?1"),
@@ -511,7 +561,10 @@ fn query_runs(connection: &Connection, path: &Path, filter: RunFilter) -> Result
     let mut runs = Vec::new();
     for raw in rows {
         let raw = raw.map_err(sqlite)?;
-        let codec_error = |source| Error::Codec { path: path.to_path_buf(), source };
+        let codec_error = |source| Error::Codec {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut run = raw.run;
         run.submitted.override_config =
             codec::decode_value("override_config", &raw.override_config).map_err(codec_error)?;
@@ -523,7 +576,10 @@ fn query_runs(connection: &Connection, path: &Path, filter: RunFilter) -> Result
 }
 
 fn query_events(connection: &Connection, path: &Path, run_id: Option<RunId>) -> Result<Vec<StoredEvent>> {
-    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let sqlite = |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let columns = "seq, run_id, kind, version, payload, recorded_at_us";
     let mut statement = match run_id {
         None => connection.prepare_cached(&format!("SELECT {columns} FROM {EVENTS} ORDER BY seq")),
@@ -533,7 +589,14 @@ fn query_events(connection: &Connection, path: &Path, run_id: Option<RunId>) -> 
     }
     .map_err(sqlite)?;
     let map = |row: &Row| -> rusqlite::Result<(i64, i64, String, u32, Vec<u8>, i64)> {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+        ))
     };
     let rows = match run_id {
         None => statement.query_map([], map),
@@ -543,9 +606,16 @@ fn query_events(connection: &Connection, path: &Path, run_id: Option<RunId>) -> 
     let mut events = Vec::new();
     for row in rows {
         let (seq, run_id, kind, version, payload, at) = row.map_err(sqlite)?;
-        let event = codec::decode(&kind, version, &payload)
-            .map_err(|source| Error::Codec { path: path.to_path_buf(), source })?;
-        events.push(StoredEvent { seq: Seq(seq as u64), run_id: RunId::from_sql(run_id), at: Micros(at), event });
+        let event = codec::decode(&kind, version, &payload).map_err(|source| Error::Codec {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        events.push(StoredEvent {
+            seq: Seq(seq as u64),
+            run_id: RunId::from_sql(run_id),
+            at: Micros(at),
+            event,
+        });
     }
     Ok(events)
 }
@@ -561,7 +631,10 @@ pub struct RawEvent {
 }
 
 fn query_raw_events(connection: &Connection, path: &Path, run_id: RunId) -> Result<Vec<RawEvent>> {
-    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let sqlite = |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut statement = connection
         .prepare_cached(&format!(
             "SELECT seq, kind, version, payload, recorded_at_us FROM {EVENTS} \
@@ -583,7 +656,10 @@ fn query_raw_events(connection: &Connection, path: &Path, run_id: RunId) -> Resu
 }
 
 fn query_logs(connection: &Connection, path: &Path, run_id: Option<RunId>, after: Micros) -> Result<Vec<LogChunk>> {
-    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let sqlite = |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let columns = "seq, run_id, recorded_at_us, text";
     let mut statement = match run_id {
         None => connection.prepare_cached(&format!("SELECT {columns} FROM {RUN_LOGS} ORDER BY seq")),
@@ -610,7 +686,10 @@ fn query_logs(connection: &Connection, path: &Path, run_id: Option<RunId>, after
 }
 
 fn query_rounds(connection: &Connection, path: &Path, run_id: Option<RunId>) -> Result<Vec<RoundMetrics>> {
-    let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
+    let sqlite = |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let columns = "run_id, round, source, results, failures, metrics, arrays";
     let mut statement = match run_id {
         None => connection.prepare_cached(&format!("SELECT {columns} FROM {ROUND_METRICS}")),
@@ -621,7 +700,15 @@ fn query_rounds(connection: &Connection, path: &Path, run_id: Option<RunId>) -> 
     .map_err(sqlite)?;
     type RawRound = (i64, i64, String, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
     let map = |row: &Row| -> rusqlite::Result<RawRound> {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(6)?,
+        ))
     };
     let rows = match run_id {
         None => statement.query_map([], map),
@@ -638,13 +725,17 @@ fn query_rounds(connection: &Connection, path: &Path, run_id: Option<RunId>) -> 
         let metrics: Option<MetricRecord> = match metrics {
             None => None,
             Some(bytes) => Some(
-                codec::decode_value("round metrics", &bytes)
-                    .map_err(|source| Error::Codec { path: path.to_path_buf(), source })?,
+                codec::decode_value("round metrics", &bytes).map_err(|source| Error::Codec {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
             ),
         };
         let arrays = match arrays {
             None => None,
-            Some(bytes) => Some(Digest(bytes.try_into().map_err(|_| corrupt("a digest that is not 32 bytes"))?)),
+            Some(bytes) => Some(Digest(
+                bytes.try_into().map_err(|_| corrupt("a digest that is not 32 bytes"))?,
+            )),
         };
         rounds.push(RoundMetrics {
             run_id: RunId::from_sql(run_id),
@@ -663,7 +754,9 @@ fn load_projections(connection: &Connection, path: &Path) -> Result<Projections>
     let runs = query_runs(connection, path, RunFilter::All)?;
     let rounds = query_rounds(connection, path, None)?;
     Ok(Projections {
-        state: State { runs: runs.into_iter().map(|run| (run.run_id(), run)).collect() },
+        state: State {
+            runs: runs.into_iter().map(|run| (run.run_id(), run)).collect(),
+        },
         logs: query_logs(connection, path, None, Micros(0))?,
         rounds: rounds.into_iter().map(|r| ((r.run_id, r.round, r.source), r)).collect(),
     })
@@ -701,7 +794,10 @@ impl ReadView<'_> {
         self.connection
             .query_row(&format!("SELECT COUNT(*) FROM {EVENTS}"), [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
-            .map_err(|source| Error::Sqlite { path: self.path.to_path_buf(), source })
+            .map_err(|source| Error::Sqlite {
+                path: self.path.to_path_buf(),
+                source,
+            })
     }
 }
 
@@ -713,26 +809,42 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
-        let sqlite = |source| Error::Sqlite { path: path.to_path_buf(), source };
-        let connection = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
-        Ok(Reader { connection, path: path.to_path_buf() })
+        let sqlite = |source| Error::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let connection =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(sqlite)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        Ok(Reader {
+            connection,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn view(&self) -> ReadView<'_> {
-        ReadView { connection: &self.connection, path: &self.path }
+        ReadView {
+            connection: &self.connection,
+            path: &self.path,
+        }
     }
 
     /// Whether `run_id` exists (a cheap check before streaming).
     pub fn has_run(&self, run_id: RunId) -> Result<bool> {
         self.connection
-            .query_row(&format!("SELECT 1 FROM {RUNS} WHERE run_id = ?1"), [run_id.to_sql()], |_| Ok(()))
+            .query_row(
+                &format!("SELECT 1 FROM {RUNS} WHERE run_id = ?1"),
+                [run_id.to_sql()],
+                |_| Ok(()),
+            )
             .optional()
             .map(|found| found.is_some())
-            .map_err(|source| Error::Sqlite { path: self.path.clone(), source })
+            .map_err(|source| Error::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
     }
 }

@@ -8,8 +8,8 @@ use crate::flwr_log::Logger;
 use crate::pyfmt::format_f;
 use crate::records::{ArrayRecord, ConfigRecord, ConfigValue, Message, MetricRecord, Record, RecordDict};
 use crate::strategy::{
-    aggregate_arrayrecords, aggregate_metricrecords, check_and_log_replies, sample_nodes, validate_replies,
-    Grid, Strategy, StrategyError,
+    aggregate_arrayrecords, aggregate_metricrecords, check_and_log_replies, sample_nodes, validate_replies, Grid,
+    Strategy, StrategyError,
 };
 
 /// FedAvg's constructor parameters, with Flower's defaults.

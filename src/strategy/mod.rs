@@ -19,6 +19,7 @@
 //! Strategies never do I/O, never read clocks, and draw randomness only from
 //! streams the [`Grid`] derives from the run's seed.
 
+pub mod config;
 pub mod fedavg;
 pub mod start;
 
@@ -26,9 +27,7 @@ use std::fmt;
 
 use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
-use crate::records::{
-    Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, RecordDict, Values,
-};
+use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, RecordDict, Values};
 use crate::sim::prng::Prng;
 
 pub use fedavg::{FedAvg, FedAvgParams};
@@ -145,11 +144,17 @@ pub fn sample_nodes(
             all.len(),
             required
         ));
-        return Err(StrategyError::NotEnoughNodes { connected: all.len(), required });
+        return Err(StrategyError::NotEnoughNodes {
+            connected: all.len(),
+            required,
+        });
     }
     let mut prng = grid.prng(&[sampling_purpose(phase), round]);
-    let sampled: Vec<u64> =
-        prng.sample_indices(all.len(), sample_size).into_iter().map(|i| all[i]).collect();
+    let sampled: Vec<u64> = prng
+        .sample_indices(all.len(), sample_size)
+        .into_iter()
+        .map(|i| all[i])
+        .collect();
     log.info(format!(
         "configure_{}: Sampled {} nodes (out of {})",
         phase.as_str(),
@@ -221,10 +226,7 @@ pub fn validate_replies(
         }
     }
     if contents.iter().any(|c| c.metric_records().count() > 1) {
-        return fail(
-            "Expected exactly one MetricRecord in replies, but found more. Skipping aggregation."
-                .into(),
-        );
+        return fail("Expected exactly one MetricRecord in replies, but found more. Skipping aggregation.".into());
     }
     if let Some((name, record)) = first.metric_records().next() {
         let keys: Vec<&str> = record.keys().collect();
@@ -240,7 +242,11 @@ pub fn validate_replies(
         }
     }
     for content in contents {
-        match content.metric_records().next().and_then(|(_, r)| r.get(weighted_by_key)) {
+        match content
+            .metric_records()
+            .next()
+            .and_then(|(_, r)| r.get(weighted_by_key))
+        {
             None => {
                 return fail(format!(
                     "Missing required key `{weighted_by_key}` in the MetricRecord of reply \
@@ -261,7 +267,11 @@ pub fn validate_replies(
 
 /// The weight of a reply: its MetricRecord's `weighted_by_key` value.
 pub fn reply_weight(content: &RecordDict, weighted_by_key: &str) -> f64 {
-    match content.metric_records().next().and_then(|(_, r)| r.get(weighted_by_key)) {
+    match content
+        .metric_records()
+        .next()
+        .and_then(|(_, r)| r.get(weighted_by_key))
+    {
         Some(MetricValue::Int(i)) => *i as f64,
         Some(MetricValue::Float(f)) => *f,
         _ => 0.0,
@@ -325,9 +335,7 @@ pub fn add_scaled(sum: &mut Array, array: &Array, factor: f64) {
             s.iter_mut().zip(v).for_each(|(s, x)| *s += x * factor);
         }
         (Values::F64(s), Values::F64(v)) => s.iter_mut().zip(v).for_each(|(s, x)| *s += x * factor),
-        (Values::F64(s), other) => {
-            s.iter_mut().zip(other.to_f64_vec()).for_each(|(s, x)| *s += x * factor)
-        }
+        (Values::F64(s), other) => s.iter_mut().zip(other.to_f64_vec()).for_each(|(s, x)| *s += x * factor),
         (s, v) => panic!("cannot accumulate {} into {}", v.dtype(), s.dtype()),
     }
 }
@@ -339,7 +347,9 @@ pub fn aggregate_metricrecords(contents: &[&RecordDict], weighted_by_key: &str) 
     let factors = weight_factors(contents, weighted_by_key);
     let mut out = MetricRecord::new();
     for (content, factor) in contents.iter().zip(&factors) {
-        let Some((_, record)) = content.metric_records().next() else { continue };
+        let Some((_, record)) = content.metric_records().next() else {
+            continue;
+        };
         for (key, value) in record.iter() {
             if key == weighted_by_key {
                 continue;

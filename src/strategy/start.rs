@@ -102,7 +102,15 @@ pub fn start(
     log: &mut Logger,
 ) -> Result<RunResult, Incomplete> {
     let mut result = RunResult::default();
-    match run_rounds(strategy, driver, initial_arrays, config, &mut evaluate_fn, log, &mut result) {
+    match run_rounds(
+        strategy,
+        driver,
+        initial_arrays,
+        config,
+        &mut evaluate_fn,
+        log,
+        &mut result,
+    ) {
         Ok(()) => Ok(result),
         Err(error) => Err(Incomplete { error, result }),
     }
@@ -118,7 +126,11 @@ fn run_rounds(
     log: &mut Logger,
     result: &mut RunResult,
 ) -> Result<(), StartError> {
-    let StartConfig { num_rounds, mut train_config, mut evaluate_config } = config;
+    let StartConfig {
+        num_rounds,
+        mut train_config,
+        mut evaluate_config,
+    } = config;
     log.info(format!("Starting {} strategy:", strategy.name()));
     log.info(format!("\t├── Number of rounds: {num_rounds}"));
     log.info(format!(
@@ -126,15 +138,24 @@ fn run_rounds(
         format_f(initial_arrays.npy_bytes() as f64 / (1024.0 * 1024.0), 2)
     ));
     log.info(format!("\t├── ConfigRecord (train): {}", config_str(&train_config)));
-    log.info(format!("\t├── ConfigRecord (evaluate): {}", config_str(&evaluate_config)));
+    log.info(format!(
+        "\t├── ConfigRecord (evaluate): {}",
+        config_str(&evaluate_config)
+    ));
     strategy.summary(log);
     log.info("");
 
     if let Some(evaluate) = evaluate_fn.as_mut() {
         driver.checkpoint(0, "initial evaluation", log)?;
         let metrics = evaluate(0, &initial_arrays);
-        log.info(format!("Initial global evaluation results: {}", metrics_repr(metrics.as_ref())));
-        driver.record(Event::CentralEvaluated(CentralEvaluated { round: 0, metrics: metrics.clone() }));
+        log.info(format!(
+            "Initial global evaluation results: {}",
+            metrics_repr(metrics.as_ref())
+        ));
+        driver.record(Event::CentralEvaluated(CentralEvaluated {
+            round: 0,
+            metrics: metrics.clone(),
+        }));
         if let Some(metrics) = metrics {
             result.evaluate_metrics_serverapp.insert(0, metrics);
         }
@@ -151,13 +172,22 @@ fn run_rounds(
         let replies = driver.send_and_receive(round, Phase::Train, messages, log)?;
         driver.checkpoint(round, "aggregate_train", log)?;
         let (aggregated_arrays, aggregated_metrics) = strategy.aggregate_train(round, &replies, log)?;
-        driver.record(aggregated_event(round, Phase::Train, &replies, &aggregated_metrics, &aggregated_arrays));
+        driver.record(aggregated_event(
+            round,
+            Phase::Train,
+            &replies,
+            &aggregated_metrics,
+            &aggregated_arrays,
+        ));
         if let Some(new_arrays) = aggregated_arrays {
             result.arrays = new_arrays.clone();
             arrays = new_arrays;
         }
         if let Some(metrics) = aggregated_metrics {
-            log.info(format!("\t└──> Aggregated MetricRecord: {}", metrics_repr(Some(&metrics))));
+            log.info(format!(
+                "\t└──> Aggregated MetricRecord: {}",
+                metrics_repr(Some(&metrics))
+            ));
             result.train_metrics_clientapp.insert(round, metrics);
         }
 
@@ -168,7 +198,10 @@ fn run_rounds(
         let aggregated = strategy.aggregate_evaluate(round, &replies, log)?;
         driver.record(aggregated_event(round, Phase::Evaluate, &replies, &aggregated, &None));
         if let Some(metrics) = aggregated {
-            log.info(format!("\t└──> Aggregated MetricRecord: {}", metrics_repr(Some(&metrics))));
+            log.info(format!(
+                "\t└──> Aggregated MetricRecord: {}",
+                metrics_repr(Some(&metrics))
+            ));
             result.evaluate_metrics_clientapp.insert(round, metrics);
         }
 
@@ -177,7 +210,10 @@ fn run_rounds(
             log.info("Global evaluation");
             let metrics = evaluate(round, &arrays);
             log.info(format!("\t└──> MetricRecord: {}", metrics_repr(metrics.as_ref())));
-            driver.record(Event::CentralEvaluated(CentralEvaluated { round, metrics: metrics.clone() }));
+            driver.record(Event::CentralEvaluated(CentralEvaluated {
+                round,
+                metrics: metrics.clone(),
+            }));
             if let Some(metrics) = metrics {
                 result.evaluate_metrics_serverapp.insert(round, metrics);
             }
@@ -186,7 +222,10 @@ fn run_rounds(
     }
 
     log.info("");
-    log.info(format!("Strategy execution finished in {}s", format_f(driver.elapsed_secs(), 2)));
+    log.info(format!(
+        "Strategy execution finished in {}s",
+        format_f(driver.elapsed_secs(), 2)
+    ));
     log.info("");
     log.info("Final results:");
     log.info("");
@@ -224,7 +263,12 @@ pub fn metrics_repr(metrics: Option<&MetricRecord>) -> String {
 }
 
 fn metric_dict(metrics: &MetricRecord, value: fn(&MetricValue) -> PyValue) -> PyValue {
-    PyValue::Dict(metrics.iter().map(|(k, v)| (PyValue::Str(k.to_string()), value(v))).collect())
+    PyValue::Dict(
+        metrics
+            .iter()
+            .map(|(k, v)| (PyValue::Str(k.to_string()), value(v)))
+            .collect(),
+    )
 }
 
 fn metric_value_repr(value: &MetricValue) -> PyValue {
@@ -239,9 +283,7 @@ fn metric_value_repr(value: &MetricValue) -> PyValue {
 /// Flower's `format_value` for the final results block: floats as `%.4e`
 /// strings, ints as strings, lists as the string of their formatted items.
 fn metric_value_formatted(value: &MetricValue) -> PyValue {
-    let list = |items: Vec<String>| {
-        PyValue::Str(PyValue::List(items.into_iter().map(PyValue::Str).collect()).repr())
-    };
+    let list = |items: Vec<String>| PyValue::Str(PyValue::List(items.into_iter().map(PyValue::Str).collect()).repr());
     match value {
         MetricValue::Int(i) => PyValue::Str(i.to_string()),
         MetricValue::Float(f) => PyValue::Str(format_e(*f, 4)),
@@ -266,12 +308,8 @@ fn config_str(config: &ConfigRecord) -> String {
                 ConfigValue::Bytes(_) => "<bytes>".into(),
                 ConfigValue::Bool(b) => PyValue::Bool(*b).repr(),
                 ConfigValue::IntList(l) => PyValue::List(l.iter().map(|&i| PyValue::Int(i)).collect()).repr(),
-                ConfigValue::FloatList(l) => {
-                    PyValue::List(l.iter().map(|&f| PyValue::Float(f)).collect()).repr()
-                }
-                ConfigValue::StrList(l) => {
-                    PyValue::List(l.iter().map(|s| PyValue::Str(s.clone())).collect()).repr()
-                }
+                ConfigValue::FloatList(l) => PyValue::List(l.iter().map(|&f| PyValue::Float(f)).collect()).repr(),
+                ConfigValue::StrList(l) => PyValue::List(l.iter().map(|s| PyValue::Str(s.clone())).collect()).repr(),
                 ConfigValue::BytesList(_) => "<bytes>".into(),
                 ConfigValue::BoolList(l) => PyValue::List(l.iter().map(|&b| PyValue::Bool(b)).collect()).repr(),
             };

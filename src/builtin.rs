@@ -1,0 +1,608 @@
+//! The built-in, Rust-native apps, named in `pyproject.toml` by components of
+//! the form `floret:<name>`:
+//!
+//! - `serverapp = "floret:serverapp"`: Flower's strategy loop
+//!   (`Strategy.start()`) with the strategy chosen by `strategy.name`;
+//! - `clientapp = "floret:logreg"` or `"floret:mlp"`: a ClientApp that trains
+//!   a multinomial logistic regression or a one-hidden-layer perceptron with
+//!   minibatch SGD on its partition of the dataset chosen by `dataset`
+//!   (`"digits"`, the UCI handwritten digits, or `"synthetic"`).
+//!
+//! The `floret:` form is a valid Python object reference (module `floret`,
+//! attribute `<name>`), so an app that ships a small `floret.py` marker file
+//! can also be submitted with the Python `flwr` CLI. Any other component
+//! names Python code, which this runtime cannot run yet: such apps are
+//! refused before the run starts, with a message that says so.
+//!
+//! Everything about a built-in run is read from the run configuration with
+//! Flower's keys (`num-server-rounds`, `fraction-train`, `local-epochs`,
+//! `lr`, ...) plus `seed`; see [`WorkloadConfig`] and docs/APPS.md.
+
+use std::sync::Arc;
+
+use crate::app::AppConfig;
+use crate::clientapp::{ClientApp, ClientEnv};
+use crate::flwr_log::Logger;
+use crate::records::{
+    error_code, ArrayRecord, ConfigRecord, ConfigValue, Context, Error, Message, MetricRecord, MetricValue, Record,
+    RecordDict, Scalar, UserConfig,
+};
+use crate::sim::prng::{purpose, Prng};
+use crate::sim::{Apps, Inputs, ServerApp};
+use crate::strategy::start::{self, Driver, Incomplete, StartConfig};
+use crate::strategy::Strategy;
+use crate::workload::{self, Dataset, Model, ModelKind, Partitioning, SyntheticSpec, TrainOptions};
+
+/// The module name of built-in components.
+pub const MODULE: &str = "floret";
+/// Built-in ServerApps.
+pub const SERVER_APPS: &[&str] = &["serverapp"];
+/// Built-in ClientApps.
+pub const CLIENT_APPS: &[&str] = &["logreg", "mlp"];
+
+/// Run-config keys the built-in apps read (besides `strategy.*`, `dp.*`,
+/// `mods.*` and the FedAvg keys read by the strategy).
+const KNOWN_KEYS: &[&str] = &[
+    "seed",
+    "num-server-rounds",
+    "local-epochs",
+    "lr",
+    "batch-size",
+    "dataset",
+    "partitioning",
+    "dirichlet-alpha",
+    "central-evaluation",
+    "mlp.hidden",
+    "synthetic.samples-per-node",
+    "synthetic.features",
+    "synthetic.classes",
+    "synthetic.skew",
+    "synthetic.noise",
+    "synthetic.test-size",
+    "fault.fail-partitions",
+    "fault.client-failure-rate",
+    "fraction-train",
+    "fraction-evaluate",
+    "min-train-nodes",
+    "min-evaluate-nodes",
+    "min-available-nodes",
+    "weighted-by-key",
+    "arrayrecord-key",
+    "configrecord-key",
+];
+
+/// `floret:<name>` → `Some(name)`.
+pub fn builtin_name(component: &str) -> Option<&str> {
+    component.strip_prefix(MODULE)?.strip_prefix(':')
+}
+
+/// Checks that the components are built-in apps this build has.
+pub fn check_components(server_app: &str, client_app: &str) -> Result<(), String> {
+    let check = |role: &str, component: &str, known: &[&str]| match builtin_name(component) {
+        Some(name) if known.contains(&name) => Ok(()),
+        Some(name) => Err(format!(
+            "Unknown built-in {role} `floret:{name}` in [tool.flwr.app.components]. Built-in {role}s: {}.",
+            known
+                .iter()
+                .map(|n| format!("floret:{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => Err(format!(
+            "The {role} component `{component}` names Python code, and Python apps are not supported yet: \
+             floret runs Rust-native built-in apps only. Use `{role} = \"floret:{}\"` in \
+             [tool.flwr.app.components] (see docs/APPS.md).",
+            known[0]
+        )),
+    };
+    check("serverapp", server_app, SERVER_APPS)?;
+    check("clientapp", client_app, CLIENT_APPS)
+}
+
+/// The seed a run configuration asks for, if any (`seed`, a non-negative
+/// integer).
+pub fn seed_from_config(config: &UserConfig) -> Option<u64> {
+    match config.get("seed") {
+        Some(Scalar::Int(seed)) if *seed >= 0 => Some(*seed as u64),
+        _ => None,
+    }
+}
+
+/// Everything the built-in apps read from the run configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadConfig {
+    pub num_server_rounds: u64,
+    pub local_epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub dataset: DatasetChoice,
+    pub central_evaluation: bool,
+    pub mlp_hidden: usize,
+    pub fail_partitions: Vec<i64>,
+    pub client_failure_rate: f64,
+}
+
+/// The dataset a run trains on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatasetChoice {
+    Digits(Partitioning),
+    Synthetic { spec: SyntheticSpec, test_size: usize },
+}
+
+fn get_int(config: &UserConfig, key: &str, default: i64, min: i64) -> Result<i64, String> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(Scalar::Int(value)) if *value >= min => Ok(*value),
+        Some(Scalar::Int(value)) => Err(format!("run config `{key}` must be at least {min}, found {value}")),
+        Some(other) => Err(format!(
+            "run config `{key}` must be an integer, found {} {}",
+            other.type_name(),
+            show(other)
+        )),
+    }
+}
+
+fn get_float(config: &UserConfig, key: &str, default: f64) -> Result<f64, String> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(Scalar::Float(value)) if value.is_finite() => Ok(*value),
+        Some(Scalar::Int(value)) => Ok(*value as f64),
+        Some(other) => Err(format!(
+            "run config `{key}` must be a number, found {} {}",
+            other.type_name(),
+            show(other)
+        )),
+    }
+}
+
+fn get_str<'a>(config: &'a UserConfig, key: &str, default: &'a str) -> Result<&'a str, String> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(Scalar::Str(value)) => Ok(value),
+        Some(other) => Err(format!(
+            "run config `{key}` must be a string, found {} {}",
+            other.type_name(),
+            show(other)
+        )),
+    }
+}
+
+fn get_bool(config: &UserConfig, key: &str, default: bool) -> Result<bool, String> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(Scalar::Bool(value)) => Ok(*value),
+        Some(other) => Err(format!(
+            "run config `{key}` must be true or false, found {} {}",
+            other.type_name(),
+            show(other)
+        )),
+    }
+}
+
+fn show(value: &Scalar) -> String {
+    match value {
+        Scalar::Bool(b) => b.to_string(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(f) => crate::pyfmt::float_repr(*f),
+        Scalar::Str(s) => format!("{s:?}"),
+    }
+}
+
+impl WorkloadConfig {
+    pub fn from_config(config: &UserConfig) -> Result<WorkloadConfig, String> {
+        if let Some(value) = config.get("seed") {
+            if seed_from_config(config).is_none() {
+                return Err(format!(
+                    "run config `seed` must be a non-negative integer, found {}",
+                    show(value)
+                ));
+            }
+        }
+        let lr = get_float(config, "lr", 0.1)?;
+        if lr <= 0.0 {
+            return Err(format!(
+                "run config `lr` must be positive, found {}",
+                crate::pyfmt::float_repr(lr)
+            ));
+        }
+        let dataset = match get_str(config, "dataset", "digits")? {
+            "digits" => DatasetChoice::Digits(match get_str(config, "partitioning", "iid")? {
+                "iid" => Partitioning::Iid,
+                "dirichlet" => {
+                    let alpha = get_float(config, "dirichlet-alpha", 0.5)?;
+                    if alpha <= 0.0 {
+                        return Err("run config `dirichlet-alpha` must be positive".into());
+                    }
+                    Partitioning::Dirichlet { alpha }
+                }
+                other => {
+                    return Err(format!(
+                        "run config `partitioning` must be \"iid\" or \"dirichlet\", found {other:?}"
+                    ))
+                }
+            }),
+            "synthetic" => {
+                let spec = SyntheticSpec {
+                    samples_per_node: get_int(config, "synthetic.samples-per-node", 40, 1)? as usize,
+                    num_features: get_int(config, "synthetic.features", 20, 1)? as usize,
+                    num_classes: get_int(config, "synthetic.classes", 10, 2)? as usize,
+                    skew: get_float(config, "synthetic.skew", 0.0)?,
+                    noise: get_float(config, "synthetic.noise", 1.5)? as f32,
+                };
+                spec.validate().map_err(|e| format!("synthetic dataset: {e}"))?;
+                DatasetChoice::Synthetic {
+                    spec,
+                    test_size: get_int(config, "synthetic.test-size", 1000, 1)? as usize,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "run config `dataset` must be \"digits\" or \"synthetic\", found {other:?}"
+                ))
+            }
+        };
+        let fail_partitions = get_str(config, "fault.fail-partitions", "")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<i64>()
+                    .map_err(|_| format!("run config `fault.fail-partitions`: {s:?} is not a partition id"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let client_failure_rate = get_float(config, "fault.client-failure-rate", 0.0)?;
+        if !(0.0..=1.0).contains(&client_failure_rate) {
+            return Err("run config `fault.client-failure-rate` must be between 0 and 1".into());
+        }
+        Ok(WorkloadConfig {
+            num_server_rounds: get_int(config, "num-server-rounds", 3, 0)? as u64,
+            local_epochs: get_int(config, "local-epochs", 1, 1)? as usize,
+            lr,
+            batch_size: get_int(config, "batch-size", 32, 1)? as usize,
+            dataset,
+            central_evaluation: get_bool(config, "central-evaluation", true)?,
+            mlp_hidden: get_int(config, "mlp.hidden", 32, 1)? as usize,
+            fail_partitions,
+            client_failure_rate,
+        })
+    }
+}
+
+/// Keys of a run configuration no built-in app reads (likely typos).
+pub fn unused_keys(config: &UserConfig) -> Vec<String> {
+    config
+        .keys()
+        .filter(|key| {
+            !KNOWN_KEYS.contains(&key.as_str())
+                && !key.starts_with("strategy.")
+                && !key.starts_with("dp.")
+                && !key.starts_with("mods.")
+                && !key.starts_with("localdp.")
+        })
+        .cloned()
+        .collect()
+}
+
+/// Checks, before a run is created, everything that would make it fail at
+/// once: components, run configuration, strategy parameters, federation size.
+pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &ConfigRecord) -> Result<(), String> {
+    check_components(&app.serverapp, &app.clientapp)?;
+    let workload = WorkloadConfig::from_config(run_config)?;
+    crate::strategy::config::build_strategy(run_config, &mut Logger::new()).map_err(|e| e.to_string())?;
+    crate::mods::build_mods(run_config)?;
+    let num_supernodes = num_supernodes(federation_options)?;
+    if let DatasetChoice::Digits(_) = workload.dataset {
+        let rows = workload::digits().len() as u64 * 4 / 5;
+        if num_supernodes > rows / 2 {
+            return Err(format!(
+                "num-supernodes = {num_supernodes} is too many for the digits dataset ({rows} training rows); \
+                 use at most {} SuperNodes, or `dataset = \"synthetic\"` for large federations",
+                rows / 2
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The default federation size of Flower 1.27's local profile.
+pub const DEFAULT_NUM_SUPERNODES: u64 = 10;
+
+/// `num-supernodes` of the federation options (Flower 1.27's
+/// `options.num-supernodes`), default 10.
+pub fn num_supernodes(options: &ConfigRecord) -> Result<u64, String> {
+    match options.get("num-supernodes") {
+        None => Ok(DEFAULT_NUM_SUPERNODES),
+        Some(ConfigValue::Int(n)) if *n >= 1 => Ok(*n as u64),
+        Some(_) => Err("Invalid simulation options: num-supernodes must be a positive integer.".into()),
+    }
+}
+
+/// Worker threads for ClientApps: the CPUs the backend may use divided by the
+/// CPUs one ClientApp asks for (`backend.client-resources.num-cpus`), as
+/// Ray's actor pool is sized. The CPUs default to the machine's
+/// (`backend.init-args.num-cpus` overrides).
+pub fn worker_threads(options: &ConfigRecord) -> usize {
+    let number = |key: &str| match options.get(key) {
+        Some(ConfigValue::Int(n)) => Some(*n as f64),
+        Some(ConfigValue::Float(f)) => Some(*f),
+        _ => None,
+    };
+    let machine = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let total = number("backend.init-args.num-cpus")
+        .filter(|n| *n >= 1.0)
+        .unwrap_or(machine);
+    let per_client = number("backend.client-resources.num-cpus")
+        .filter(|n| *n > 0.0)
+        .unwrap_or(1.0);
+    ((total / per_client).floor() as usize).max(1)
+}
+
+/// The model and data of a run, shared by its ServerApp and ClientApps.
+pub struct Workload {
+    pub config: WorkloadConfig,
+    pub model: Model,
+    data: Data,
+    seed: u64,
+}
+
+enum Data {
+    Digits(workload::FederatedData),
+    Synthetic { spec: SyntheticSpec, test: Dataset },
+}
+
+impl Workload {
+    pub fn new(inputs: &Inputs) -> Result<Workload, String> {
+        let config = WorkloadConfig::from_config(&inputs.run_config)?;
+        let data = match &config.dataset {
+            DatasetChoice::Digits(partitioning) => Data::Digits(workload::federated_digits(
+                inputs.num_supernodes as usize,
+                partitioning.clone(),
+                inputs.seed,
+            )?),
+            DatasetChoice::Synthetic { spec, test_size } => Data::Synthetic {
+                spec: spec.clone(),
+                test: workload::synthetic_test_set(spec, inputs.seed, *test_size),
+            },
+        };
+        let (features, classes) = match &data {
+            Data::Digits(federated) => (federated.test.num_features, federated.test.num_classes),
+            Data::Synthetic { spec, .. } => (spec.num_features, spec.num_classes),
+        };
+        let kind = match builtin_name(&inputs.client_app) {
+            Some("mlp") => ModelKind::Mlp {
+                hidden: config.mlp_hidden,
+            },
+            _ => ModelKind::LogReg,
+        };
+        Ok(Workload {
+            model: Model::new(kind, features, classes),
+            data,
+            config,
+            seed: inputs.seed,
+        })
+    }
+
+    /// The central (server-side) test set.
+    pub fn test_set(&self) -> &Dataset {
+        match &self.data {
+            Data::Digits(federated) => &federated.test,
+            Data::Synthetic { test, .. } => test,
+        }
+    }
+
+    /// A partition's train or test data.
+    fn partition(&self, partition_id: usize, train: bool) -> Result<std::borrow::Cow<'_, Dataset>, String> {
+        match &self.data {
+            Data::Digits(federated) => {
+                let partition = federated
+                    .partitions
+                    .get(partition_id)
+                    .ok_or_else(|| format!("partition {partition_id} does not exist"))?;
+                Ok(std::borrow::Cow::Borrowed(if train {
+                    &partition.train
+                } else {
+                    &partition.test
+                }))
+            }
+            Data::Synthetic { spec, .. } => {
+                let data = workload::synthetic_partition(spec, self.seed, partition_id as u64);
+                // The last fifth of a node's samples is its local test set.
+                let n = data.len();
+                let (train_rows, test_rows) = workload::train_test_split(&(0..n).collect::<Vec<_>>(), 0.2);
+                Ok(std::borrow::Cow::Owned(data.subset(if train {
+                    &train_rows
+                } else {
+                    &test_rows
+                })))
+            }
+        }
+    }
+}
+
+/// Builds the apps of a run from its components.
+pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, String> {
+    check_components(&inputs.server_app, &inputs.client_app)?;
+    let workload = Arc::new(Workload::new(inputs)?);
+    for key in unused_keys(&inputs.run_config) {
+        log.warning(format!("Run config key `{key}` is not used by the built-in apps."));
+    }
+    let strategy = crate::strategy::config::build_strategy(&inputs.run_config, log).map_err(|e| e.to_string())?;
+    let mods = crate::mods::build_mods(&inputs.run_config)?;
+    let client: Arc<dyn ClientApp> = if mods.is_empty() {
+        Arc::new(BuiltinClient {
+            workload: Arc::clone(&workload),
+        })
+    } else {
+        Arc::new(crate::clientapp::WithMods {
+            app: BuiltinClient {
+                workload: Arc::clone(&workload),
+            },
+            mods,
+        })
+    };
+    Ok(Apps {
+        server: Box::new(BuiltinServer { strategy, workload }),
+        client,
+    })
+}
+
+/// Flower's `ServerApp` with `strategy.start()`.
+struct BuiltinServer {
+    strategy: Box<dyn Strategy>,
+    workload: Arc<Workload>,
+}
+
+impl ServerApp for BuiltinServer {
+    fn strategy_name(&self) -> String {
+        self.strategy.name()
+    }
+
+    fn num_rounds(&self) -> u64 {
+        self.workload.config.num_server_rounds
+    }
+
+    fn run(&mut self, driver: &mut dyn Driver, log: &mut Logger) -> Result<start::RunResult, Incomplete> {
+        let workload = Arc::clone(&self.workload);
+        let initial = workload
+            .model
+            .init(&mut Prng::stream(workload.seed, &[purpose::MODEL_INIT]));
+        let mut train_config = ConfigRecord::new();
+        train_config.insert("lr", ConfigValue::Float(workload.config.lr));
+        let config = StartConfig {
+            num_rounds: workload.config.num_server_rounds,
+            train_config,
+            evaluate_config: ConfigRecord::new(),
+        };
+        let mut evaluate = |_round: u64, arrays: &ArrayRecord| -> Option<MetricRecord> {
+            let evaluation = workload.model.evaluate(arrays, workload.test_set()).ok()?;
+            let mut metrics = MetricRecord::new();
+            metrics.insert("central_loss", MetricValue::Float(evaluation.loss));
+            metrics.insert("central_acc", MetricValue::Float(evaluation.accuracy));
+            Some(metrics)
+        };
+        let evaluate_fn: Option<&mut start::EvaluateFn<'_>> = if workload.config.central_evaluation {
+            Some(&mut evaluate)
+        } else {
+            None
+        };
+        start::start(self.strategy.as_mut(), driver, initial, config, evaluate_fn, log)
+    }
+}
+
+/// The built-in ClientApp: trains and evaluates the run's model on the
+/// node's partition.
+struct BuiltinClient {
+    workload: Arc<Workload>,
+}
+
+fn app_error(reason: impl Into<String>) -> Error {
+    Error {
+        code: error_code::CLIENT_APP_RAISED_EXCEPTION,
+        reason: reason.into(),
+    }
+}
+
+impl BuiltinClient {
+    fn train(&self, content: &RecordDict, context: &mut Context, env: &mut ClientEnv<'_>) -> Result<RecordDict, Error> {
+        let workload = &self.workload;
+        let arrays = content
+            .array_records()
+            .next()
+            .map(|(_, a)| a)
+            .ok_or_else(|| app_error("no ArrayRecord in the train message"))?;
+        let config = content.config_records().next().map(|(_, c)| c);
+        let number = |key: &str| match config.and_then(|c| c.get(key)) {
+            Some(ConfigValue::Float(f)) => Some(*f),
+            Some(ConfigValue::Int(i)) => Some(*i as f64),
+            _ => None,
+        };
+        let partition_id = partition_id(context)?;
+        let data = workload.partition(partition_id, true).map_err(app_error)?;
+        let options = TrainOptions {
+            epochs: workload.config.local_epochs,
+            learning_rate: number("lr").unwrap_or(workload.config.lr) as f32,
+            batch_size: workload.config.batch_size,
+            proximal_mu: number("proximal-mu").unwrap_or(0.0) as f32,
+        };
+        let (new_arrays, loss) = workload
+            .model
+            .train(arrays, &data, &options, &mut env.prng)
+            .map_err(app_error)?;
+        count_in_state(&mut context.state, "rounds-trained");
+        let mut metrics = MetricRecord::new();
+        metrics.insert("train_loss", MetricValue::Float(loss));
+        metrics.insert("num-examples", MetricValue::Int(data.len() as i64));
+        let mut reply = RecordDict::new();
+        reply.insert("arrays", Record::Arrays(new_arrays));
+        reply.insert("metrics", Record::Metrics(metrics));
+        Ok(reply)
+    }
+
+    fn evaluate(&self, content: &RecordDict, context: &mut Context) -> Result<RecordDict, Error> {
+        let arrays = content
+            .array_records()
+            .next()
+            .map(|(_, a)| a)
+            .ok_or_else(|| app_error("no ArrayRecord in the evaluate message"))?;
+        let data = self
+            .workload
+            .partition(partition_id(context)?, false)
+            .map_err(app_error)?;
+        let evaluation = self.workload.model.evaluate(arrays, &data).map_err(app_error)?;
+        let mut metrics = MetricRecord::new();
+        metrics.insert("eval_loss", MetricValue::Float(evaluation.loss));
+        metrics.insert("eval_acc", MetricValue::Float(evaluation.accuracy));
+        metrics.insert("num-examples", MetricValue::Int(evaluation.num_examples as i64));
+        let mut reply = RecordDict::new();
+        reply.insert("metrics", Record::Metrics(metrics));
+        Ok(reply)
+    }
+}
+
+fn partition_id(context: &Context) -> Result<usize, Error> {
+    match context.node_config.get("partition-id") {
+        Some(Scalar::Int(id)) if *id >= 0 => Ok(*id as usize),
+        _ => Err(app_error("the node has no partition-id in its node_config")),
+    }
+}
+
+/// Counts calls in the node's persistent state (`Context.state`).
+fn count_in_state(state: &mut RecordDict, key: &str) -> i64 {
+    let mut record = match state.get("floret.client") {
+        Some(Record::Metrics(record)) => record.clone(),
+        _ => MetricRecord::new(),
+    };
+    let count = match record.get(key) {
+        Some(MetricValue::Int(n)) => n + 1,
+        _ => 1,
+    };
+    record.insert(key, MetricValue::Int(count));
+    state.insert("floret.client", Record::Metrics(record));
+    count
+}
+
+impl ClientApp for BuiltinClient {
+    fn handle(&self, message: &Message, context: &mut Context, env: &mut ClientEnv<'_>) -> Result<RecordDict, Error> {
+        let content = message
+            .content()
+            .ok_or_else(|| app_error("the message carries an error, not content"))?;
+        let category = message.metadata.message_type.split('.').next().unwrap_or("");
+        let config = &self.workload.config;
+        if category == "train" {
+            let partition = partition_id(context)? as i64;
+            if config.fail_partitions.contains(&partition) {
+                return Err(app_error(format!(
+                    "ClientApp of partition {partition} failed on purpose (fault.fail-partitions)"
+                )));
+            }
+            if config.client_failure_rate > 0.0 && env.prng.unit_f64() < config.client_failure_rate {
+                return Err(app_error("ClientApp failed on purpose (fault.client-failure-rate)"));
+            }
+        }
+        match category {
+            "train" => self.train(content, context, env),
+            "evaluate" => self.evaluate(content, context),
+            other => Err(app_error(format!("No {other} function registered with name 'default'"))),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! From a SuperLink connection profile to gRPC clients.
+//!
+//! A profile with `options` and no `address` means the managed local
+//! SuperLink (Flower 1.27's rule): it is started if needed (see `local`). A
+//! profile with an address connects there, to any Flower 1.27 SuperLink. gRPC
+//! failures become the messages Flower's CLI prints.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::cli::flower_config::{self, Profile};
+use crate::cli::{local, CliError, Output};
+use crate::proto::floret::v1 as ext;
+use crate::proto::flwr::proto as pb;
+
+/// Largest message the CLI accepts (run lists of many thousands of runs).
+const MESSAGE_SIZE_MAX: usize = 256 * 1024 * 1024;
+
+/// Flower's message when nothing answers at the address.
+pub const UNAVAILABLE: &str = "Connection to the SuperLink is unavailable. Please check your network connection \
+    and 'address' in the SuperLink connection configuration.";
+
+pub struct Connection {
+    pub control: pb::control_client::ControlClient<Channel>,
+    pub local: ext::local_client::LocalClient<Channel>,
+    /// The profile, with its federation and options.
+    pub profile: Profile,
+    pub address: String,
+}
+
+/// Loads the Flower configuration (creating it on first use, with Flower's
+/// notice) and selects a profile.
+pub fn load_profile(name: Option<&str>, out: &mut Output) -> Result<(Profile, std::path::PathBuf), CliError> {
+    let flwr_home = flower_config::flwr_home();
+    let (config, created) = flower_config::load_or_create(&flwr_home).map_err(|e| CliError::new(e.to_string()))?;
+    if created {
+        out.say(
+            &format!(
+                "\nFlower configuration not found. Created default configuration at {}\n",
+                flwr_home.join("config.toml").display()
+            ),
+            crate::cli::table::Style::Plain,
+        );
+    }
+    let profile = config.select_profile(name).map_err(|e| CliError::new(e.to_string()))?;
+    Ok((profile, flwr_home))
+}
+
+/// Connects to the profile's SuperLink, starting the managed one if needed.
+pub async fn connect(profile: Profile, flwr_home: &Path, out: &mut Output) -> Result<Connection, CliError> {
+    let address = if profile.is_managed_local() {
+        local::ensure_running(flwr_home, out).await?.control_address
+    } else {
+        let address = profile.address.clone().ok_or_else(|| {
+            CliError::new(format!(
+                "SuperLink connection '{}' has no address and no options.",
+                profile.name
+            ))
+        })?;
+        if !profile.insecure {
+            return Err(CliError::new(format!(
+                "SuperLink connection '{}' uses TLS, which this flwr does not support yet; set `insecure = true` \
+                 for a SuperLink that listens without TLS.",
+                profile.name
+            )));
+        }
+        address
+    };
+    let channel = channel(&address).await?;
+    Ok(Connection {
+        control: pb::control_client::ControlClient::new(channel.clone())
+            .max_decoding_message_size(MESSAGE_SIZE_MAX)
+            .max_encoding_message_size(MESSAGE_SIZE_MAX),
+        local: ext::local_client::LocalClient::new(channel).max_decoding_message_size(MESSAGE_SIZE_MAX),
+        profile,
+        address,
+    })
+}
+
+/// A channel to `host:port`.
+pub async fn channel(address: &str) -> Result<Channel, CliError> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|_| CliError::new(format!("Invalid SuperLink address '{address}'; expected host:port.")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    endpoint.connect().await.map_err(|_| CliError::new(UNAVAILABLE))
+}
+
+/// The CLI's message for a failed call, as Flower words them.
+pub fn status_message(status: &tonic::Status) -> String {
+    match status.code() {
+        Code::Unavailable => UNAVAILABLE.to_string(),
+        Code::NotFound if status.message().starts_with("Run ID not found") => "Run ID not found.".to_string(),
+        Code::Unimplemented => {
+            format!("The SuperLink does not implement this call ({}).", status.message())
+        }
+        _ => status.message().to_string(),
+    }
+}
+
+/// A gRPC status as a CLI error.
+pub fn status_error(status: tonic::Status) -> CliError {
+    CliError::new(status_message(&status))
+}

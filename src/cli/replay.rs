@@ -1,0 +1,266 @@
+//! `flwr replay RUN_ID`: fetch a run's record from the SuperLink (through
+//! floret's Local API, never by opening `state.db`), re-execute it in this
+//! process, and print the verdict: identical, or the first divergence.
+
+use clap::Args;
+use tonic::Code;
+
+use crate::cli::connection::{self};
+use crate::cli::table::{paint, Style};
+use crate::cli::{exit, CliError, Format, Output};
+use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::views::StoredEvent;
+use crate::proto::floret::v1 as ext;
+use crate::replay::{self, Record, RecordedEvent, Verdict, VerdictOutcome};
+use crate::store::codec;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run to re-execute.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: u64,
+    /// Name of the SuperLink connection in $FLWR_HOME/config.toml.
+    #[arg(value_name = "SUPERLINK")]
+    pub superlink: Option<String>,
+    /// Print the run's recorded timeline (one line per event) first.
+    #[arg(long)]
+    pub events: bool,
+    /// Stop after this round (compare only what happened until then).
+    #[arg(long, value_name = "N")]
+    pub until_round: Option<u64>,
+    /// Threads for ClientApps (the result does not depend on it); default:
+    /// the machine's CPUs.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Default, ignore_case = true)]
+    pub format: Format,
+}
+
+async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<Record, CliError> {
+    let mut stream = match connection
+        .local
+        .stream_run_record(ext::RunRecordRequest { run_id })
+        .await
+    {
+        Ok(response) => response.into_inner(),
+        Err(status) if status.code() == Code::Unimplemented => return Err(CliError::with_code(
+            format!(
+                "The SuperLink at {} does not keep event logs (it is not a floret SuperLink); only runs of a floret \
+                     SuperLink can be replayed.",
+                connection.address
+            ),
+            exit::REPLAY_IMPOSSIBLE,
+        )),
+        Err(status) => return Err(connection::status_error(status)),
+    };
+    let mut record = Record {
+        events: Vec::new(),
+        fab: Vec::new(),
+    };
+    while let Some(chunk) = stream.message().await.map_err(connection::status_error)? {
+        if let Some(fab) = chunk.fab {
+            record.fab = fab.content;
+        }
+        record.events.extend(chunk.events.into_iter().map(|e| RecordedEvent {
+            seq: e.seq,
+            kind: e.kind,
+            version: e.version,
+            payload: e.payload,
+            at: Micros(e.recorded_at_us),
+        }));
+    }
+    Ok(record)
+}
+
+fn timeline(record: &Record, run_id: u64) -> Result<String, CliError> {
+    let events = record
+        .events
+        .iter()
+        .map(|e| {
+            let event = codec::decode(&e.kind, e.version, &e.payload).map_err(|e| CliError::new(e.to_string()))?;
+            Ok(StoredEvent {
+                seq: Seq(e.seq),
+                run_id: RunId(run_id),
+                at: e.at,
+                event,
+            })
+        })
+        .collect::<Result<Vec<_>, CliError>>()?;
+    Ok(crate::timeline::render(&events, true))
+}
+
+fn verdict_json(verdict: &Verdict) -> serde_json::Value {
+    let divergence = match &verdict.outcome {
+        VerdictOutcome::Diverged(d) => serde_json::json!({
+            "index": d.index,
+            "seq": d.seq,
+            "round": d.round,
+            "node-id": d.node_id.map(|n| n.to_string()),
+            "kind": d.recorded.as_ref().or(d.replayed.as_ref()).map(|e| e.kind()),
+            "recorded": d.recorded.as_ref().map(crate::timeline::describe),
+            "replayed": d.replayed.as_ref().map(crate::timeline::describe),
+            "fields": d.fields.iter().map(|(path, a, b)| serde_json::json!({"field": path, "recorded": a, "replayed": b})).collect::<Vec<_>>(),
+            "hint": d.hint,
+        }),
+        _ => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "success": true,
+        "run-id": verdict.run_id.to_string(),
+        "identical": !matches!(verdict.outcome, VerdictOutcome::Diverged(_)),
+        "record-ends-early": matches!(verdict.outcome, VerdictOutcome::IdenticalUntilRecordEnds),
+        "seed": verdict.seed.to_string(),
+        "events-compared": verdict.events_compared,
+        "events-recorded": verdict.events_recorded,
+        "rounds": verdict.rounds,
+        "until-round": verdict.until_round,
+        "final-arrays": verdict.final_arrays.map(|d| d.to_hex()),
+        "recorded-status": verdict.recorded_status,
+        "recorded-build": verdict.recorded_build,
+        "same-build": verdict.same_build,
+        "reinjected": verdict.reinjected,
+        "replay-seconds": verdict.replay_seconds,
+        "original-seconds": verdict.original_seconds,
+        "divergence": divergence,
+    })
+}
+
+/// The verdict as text for a terminal.
+pub fn render_verdict(verdict: &Verdict, color: bool) -> String {
+    let mut out = String::new();
+    let build = if verdict.same_build {
+        format!("recorded and replayed by {}", verdict.recorded_build)
+    } else {
+        format!(
+            "recorded by {}, replayed by {} (another build: differences may come from code changes)",
+            verdict.recorded_build,
+            crate::BUILD
+        )
+    };
+    let timing = match verdict.original_seconds {
+        Some(original) => format!(
+            "replayed in {:.3}s; the run took {original:.3}s",
+            verdict.replay_seconds
+        ),
+        None => format!("replayed in {:.3}s", verdict.replay_seconds),
+    };
+    let scope = match verdict.until_round {
+        Some(round) => format!(" up to round {round}"),
+        None => String::new(),
+    };
+    match &verdict.outcome {
+        VerdictOutcome::Identical | VerdictOutcome::IdenticalUntilRecordEnds => {
+            let arrays = verdict
+                .final_arrays
+                .map(|d| format!(", final arrays {}", d.short()))
+                .unwrap_or_default();
+            out.push_str(&paint(
+                &format!(
+                    "✅ Replay of run {} is identical{scope}: {} of {} simulation events, {} rounds{arrays}.",
+                    verdict.run_id, verdict.events_compared, verdict.events_recorded, verdict.rounds
+                ),
+                Style::Green,
+                color,
+            ));
+            out.push('\n');
+            if matches!(verdict.outcome, VerdictOutcome::IdenticalUntilRecordEnds) {
+                out.push_str(&format!(
+                    "   The record ends there: the run ended {} without finishing its simulation{}.\n",
+                    verdict.recorded_status,
+                    if verdict.recorded_details.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", verdict.recorded_details)
+                    }
+                ));
+            }
+        }
+        VerdictOutcome::Diverged(d) => {
+            let mut place = format!("event {} of {}", d.index + 1, verdict.events_recorded);
+            if let Some(seq) = d.seq {
+                place.push_str(&format!(" (seq {seq})"));
+            }
+            if let Some(round) = d.round {
+                place.push_str(&format!(", round {round}"));
+            }
+            if let Some(node) = d.node_id {
+                place.push_str(&format!(", node {node}"));
+            }
+            let kind = d
+                .recorded
+                .as_ref()
+                .or(d.replayed.as_ref())
+                .map(|e| e.kind())
+                .unwrap_or("?");
+            out.push_str(&paint(
+                &format!("❌ Replay of run {} diverged at {place}: {kind}", verdict.run_id),
+                Style::Red,
+                color,
+            ));
+            out.push('\n');
+            let describe = |e: &Option<crate::domain::event::Event>| match e {
+                Some(event) => format!("{} {}", event.kind(), crate::timeline::describe(event)),
+                None => "(no event: the run ended)".into(),
+            };
+            out.push_str(&format!("   recorded: {}\n", describe(&d.recorded)));
+            out.push_str(&format!("   replayed: {}\n", describe(&d.replayed)));
+            if !d.fields.is_empty() {
+                out.push_str("   fields that differ:\n");
+                let width = d.fields.iter().map(|(p, _, _)| p.len()).max().unwrap_or(0);
+                for (path, recorded, replayed) in &d.fields {
+                    out.push_str(&format!(
+                        "     {path:<width$}  {} -> {}\n",
+                        paint(recorded, Style::Red, color),
+                        paint(replayed, Style::Green, color)
+                    ));
+                }
+            }
+            out.push_str(&format!("   Usually: {}\n", d.hint));
+            out.push_str(&format!(
+                "   {} of {} events were identical before it.\n",
+                verdict.events_compared, verdict.events_recorded
+            ));
+        }
+    }
+    if !verdict.reinjected.is_empty() {
+        out.push_str(&format!(
+            "   Re-injected from the record: {}.\n",
+            verdict.reinjected.join("; ")
+        ));
+    }
+    out.push_str(&format!("   Seed {}; {build}; {timing}.\n", verdict.seed));
+    out
+}
+
+pub async fn replay(args: ReplayArgs, out: &mut Output) -> Result<i32, CliError> {
+    let (profile, flwr_home) = connection::load_profile(args.superlink.as_deref(), out)?;
+    let mut connection = connection::connect(profile, &flwr_home, out).await?;
+    let record = fetch(&mut connection, args.run_id).await?;
+    if args.events && !out.json() {
+        out.raw(&timeline(&record, args.run_id)?);
+    }
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let until_round = args.until_round;
+    let verdict = tokio::task::spawn_blocking(move || replay::replay(&record, workers, until_round))
+        .await
+        .map_err(|e| CliError::new(format!("the replay failed: {e}")))?
+        .map_err(|e| {
+            CliError::with_code(
+                format!("Run {} cannot be replayed: {e}", args.run_id),
+                exit::REPLAY_IMPOSSIBLE,
+            )
+        })?;
+    let code = match verdict.outcome {
+        VerdictOutcome::Diverged(_) => exit::REPLAY_DIVERGED,
+        _ => exit::SUCCESS,
+    };
+    if out.json() {
+        out.print_json(&verdict_json(&verdict));
+    } else {
+        out.raw(&render_verdict(&verdict, out.color_stdout()));
+    }
+    Ok(code)
+}

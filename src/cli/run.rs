@@ -1,0 +1,230 @@
+//! `flwr run [APP] [SUPERLINK]`: build the app's FAB, submit it, and
+//! optionally stream the run's logs until it ends.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::cli::connection::{self, status_error};
+use crate::cli::log::{follow, Follow};
+use crate::cli::table::Style;
+use crate::cli::{exit, CliError, Format, Output};
+use crate::flwr_log::Level;
+use crate::proto::flwr::proto as pb;
+use crate::proto::{self};
+use crate::records::{ConfigRecord, ConfigValue, Scalar};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Path of the Flower App directory.
+    #[arg(value_name = "APP", default_value = ".")]
+    pub app: PathBuf,
+    /// Name of the SuperLink connection in $FLWR_HOME/config.toml; default:
+    /// [superlink].default.
+    #[arg(value_name = "SUPERLINK")]
+    pub superlink: Option<String>,
+    /// Override run configuration values: `key=value` pairs typed as TOML
+    /// (`lr=0.05 num-server-rounds=5 name="x"`), or one `.toml` file.
+    #[arg(short = 'c', long = "run-config", value_name = "CONFIG")]
+    pub run_config: Vec<String>,
+    /// Override the simulation options of the connection for this run, as
+    /// `key=value` pairs: `num-supernodes=100`, `backend.client-resources.num-cpus=1`,
+    /// `backend.init-args.num-cpus=4`.
+    #[arg(long = "federation-config", value_name = "CONFIG")]
+    pub federation_config: Vec<String>,
+    /// Federation to run in; the local SuperLink has `@none/default`.
+    #[arg(long)]
+    pub federation: Option<String>,
+    /// Stream the run's logs until it ends; the exit status tells how it
+    /// ended (0 completed, 3 failed, 4 stopped).
+    #[arg(long)]
+    pub stream: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Default, ignore_case = true)]
+    pub format: Format,
+}
+
+/// The simulation options `--federation-config` may set, with their types.
+const FEDERATION_KEYS: &[(&str, &str)] = &[
+    ("num-supernodes", "int"),
+    ("verbose", "bool"),
+    ("backend.name", "str"),
+    ("backend.client-resources.num-cpus", "number"),
+    ("backend.client-resources.num-gpus", "number"),
+    ("backend.init-args.num-cpus", "int"),
+    ("backend.init-args.num-gpus", "int"),
+    ("backend.init-args.logging-level", "str"),
+    ("backend.init-args.log-to-driver", "bool"),
+];
+
+/// Applies `--federation-config` pairs to the profile's options.
+fn apply_federation_config(options: &mut ConfigRecord, args: &[String]) -> Result<(), CliError> {
+    if args.is_empty() {
+        return Ok(());
+    }
+    let parsed = crate::app::parse_run_config_args(args).map_err(|e| CliError::new(e.to_string()))?;
+    for (key, value) in parsed {
+        let Some((_, kind)) = FEDERATION_KEYS.iter().find(|(k, _)| *k == key) else {
+            let known: Vec<&str> = FEDERATION_KEYS.iter().map(|(k, _)| *k).collect();
+            return Err(CliError::new(format!(
+                "Unknown simulation config field(s): {key}. Known fields: {}.",
+                known.join(", ")
+            )));
+        };
+        let converted = match (*kind, &value) {
+            ("int", Scalar::Int(i)) => ConfigValue::Int(*i),
+            ("number", Scalar::Int(i)) => ConfigValue::Int(*i),
+            ("number", Scalar::Float(f)) => ConfigValue::Float(*f),
+            ("bool", Scalar::Bool(b)) => ConfigValue::Bool(*b),
+            ("str", Scalar::Str(s)) => ConfigValue::Str(s.clone()),
+            _ => {
+                return Err(CliError::new(format!(
+                    "--federation-config {key} must be of type {kind}, found {} ({value:?}).",
+                    value.type_name()
+                )))
+            }
+        };
+        options.insert(key, converted);
+    }
+    Ok(())
+}
+
+pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
+    let app_dir = std::fs::canonicalize(&args.app)
+        .map_err(|_| CliError::new(format!("The app directory '{}' does not exist.", args.app.display())))?;
+    if !app_dir.is_dir() {
+        return Err(CliError::new(format!(
+            "The app path '{}' is not a directory.",
+            args.app.display()
+        )));
+    }
+    let pyproject = app_dir.join("pyproject.toml");
+    let (_, warnings) = crate::app::parse_pyproject_file(&pyproject).map_err(|e| CliError::new(e.to_string()))?;
+    if !warnings.is_empty() {
+        let lines: Vec<String> = warnings.iter().map(|w| format!("- {w}")).collect();
+        out.warn(&format!(
+            "Flower App configuration warnings in '{}':\n{}",
+            pyproject.display(),
+            lines.join("\n")
+        ));
+    }
+    let overrides = crate::app::parse_run_config_args(&args.run_config).map_err(|e| CliError::new(e.to_string()))?;
+    let (profile, flwr_home) = connection::load_profile(args.superlink.as_deref(), out)?;
+    let mut options = profile
+        .options
+        .as_ref()
+        .map(|o| o.to_federation_options())
+        .unwrap_or_default();
+    apply_federation_config(&mut options, &args.federation_config)?;
+    let federation = args
+        .federation
+        .clone()
+        .or_else(|| profile.federation.clone())
+        .unwrap_or_default();
+    if !federation.is_empty() && !valid_federation(&federation) {
+        return Err(CliError::new(format!(
+            "Invalid federation format: {federation}. Expected format: '@<account-name>/<federation-name>'."
+        )));
+    }
+    let fab = crate::fab::build_fab(&app_dir).map_err(|e| CliError::new(e.to_string()))?;
+    let mut connection = connection::connect(profile, &flwr_home, out).await?;
+    let request = pb::StartRunRequest {
+        fab: Some(pb::Fab {
+            hash_str: fab.hash.clone(),
+            content: fab.bytes.clone(),
+            verifications: Default::default(),
+        }),
+        override_config: proto::user_config_to_proto(&overrides),
+        federation_options: Some(proto::config_record_to_proto(&options)),
+        app_spec: String::new(),
+        federation,
+    };
+    let response = connection
+        .control
+        .start_run(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let Some(run_id) = response.run_id else {
+        return Err(CliError::new("Failed to start run"));
+    };
+    let mut code = exit::SUCCESS;
+    let mut final_status = None;
+    if out.json() {
+        if args.stream {
+            let ended = follow(&mut connection, run_id, Follow::Quiet, out).await?;
+            code = ended.exit_code();
+            final_status = Some(ended.status_text());
+        }
+    } else {
+        out.say(&format!("🎊 Successfully started run {run_id}"), Style::Green);
+        if args.stream {
+            out.log(Level::Info, &format!("Starting logstream for run_id `{run_id}`"));
+            let ended = follow(&mut connection, run_id, Follow::Stream, out).await?;
+            code = ended.exit_code();
+            if code != exit::SUCCESS {
+                out.warn(&ended.summary(run_id));
+            }
+        }
+    }
+    if out.json() {
+        let app = &fab.app;
+        let mut document = serde_json::json!({
+            "success": true,
+            "run-id": run_id.to_string(),
+            "fab-id": app.fab_id(),
+            "fab-name": app.name,
+            "fab-version": app.version,
+            "fab-hash": &fab.hash[..8],
+            "fab-filename": fab.filename,
+        });
+        if let Some(status) = final_status {
+            document["status"] = serde_json::Value::String(status);
+        }
+        out.print_json(&document);
+    }
+    Ok(code)
+}
+
+/// Flower's federation id format: `@<account>/<name>`.
+fn valid_federation(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('@') else {
+        return false;
+    };
+    let Some((account, name)) = rest.split_once('/') else {
+        return false;
+    };
+    let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    ok(account) && ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn federation_ids_follow_flower_format() {
+        assert!(valid_federation("@none/default"));
+        assert!(valid_federation("@acct-1/my_fed"));
+        assert!(!valid_federation("none/default"));
+        assert!(!valid_federation("@none"));
+        assert!(!valid_federation("@no ne/x"));
+    }
+
+    #[test]
+    fn federation_config_is_typed() {
+        let mut options = ConfigRecord::new();
+        apply_federation_config(
+            &mut options,
+            &["num-supernodes=100 backend.init-args.num-cpus=4".into()],
+        )
+        .unwrap();
+        assert_eq!(options.get("num-supernodes"), Some(&ConfigValue::Int(100)));
+        let error = apply_federation_config(&mut options, &["num-supernode=3".into()]).unwrap_err();
+        assert!(error
+            .message
+            .starts_with("Unknown simulation config field(s): num-supernode."));
+        let error = apply_federation_config(&mut options, &["num-supernodes=0.5".into()]).unwrap_err();
+        assert!(error.message.contains("must be of type int"), "{}", error.message);
+    }
+}

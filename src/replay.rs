@@ -1,0 +1,470 @@
+//! Replay: re-execute a recorded run and compare every event it produces with
+//! the recorded one, or pin the first divergence.
+//!
+//! A replay runs the very code path of a live run (`sim::simulate`) from the
+//! run's first event: its seed, run configuration overrides and federation
+//! options, and the FAB stored under its hash. What came from outside the
+//! simulated computation is taken from the record and re-injected at its
+//! logical position: a stop request (the `SimulationStopped` event says
+//! before which step), an injected fault (a `ReplyReceived` error marked
+//! `injected`), and the death of the app process (the record simply ends;
+//! the replay stops there too).
+//!
+//! Events are compared by kind and payload bytes; wall-clock metadata is not
+//! compared. On a difference the replay stops at the next step and reports
+//! both versions with the fields that differ.
+//!
+//! This module does no I/O: the caller fetches the record.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::domain::event::{Event, Phase, Reply, RunFinished};
+use crate::domain::ids::Micros;
+use crate::flwr_log::Level;
+use crate::records::{Digest, Error};
+use crate::sim::{self, Apps, Inputs, Sink};
+use crate::store::codec;
+
+/// One recorded event, as the store holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    pub seq: u64,
+    pub kind: String,
+    pub version: u32,
+    pub payload: Vec<u8>,
+    pub at: Micros,
+}
+
+/// A run's record: its events in order and its FAB.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub events: Vec<RecordedEvent>,
+    pub fab: Vec<u8>,
+}
+
+/// Why a run cannot be re-executed at all.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum NotReplayable {
+    #[error("the record has no RunSubmitted event; it is not a run's record")]
+    NoSubmission,
+    #[error("the record cannot be decoded: {0}")]
+    Undecodable(String),
+    #[error(
+        "the run never started a simulation (it ended {status} before running): there is nothing to replay{details}"
+    )]
+    NeverRan { status: String, details: String },
+    #[error("the run's inputs cannot be resolved again: {0}")]
+    Inputs(String),
+}
+
+/// What the replay found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub run_id: u64,
+    pub seed: u64,
+    /// The build that recorded the run, and whether it is this one.
+    pub recorded_build: String,
+    pub same_build: bool,
+    /// Simulation events compared (all of them when identical).
+    pub events_compared: usize,
+    pub events_recorded: usize,
+    pub rounds: u64,
+    /// Digest of the final global arrays of the replay, if any.
+    pub final_arrays: Option<Digest>,
+    pub outcome: VerdictOutcome,
+    /// How the recorded run ended (its status text and details).
+    pub recorded_status: String,
+    pub recorded_details: String,
+    /// Outside inputs re-injected: a stop, faults.
+    pub reinjected: Vec<String>,
+    pub replay_seconds: f64,
+    /// running → finished of the recorded run, when known.
+    pub original_seconds: Option<f64>,
+    /// The replay stopped after this round on request (`--until-round`).
+    pub until_round: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum VerdictOutcome {
+    /// Every compared event is identical.
+    Identical,
+    /// The record ends early (its process died); identical up to there.
+    IdenticalUntilRecordEnds,
+    Diverged(Box<Divergence>),
+}
+
+/// The first event that differs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// Position among the run's simulation events (0-based).
+    pub index: usize,
+    /// Sequence number of the recorded event in the store, if there is one.
+    pub seq: Option<u64>,
+    pub round: Option<u64>,
+    pub node_id: Option<u64>,
+    pub recorded: Option<Event>,
+    pub replayed: Option<Event>,
+    /// `(field path, recorded value, replayed value)`.
+    pub fields: Vec<(String, String, String)>,
+    /// What usually causes a divergence at this kind of event.
+    pub hint: String,
+}
+
+/// The recorded run's simulation events, decoded.
+struct Expected {
+    events: Vec<(RecordedEvent, Event)>,
+    /// Faults injected from outside: `(round, phase, node) → error`.
+    faults: BTreeMap<(u64, Phase, u64), Error>,
+    /// The record stops without `SimulationFinished` (the process died).
+    truncated: bool,
+}
+
+/// Compares the replay's events with the record as they come.
+struct Comparer<'a> {
+    expected: &'a Expected,
+    index: usize,
+    divergence: Option<Divergence>,
+    until_round: Option<u64>,
+    reinjected: Vec<String>,
+    /// The replay went past the end of a truncated record.
+    past_end: bool,
+}
+
+impl Sink for Comparer<'_> {
+    fn event(&mut self, event: Event) {
+        if self.divergence.is_some() || self.past_end {
+            return;
+        }
+        let Some((recorded, recorded_event)) = self.expected.events.get(self.index) else {
+            if self.expected.truncated {
+                self.past_end = true;
+            } else {
+                self.divergence = Some(divergence(self.index, None, Some(event)));
+            }
+            return;
+        };
+        let (kind, version, payload) = codec::encode(&event);
+        let same = if recorded.version == version {
+            recorded.kind == kind && recorded.payload == payload
+        } else {
+            // Written by a build with another payload version: compare values.
+            *recorded_event == event
+        };
+        if same {
+            self.index += 1;
+        } else {
+            self.divergence = Some(divergence(self.index, Some((recorded, recorded_event)), Some(event)));
+        }
+    }
+
+    fn log(&mut self, _level: Level, _line: &str) {}
+
+    fn should_stop(&mut self, round: u64, before: &str) -> bool {
+        if self.divergence.is_some() || self.past_end {
+            return true;
+        }
+        if self.until_round.is_some_and(|last| round > last && before == "round") {
+            return true;
+        }
+        match self.expected.events.get(self.index) {
+            Some((_, Event::SimulationStopped(stopped))) if stopped.round == round && stopped.before == before => {
+                self.reinjected
+                    .push(format!("the stop request, in round {round} before {before}"));
+                true
+            }
+            None if self.expected.truncated => {
+                self.past_end = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn injected_fault(&mut self, round: u64, phase: Phase, node_id: u64) -> Option<Error> {
+        let fault = self.expected.faults.get(&(round, phase, node_id)).cloned();
+        if fault.is_some() {
+            self.reinjected.push(format!(
+                "a fault of node {node_id} in round {round} ({})",
+                phase.as_str()
+            ));
+        }
+        fault
+    }
+}
+
+fn node_of(event: &Event) -> Option<u64> {
+    match event {
+        Event::NodeSampled(e) => Some(e.node_id),
+        Event::ReplyReceived(e) => Some(e.node_id),
+        _ => None,
+    }
+}
+
+fn hint(event: &Event) -> String {
+    match event {
+        Event::SimulationStarted(_) => "The run's inputs resolved differently: the FAB, the run configuration or the \
+            build that reads them changed."
+            .into(),
+        Event::NodesRegistered(_) => "Node ids derive from the seed and num-supernodes; one of them differs.".into(),
+        Event::NodeSampled(_) => "Sampling derives from the seed, the population and the strategy's fractions and \
+            minimums; a different strategy configuration or build samples differently."
+            .into(),
+        Event::ReplyReceived(e) => format!(
+            "The ClientApp on node {} answered differently to the same message: it depends on something outside \
+             its seeded stream (a clock, a global random generator, thread timing, files), or the build differs.",
+            e.node_id
+        ),
+        Event::Aggregated(_) => "The replies were identical but their aggregate is not: the strategy's code or \
+            parameters differ (another build?), or it uses unseeded randomness."
+            .into(),
+        Event::CentralEvaluated(_) => "The server-side evaluation of identical arrays differs: the evaluation is not \
+            deterministic, or the build differs."
+            .into(),
+        Event::RoundStarted(_) | Event::SimulationStopped(_) | Event::SimulationFinished(_) => {
+            "The run's control flow differs: a different number of rounds, a stop, or a failure.".into()
+        }
+        _ => "The event differs.".into(),
+    }
+}
+
+/// Payload as JSON for field-level comparison.
+fn as_json(event: &Event) -> serde_json::Value {
+    let (_, _, payload) = codec::encode(event);
+    rmp_serde::from_slice::<serde_json::Value>(&payload).unwrap_or(serde_json::Value::Null)
+}
+
+fn diff(
+    path: &str,
+    recorded: &serde_json::Value,
+    replayed: &serde_json::Value,
+    out: &mut Vec<(String, String, String)>,
+) {
+    use serde_json::Value;
+    match (recorded, replayed) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                diff(
+                    &sub,
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() && !is_digest(a) => {
+            for (index, (x, y)) in a.iter().zip(b).enumerate() {
+                diff(&format!("{path}[{index}]"), x, y, out);
+            }
+        }
+        (a, b) if a != b => out.push((path.to_string(), render_value(a), render_value(b))),
+        _ => {}
+    }
+}
+
+/// A digest serialises as 32 small integers; show it as hex instead.
+fn is_digest(items: &[serde_json::Value]) -> bool {
+    items.len() == 32 && items.iter().all(|v| v.as_u64().is_some_and(|n| n < 256))
+}
+
+fn render_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) if is_digest(items) => {
+            let bytes: Vec<u8> = items.iter().map(|v| v.as_u64().unwrap_or(0) as u8).collect();
+            hex::encode(&bytes[..4])
+        }
+        other => other.to_string(),
+    }
+}
+
+fn divergence(index: usize, recorded: Option<(&RecordedEvent, &Event)>, replayed: Option<Event>) -> Divergence {
+    let mut fields = Vec::new();
+    if let (Some((_, recorded)), Some(replayed)) = (recorded, &replayed) {
+        if recorded.kind() == replayed.kind() {
+            diff("", &as_json(recorded), &as_json(replayed), &mut fields);
+        } else {
+            fields.push(("kind".into(), recorded.kind().into(), replayed.kind().into()));
+        }
+    }
+    let reference = replayed.as_ref().or(recorded.map(|(_, e)| e));
+    let round = reference.and_then(Event::round);
+    let hint = reference
+        .map(hint)
+        .unwrap_or_else(|| "The replay produced fewer events than the record.".into());
+    Divergence {
+        index,
+        seq: recorded.map(|(r, _)| r.seq),
+        round,
+        node_id: recorded
+            .and_then(|(_, e)| node_of(e))
+            .or_else(|| replayed.as_ref().and_then(node_of)),
+        recorded: recorded.map(|(_, e)| e.clone()),
+        replayed,
+        fields,
+        hint,
+    }
+}
+
+/// Decodes a record; returns the submission, the run's outcome and the
+/// expected simulation events.
+fn decode(
+    record: &Record,
+) -> Result<
+    (
+        crate::domain::event::RunSubmitted,
+        Option<RunFinished>,
+        Option<(Micros, Micros)>,
+        Expected,
+    ),
+    NotReplayable,
+> {
+    let mut submitted = None;
+    let mut finished = None;
+    let mut running_at = None;
+    let mut finished_at = None;
+    let mut events = Vec::new();
+    let mut faults = BTreeMap::new();
+    let mut simulation_finished = false;
+    for recorded in &record.events {
+        let event = codec::decode(&recorded.kind, recorded.version, &recorded.payload)
+            .map_err(|e| NotReplayable::Undecodable(e.to_string()))?;
+        match &event {
+            Event::RunSubmitted(s) => submitted = Some(s.clone()),
+            Event::RunRunning => running_at = Some(recorded.at),
+            Event::RunFinished(f) => {
+                finished = Some(f.clone());
+                finished_at = Some(recorded.at);
+            }
+            Event::ReplyReceived(reply) => {
+                if let Reply::Error {
+                    code,
+                    reason,
+                    injected: true,
+                } = &reply.reply
+                {
+                    faults.insert(
+                        (reply.round, reply.phase, reply.node_id),
+                        Error {
+                            code: *code,
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+            }
+            Event::SimulationFinished(_) => simulation_finished = true,
+            _ => {}
+        }
+        if event.is_simulation() {
+            events.push((recorded.clone(), event));
+        }
+    }
+    let submitted = submitted.ok_or(NotReplayable::NoSubmission)?;
+    if events.is_empty() {
+        let (status, details) = match &finished {
+            Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
+            None => ("pending".into(), String::new()),
+        };
+        let details = if details.is_empty() {
+            String::new()
+        } else {
+            format!(" ({details})")
+        };
+        return Err(NotReplayable::NeverRan { status, details });
+    }
+    let times = running_at.zip(finished_at);
+    Ok((
+        submitted,
+        finished,
+        times,
+        Expected {
+            events,
+            faults,
+            truncated: !simulation_finished,
+        },
+    ))
+}
+
+/// Re-executes the recorded run with the built-in apps.
+pub fn replay(record: &Record, workers: usize, until_round: Option<u64>) -> Result<Verdict, NotReplayable> {
+    replay_with(record, workers, until_round, |inputs| {
+        crate::builtin::build(inputs, &mut crate::flwr_log::Logger::new())
+    })
+}
+
+/// Re-executes the recorded run with apps built by `build_apps` (tests use
+/// their own ClientApps).
+pub fn replay_with(
+    record: &Record,
+    workers: usize,
+    until_round: Option<u64>,
+    build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
+) -> Result<Verdict, NotReplayable> {
+    let (submitted, finished, times, expected) = decode(record)?;
+    let inputs = crate::simulation::resolve_inputs(
+        submitted.run_id.0,
+        submitted.seed,
+        &record.fab,
+        &submitted.fab_hash,
+        &submitted.override_config,
+        &submitted.federation_options,
+    )
+    .map_err(NotReplayable::Inputs)?;
+    let apps = build_apps(&inputs).map_err(NotReplayable::Inputs)?;
+    let mut comparer = Comparer {
+        expected: &expected,
+        index: 0,
+        divergence: None,
+        until_round,
+        reinjected: Vec::new(),
+        past_end: false,
+    };
+    let started = Instant::now();
+    let finished_replay = sim::simulate(&inputs, apps, workers, &mut comparer);
+    let replay_seconds = started.elapsed().as_secs_f64();
+    let stopped_early = until_round.is_some() && comparer.index < expected.events.len();
+    let outcome = match comparer.divergence.take() {
+        Some(divergence) => VerdictOutcome::Diverged(Box::new(divergence)),
+        None if comparer.past_end || (expected.truncated && comparer.index == expected.events.len()) => {
+            VerdictOutcome::IdenticalUntilRecordEnds
+        }
+        None if comparer.index < expected.events.len() && !stopped_early => {
+            let (recorded, event) = &expected.events[comparer.index];
+            VerdictOutcome::Diverged(Box::new(divergence(comparer.index, Some((recorded, event)), None)))
+        }
+        None => VerdictOutcome::Identical,
+    };
+    let final_arrays = expected.events[..comparer.index]
+        .iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            Event::SimulationFinished(f) => f.arrays,
+            _ => None,
+        });
+    let (recorded_status, recorded_details) = match &finished {
+        Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
+        None => ("running".to_string(), String::new()),
+    };
+    Ok(Verdict {
+        run_id: submitted.run_id.0,
+        seed: submitted.seed,
+        same_build: submitted.build == crate::BUILD,
+        recorded_build: submitted.build,
+        events_compared: comparer.index,
+        events_recorded: expected.events.len(),
+        rounds: finished_replay.rounds_completed,
+        final_arrays,
+        outcome,
+        recorded_status,
+        recorded_details,
+        reinjected: comparer.reinjected,
+        replay_seconds,
+        original_seconds: times.map(|(start, end)| (end.0 - start.0) as f64 / 1e6),
+        until_round,
+    })
+}

@@ -1,0 +1,467 @@
+//! `flwr-simulation`: the app process of one run.
+//!
+//! It follows Flower 1.27's sequence over the SimulationIo API: find the run
+//! among the apps to launch, claim it (`RequestToken`), pull its inputs and
+//! FAB, read the federation options, heartbeat, push logs, and at the end
+//! push outputs and the final status. In between it runs the deterministic
+//! engine (`sim::simulate`) and streams every simulation event to the
+//! SuperLink through `floret.v1.SimulationEvents/PushEvents`; the answer to
+//! each push says whether a stop was requested, so a stop is noticed at the
+//! next step.
+//!
+//! This module is the imperative shell around the engine: all network I/O of
+//! a run happens here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::domain::event::{Event, Outcome, Phase, SubStatus};
+use crate::flwr_log::{format_line, Level, Logger};
+use crate::proto::floret::v1 as ext;
+use crate::proto::flwr::proto as pb;
+use crate::proto::{self};
+use crate::records::{ConfigRecord, ConfigValue, Error};
+use crate::sim::{self, Inputs, Sink};
+use crate::store::codec;
+use crate::superlink::simulationio::FLORET_STATE_KEY;
+
+/// How often the process proves it is alive (Flower: every ~20 s).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often buffered log lines are pushed (Flower: 0.2 s).
+const LOG_UPLOAD_INTERVAL: Duration = Duration::from_millis(100);
+/// Events buffered before a push even between steps.
+const EVENTS_PER_PUSH: usize = 4096;
+
+/// Command-line arguments, in Flower's spelling where Flower has one.
+#[derive(Clone, Debug)]
+pub struct Args {
+    pub simulationio_address: String,
+    pub run_id: Option<u64>,
+    pub token: Option<String>,
+    pub parent_pid: Option<u32>,
+    /// Faults to inject, `round:phase:node_id` separated by commas (chaos
+    /// testing; recorded as injected failures and re-injected on replay).
+    pub faults: Vec<(u64, Phase, u64)>,
+}
+
+/// Why the process could not run its simulation.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot reach the SuperLink's SimulationIo API at {address}: {source}")]
+    Connect {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    #[error("{0}")]
+    Rpc(#[from] tonic::Status),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Parses `round:phase:node_id,...`.
+pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|fault| {
+            let parts: Vec<&str> = fault.split(':').collect();
+            let [round, phase, node] = parts[..] else {
+                return Err(format!("fault {fault:?} is not round:phase:node_id"));
+            };
+            let phase = match phase {
+                "train" => Phase::Train,
+                "evaluate" => Phase::Evaluate,
+                _ => return Err(format!("fault {fault:?}: phase must be train or evaluate")),
+            };
+            let round = round.parse().map_err(|_| format!("fault {fault:?}: bad round"))?;
+            let node = node.parse().map_err(|_| format!("fault {fault:?}: bad node id"))?;
+            Ok((round, phase, node))
+        })
+        .collect()
+}
+
+/// The seed the SuperLink recorded, from the ServerApp context's state.
+fn seed_from_context(context: &pb::Context) -> Result<u64, String> {
+    let state = context
+        .state
+        .as_ref()
+        .map(proto::record_dict_from_proto)
+        .transpose()?
+        .unwrap_or_default();
+    match state.config(FLORET_STATE_KEY).and_then(|c| c.get("seed")) {
+        Some(ConfigValue::Str(seed)) => seed
+            .parse()
+            .map_err(|_| format!("invalid seed {seed:?} in the run's context")),
+        _ => Err("the run's context carries no seed; the SuperLink is not a floret SuperLink".into()),
+    }
+}
+
+/// Resolves a run's inputs from what the SuperLink recorded and its FAB.
+pub fn resolve_inputs(
+    run_id: u64,
+    seed: u64,
+    fab: &[u8],
+    fab_hash: &str,
+    overrides: &crate::records::UserConfig,
+    federation_options: &ConfigRecord,
+) -> Result<Inputs, String> {
+    let verified = crate::fab::verify_fab(fab, fab_hash).map_err(|e| e.to_string())?;
+    let run_config = crate::app::fuse_run_config(&verified.app.config, overrides).map_err(|e| e.to_string())?;
+    Ok(Inputs {
+        run_id,
+        seed,
+        run_config,
+        num_supernodes: crate::builtin::num_supernodes(federation_options)?,
+        server_app: verified.app.serverapp.clone(),
+        client_app: verified.app.clientapp.clone(),
+    })
+}
+
+/// Streams events to the SuperLink and brings back stop requests.
+struct LiveSink {
+    runtime: tokio::runtime::Handle,
+    events: ext::simulation_events_client::SimulationEventsClient<Channel>,
+    token: String,
+    run_id: u64,
+    pending: Vec<ext::SimEvent>,
+    stop: Arc<AtomicBool>,
+    logs: std::sync::mpsc::Sender<String>,
+    color: bool,
+    faults: Vec<(u64, Phase, u64)>,
+    /// The first push that failed; the run cannot be recorded any more.
+    broken: Option<String>,
+}
+
+impl LiveSink {
+    fn flush(&mut self) {
+        if self.pending.is_empty() || self.broken.is_some() {
+            return;
+        }
+        let request = ext::PushEventsRequest {
+            token: self.token.clone(),
+            run_id: self.run_id,
+            events: std::mem::take(&mut self.pending),
+        };
+        let mut client = self.events.clone();
+        match self.runtime.block_on(client.push_events(request)) {
+            Ok(response) => {
+                if response.into_inner().stop_requested {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(status) => {
+                self.broken = Some(format!("the SuperLink refused the run's events: {}", status.message()));
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Sink for LiveSink {
+    fn event(&mut self, event: Event) {
+        let (kind, version, payload) = codec::encode(&event);
+        self.pending.push(ext::SimEvent {
+            kind: kind.to_string(),
+            version,
+            payload,
+        });
+        if self.pending.len() >= EVENTS_PER_PUSH {
+            self.flush();
+        }
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        let _ = self.logs.send(format_line(level, line, self.color));
+    }
+
+    fn should_stop(&mut self, _round: u64, _before: &str) -> bool {
+        self.flush();
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn stop_flag(&self) -> Option<Arc<AtomicBool>> {
+        Some(Arc::clone(&self.stop))
+    }
+
+    fn injected_fault(&mut self, round: u64, phase: Phase, node_id: u64) -> Option<Error> {
+        self.faults.contains(&(round, phase, node_id)).then(|| Error {
+            code: crate::records::error_code::CLIENT_APP_CRASHED,
+            reason: format!(
+                "node {node_id} crashed (fault injected in round {round}, {})",
+                phase.as_str()
+            ),
+        })
+    }
+}
+
+/// Runs the app process; returns the exit code.
+pub async fn run(args: Args) -> Result<i32, ProcessError> {
+    let address = format!("http://{}", args.simulationio_address);
+    let channel = connect(&address).await.map_err(|source| ProcessError::Connect {
+        address: address.clone(),
+        source,
+    })?;
+    let mut simio =
+        pb::simulation_io_client::SimulationIoClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+    let events =
+        ext::simulation_events_client::SimulationEventsClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+
+    let (run_id, token) = match (&args.token, args.run_id) {
+        (Some(token), Some(run_id)) => (run_id, token.clone()),
+        (_, run_id) => {
+            let pending = simio
+                .list_apps_to_launch(pb::ListAppsToLaunchRequest {})
+                .await?
+                .into_inner()
+                .run_ids;
+            let Some(run_id) = run_id.or_else(|| pending.first().copied()) else {
+                tracing::info!("no run to launch");
+                return Ok(0);
+            };
+            if !pending.contains(&run_id) {
+                tracing::info!(run_id, "the run is not waiting to be launched");
+                return Ok(0);
+            }
+            let token = simio
+                .request_token(pb::RequestTokenRequest { run_id })
+                .await?
+                .into_inner()
+                .token;
+            if token.is_empty() {
+                tracing::info!(run_id, "another process claimed the run");
+                return Ok(0);
+            }
+            (run_id, token)
+        }
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let heartbeat = tokio::spawn(heartbeat(simio.clone(), token.clone(), Arc::clone(&stop)));
+    if let Some(parent) = args.parent_pid {
+        tokio::spawn(watch_parent(parent));
+    }
+    let (log_sender, log_receiver) = std::sync::mpsc::channel::<String>();
+    let uploader = std::thread::spawn({
+        let client = simio.clone();
+        let runtime = tokio::runtime::Handle::current();
+        move || upload_logs(client, runtime, run_id, log_receiver)
+    });
+    let color = std::env::var_os("NO_COLOR").is_none();
+    let _ = log_sender.send(format_line(Level::Info, "Starting Flower Simulation", color));
+
+    let inputs = simio
+        .pull_app_inputs(pb::PullAppInputsRequest { token: token.clone() })
+        .await?
+        .into_inner();
+    let options = simio
+        .get_federation_options(pb::GetFederationOptionsRequest { run_id })
+        .await?
+        .into_inner()
+        .federation_options
+        .map(|o| proto::config_record_from_proto(&o))
+        .transpose()
+        .map_err(ProcessError::Other)?
+        .unwrap_or_default();
+    let prepared = prepare(&inputs, &options);
+
+    let sink = LiveSink {
+        runtime: tokio::runtime::Handle::current(),
+        events,
+        token: token.clone(),
+        run_id,
+        pending: Vec::new(),
+        stop: Arc::clone(&stop),
+        logs: log_sender.clone(),
+        color,
+        faults: args.faults.clone(),
+        broken: None,
+    };
+    let workers = crate::builtin::worker_threads(&options);
+    let (outcome, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
+        .await
+        .map_err(|e| ProcessError::Other(format!("the simulation thread failed: {e}")))?;
+
+    let (sub_status, details) = match &outcome {
+        Outcome::Completed => (SubStatus::Completed, String::new()),
+        Outcome::Stopped => {
+            let _ = log_sender.send(format_line(Level::Info, crate::domain::run::STOPPED_BY_USER, color));
+            (SubStatus::Stopped, crate::domain::run::STOPPED_BY_USER.to_string())
+        }
+        Outcome::Failed { reason } => {
+            let _ = log_sender.send(format_line(Level::Error, &format!("Run failed: {reason}"), color));
+            (SubStatus::Failed, reason.clone())
+        }
+    };
+    // Every log line reaches the SuperLink before the final status, so a
+    // log stream that ends with the run has all of them.
+    drop(log_sender);
+    let _ = uploader.join();
+    heartbeat.abort();
+    if let Some(reason) = broken {
+        tracing::error!(run_id, "{reason}");
+        return Ok(1);
+    }
+    if simio
+        .push_app_outputs(pb::PushAppOutputsRequest {
+            token,
+            run_id,
+            context: inputs.context.clone(),
+        })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            run_id,
+            "the SuperLink did not take the run's outputs (it was stopped or finished)"
+        );
+    }
+    let status = pb::RunStatus {
+        status: "finished".into(),
+        sub_status: sub_status.as_str().into(),
+        details,
+    };
+    if let Err(status) = simio
+        .update_run_status(pb::UpdateRunStatusRequest {
+            run_id,
+            run_status: Some(status),
+        })
+        .await
+    {
+        tracing::warn!(
+            run_id,
+            "the SuperLink did not take the final status: {}",
+            status.message()
+        );
+    }
+    Ok(if matches!(outcome, Outcome::Failed { .. }) {
+        1
+    } else {
+        0
+    })
+}
+
+/// What the simulation thread needs, or why the run cannot start.
+type Prepared = Result<Inputs, String>;
+
+fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepared {
+    let run = inputs.run.as_ref().ok_or("the SuperLink sent no run")?;
+    let fab = inputs.fab.as_ref().ok_or("the SuperLink sent no FAB")?;
+    let context = inputs.context.as_ref().ok_or("the SuperLink sent no context")?;
+    let seed = seed_from_context(context)?;
+    let overrides = proto::user_config_from_proto(&run.override_config)?;
+    resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)
+}
+
+/// Runs the engine on the current (blocking) thread.
+fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> (Outcome, Option<String>) {
+    let outcome = match prepared {
+        Err(reason) => Outcome::Failed { reason },
+        Ok(inputs) => {
+            let mut log = Logger::new();
+            let apps = crate::builtin::build(&inputs, &mut log);
+            for (level, line) in log.drain() {
+                sink.log(level, &line);
+            }
+            match apps {
+                Err(reason) => Outcome::Failed { reason },
+                Ok(apps) => sim::simulate(&inputs, apps, workers, &mut sink).outcome,
+            }
+        }
+    };
+    sink.flush();
+    (outcome, sink.broken.take())
+}
+
+async fn connect(address: &str) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = Channel::from_shared(address.to_string())
+        .expect("a valid URI")
+        .connect_timeout(Duration::from_secs(5));
+    let mut attempt = 0;
+    loop {
+        match endpoint.connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(error) if attempt >= 20 => return Err(error),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn heartbeat(
+    mut client: pb::simulation_io_client::SimulationIoClient<Channel>,
+    token: String,
+    stop: Arc<AtomicBool>,
+) {
+    let mut interval = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        interval.tick().await;
+        match client
+            .send_app_heartbeat(pb::SendAppHeartbeatRequest { token: token.clone() })
+            .await
+        {
+            Ok(response) => {
+                if !response.into_inner().success {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(status) => tracing::warn!("heartbeat failed: {}", status.message()),
+        }
+    }
+}
+
+/// Exits when the parent (the SuperLink) is gone, as Flower's `--parent-pid`.
+async fn watch_parent(pid: u32) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid as i32, 0) } != 0 {
+            tracing::error!(pid, "the parent process is gone; exiting");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Pushes buffered log text every `LOG_UPLOAD_INTERVAL` until the sender is
+/// dropped, then pushes the rest.
+fn upload_logs(
+    client: pb::simulation_io_client::SimulationIoClient<Channel>,
+    runtime: tokio::runtime::Handle,
+    run_id: u64,
+    receiver: std::sync::mpsc::Receiver<String>,
+) {
+    let mut open = true;
+    while open {
+        let mut batch = Vec::new();
+        match receiver.recv_timeout(LOG_UPLOAD_INTERVAL) {
+            Ok(line) => batch.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
+        }
+        // Take what else arrived in this interval.
+        let deadline = std::time::Instant::now() + LOG_UPLOAD_INTERVAL;
+        while open {
+            match receiver.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(line) => batch.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let mut client = client.clone();
+        let request = pb::PushLogsRequest {
+            node: Some(pb::Node { node_id: 0 }),
+            run_id,
+            logs: batch,
+        };
+        if let Err(status) = runtime.block_on(client.push_logs(request)) {
+            tracing::warn!("cannot push logs: {}", status.message());
+        }
+    }
+}

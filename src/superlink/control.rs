@@ -1,0 +1,279 @@
+//! Flower's `Control` service (1.27): StartRun, ListRuns, StreamLogs and
+//! StopRun. The other Control RPCs answer `UNIMPLEMENTED`.
+//!
+//! Each handler converts the request, asks the engine (which decides and
+//! appends events) or reads projections through it, and converts back. Bad
+//! input is refused with a status that says what is wrong, and then nothing
+//! is written.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::domain::event::RunSubmitted;
+use crate::domain::event::{RunFinished, SubStatus};
+use crate::domain::ids::{Micros, RunId};
+use crate::domain::run::{Command, Rejection, STOPPED_BY_USER};
+use crate::proto::flwr::proto as pb;
+use crate::proto::{self, DEFAULT_FEDERATION};
+use crate::store::RunFilter;
+use crate::superlink::engine::{wall_clock, ExecError};
+use crate::superlink::Shared;
+
+/// Flower's maximum FAB size: 10 MiB.
+pub const FAB_SIZE_MAX: usize = 10 * 1024 * 1024;
+
+/// How long StopRun waits for a running simulation to stop by itself before
+/// it finishes the run and kills the process.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub struct ControlService {
+    pub shared: Arc<Shared>,
+}
+
+pub(crate) fn exec_status(error: ExecError) -> Status {
+    match error {
+        ExecError::Rejected(Rejection::UnknownRun(_)) => Status::not_found("Run ID not found"),
+        ExecError::Rejected(rejection) => Status::failed_precondition(rejection.to_string()),
+        ExecError::Store(error) => Status::internal(error.to_string()),
+        ExecError::Stopped => Status::unavailable("the SuperLink is shutting down"),
+    }
+}
+
+/// A random run id that is not taken, as Flower draws them (8 random bytes).
+fn new_run_id(taken: impl Fn(RunId) -> bool) -> RunId {
+    loop {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("the operating system's random source");
+        let run_id = RunId(u64::from_le_bytes(bytes));
+        if run_id.0 != 0 && !taken(run_id) {
+            return run_id;
+        }
+    }
+}
+
+/// A random seed for runs whose configuration does not set one.
+pub fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    u64::from_le_bytes(bytes)
+}
+
+impl ControlService {
+    async fn start_run(&self, request: pb::StartRunRequest) -> Result<RunId, Status> {
+        if !request.app_spec.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "Cannot run '{}': the local SuperLink runs local apps only (Flower Hub apps need a network connection).",
+                request.app_spec
+            )));
+        }
+        let fab = request
+            .fab
+            .ok_or_else(|| Status::invalid_argument("StartRun needs a FAB"))?;
+        if fab.content.len() > FAB_SIZE_MAX {
+            return Err(Status::invalid_argument(format!(
+                "FAB size exceeds maximum allowed size of 10,485,760 bytes ({} bytes).",
+                fab.content.len()
+            )));
+        }
+        let verified =
+            crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let overrides = proto::user_config_from_proto(&request.override_config)
+            .map_err(|e| Status::failed_precondition(format!("Invalid run configuration: {e}")))?;
+        let run_config = crate::app::fuse_run_config(&verified.app.config, &overrides)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let federation = if request.federation.is_empty() {
+            DEFAULT_FEDERATION.to_string()
+        } else {
+            request.federation
+        };
+        if federation != DEFAULT_FEDERATION {
+            return Err(Status::failed_precondition(format!(
+                "Federation '{federation}' does not exist"
+            )));
+        }
+        let federation_options = match &request.federation_options {
+            Some(options) => proto::config_record_from_proto(options)
+                .map_err(|e| Status::invalid_argument(format!("Invalid federation options: {e}")))?,
+            None => Default::default(),
+        };
+        crate::builtin::validate(&verified.app, &run_config, &federation_options)
+            .map_err(Status::failed_precondition)?;
+        let seed = crate::builtin::seed_from_config(&run_config).unwrap_or_else(random_seed);
+        let ffs = Arc::clone(&self.shared.ffs);
+        let content = fab.content;
+        let fab_hash = tokio::task::spawn_blocking(move || ffs.put(&content))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("cannot store the FAB: {e}")))?;
+        let taken: std::collections::BTreeSet<RunId> = self
+            .shared
+            .engine
+            .query(|store| store.state().runs.keys().copied().collect())
+            .await
+            .map_err(exec_status)?;
+        let run_id = new_run_id(|id| taken.contains(&id));
+        let submitted = RunSubmitted {
+            run_id,
+            fab_id: verified.app.fab_id(),
+            fab_version: verified.app.version.clone(),
+            fab_hash,
+            override_config: overrides,
+            federation,
+            federation_options,
+            seed,
+            build: crate::BUILD.to_string(),
+        };
+        self.shared
+            .engine
+            .execute(run_id, Command::Submit(submitted))
+            .await
+            .map_err(exec_status)?;
+        tracing::info!(%run_id, "run submitted");
+        if let Some(launcher) = &self.shared.launcher {
+            launcher.launch(run_id);
+        }
+        Ok(run_id)
+    }
+
+    async fn stop_run(&self, run_id: RunId) -> Result<bool, Status> {
+        let engine = &self.shared.engine;
+        let mut committed = engine.committed();
+        engine
+            .execute(run_id, Command::RequestStop)
+            .await
+            .map_err(exec_status)?;
+        // A running simulation notices the request at its next step and
+        // reports; wait for that, within a bound.
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        loop {
+            let finished = engine.run(run_id).await.is_some_and(|run| run.status.is_finished());
+            if finished {
+                return Ok(true);
+            }
+            if tokio::time::timeout_at(deadline, committed.changed()).await.is_err() {
+                break;
+            }
+        }
+        tracing::warn!(%run_id, "the simulation did not stop within {STOP_GRACE:?}; finishing the run and ending its process");
+        let finished = RunFinished {
+            sub_status: SubStatus::Stopped,
+            details: STOPPED_BY_USER.to_string(),
+        };
+        match engine.execute(run_id, Command::Finish(finished)).await {
+            Ok(_) | Err(ExecError::Rejected(Rejection::InvalidTransition { .. })) => {}
+            Err(error) => return Err(exec_status(error)),
+        }
+        if let Some(launcher) = &self.shared.launcher {
+            launcher.signal(run_id, libc::SIGKILL);
+        }
+        Ok(true)
+    }
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::StreamLogsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::control_server::Control for ControlService {
+    async fn start_run(&self, request: Request<pb::StartRunRequest>) -> Result<Response<pb::StartRunResponse>, Status> {
+        let run_id = ControlService::start_run(self, request.into_inner()).await?;
+        Ok(Response::new(pb::StartRunResponse { run_id: Some(run_id.0) }))
+    }
+
+    async fn stop_run(&self, request: Request<pb::StopRunRequest>) -> Result<Response<pb::StopRunResponse>, Status> {
+        let success = ControlService::stop_run(self, RunId(request.into_inner().run_id)).await?;
+        Ok(Response::new(pb::StopRunResponse { success }))
+    }
+
+    async fn stream_logs(&self, request: Request<pb::StreamLogsRequest>) -> Result<Response<LogStream>, Status> {
+        let request = request.into_inner();
+        let run_id = RunId(request.run_id);
+        let engine = self.shared.engine.clone();
+        if engine.run(run_id).await.is_none() {
+            return Err(Status::not_found("Run ID not found"));
+        }
+        // Flower: rows with timestamp > after_timestamp (+1e-6 s).
+        let after = Micros::from_secs_f64(request.after_timestamp.max(0.0));
+        let mut committed = engine.committed();
+        let stream = response_stream(move |sender| async move {
+            let mut after = after;
+            loop {
+                // Read the status first: if the run was finished before the
+                // logs were read, these logs are the last ones.
+                let finished = engine.run(run_id).await.is_none_or(|run| run.status.is_finished());
+                let chunks = match engine
+                    .query(move |store| store.reader().logs_after(run_id, after))
+                    .await
+                {
+                    Ok(Ok(chunks)) => chunks,
+                    Ok(Err(error)) => {
+                        let _ = sender.send(Err(Status::internal(error.to_string()))).await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                if let Some(last) = chunks.last() {
+                    after = last.at;
+                    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+                    let response = pb::StreamLogsResponse {
+                        log_output: text,
+                        latest_timestamp: last.at.as_secs_f64(),
+                    };
+                    if sender.send(Ok(response)).await.is_err() {
+                        return;
+                    }
+                }
+                if finished {
+                    return;
+                }
+                tokio::select! {
+                    changed = committed.changed() => if changed.is_err() { return },
+                    () = sender.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn list_runs(&self, request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = match (request.run_id, request.limit) {
+            (Some(run_id), _) => RunFilter::One(RunId(run_id)),
+            (None, Some(limit)) => RunFilter::Newest(limit),
+            (None, None) => RunFilter::All,
+        };
+        let runs = self
+            .shared
+            .engine
+            .query(move |store| store.reader().runs(filter))
+            .await
+            .map_err(exec_status)?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if matches!(filter, RunFilter::One(_)) && runs.is_empty() {
+            return Err(Status::not_found("Run ID not found"));
+        }
+        let run_dict = runs
+            .iter()
+            .map(|run| (run.run_id().0, proto::run_to_proto(run)))
+            .collect();
+        Ok(Response::new(pb::ListRunsResponse {
+            run_dict,
+            now: wall_clock().to_iso(),
+        }))
+    }
+}
+
+/// A response stream fed by a task through a bounded channel.
+pub(crate) fn response_stream<T, F, Fut>(producer: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(sender));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}

@@ -1,0 +1,313 @@
+//! The engine: one thread that owns the [`Store`] and is the only writer of
+//! `state.db`.
+//!
+//! gRPC handlers hold a cheap [`Handle`] and send requests over one channel,
+//! which keeps every change in one order. For each command the engine runs
+//! `domain::run::decide` against the current state, appends the resulting
+//! events (one transaction) and answers. Reads go through the same thread, so
+//! a client always reads its own writes, and an in-memory database works the
+//! same as a file.
+//!
+//! The engine also keeps what is not history and therefore not in events: the
+//! app tokens of active runs and their heartbeat deadlines (Flower keeps them
+//! in a `token_store` table that it never replays either).
+//!
+//! Why a thread and not a task: SQLite calls block; a dedicated thread keeps
+//! them off the async runtime's workers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::domain::event::Event;
+use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::run::{decide, Command, Rejection, Run};
+use crate::domain::views::StoredEvent;
+use crate::store::{self, Store};
+
+/// How long a claimed token lives without a heartbeat (Flower: 30 s).
+pub const TOKEN_TTL: Duration = Duration::from_secs(30);
+/// A heartbeat extends the token to now + this (Flower: 2 × 30 s).
+pub const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Why a command did not change anything.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+type Query = Box<dyn FnOnce(&Store) + Send>;
+
+enum Request {
+    Execute {
+        run_id: RunId,
+        command: Command,
+        reply: oneshot::Sender<Result<Vec<StoredEvent>, ExecError>>,
+    },
+    Claim {
+        run_id: RunId,
+        reply: oneshot::Sender<Result<Option<String>, ExecError>>,
+    },
+    Authenticate {
+        token: String,
+        reply: oneshot::Sender<Option<RunId>>,
+    },
+    Heartbeat {
+        token: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Release {
+        run_id: RunId,
+    },
+    Expire {
+        reply: oneshot::Sender<Vec<RunId>>,
+    },
+    Query(Query),
+}
+
+/// A cheap, cloneable handle on the engine.
+#[derive(Clone)]
+pub struct Handle {
+    requests: mpsc::UnboundedSender<Request>,
+    committed: watch::Receiver<Seq>,
+}
+
+/// The app token of an active run.
+struct Token {
+    token: String,
+    active_until: Instant,
+}
+
+struct Engine {
+    store: Store,
+    tokens: HashMap<RunId, Token>,
+    runs_by_token: HashMap<String, RunId>,
+    committed: watch::Sender<Seq>,
+}
+
+/// Starts the engine thread over `store`.
+pub fn start(store: Store) -> Handle {
+    let (requests, receiver) = mpsc::unbounded_channel();
+    let (committed, committed_rx) = watch::channel(Seq(0));
+    let engine = Engine {
+        store,
+        tokens: HashMap::new(),
+        runs_by_token: HashMap::new(),
+        committed,
+    };
+    std::thread::Builder::new()
+        .name("floret-engine".into())
+        .spawn(move || engine.run(receiver))
+        .expect("spawn the engine thread");
+    Handle {
+        requests,
+        committed: committed_rx,
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn wall_clock() -> Micros {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Micros(since_epoch.as_micros() as i64)
+}
+
+/// A fresh random token, 256 hex characters as Flower's `token_hex(128)`.
+fn new_token() -> String {
+    let mut bytes = [0u8; 128];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    hex::encode(bytes)
+}
+
+impl Engine {
+    fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Request>) {
+        while let Some(request) = receiver.blocking_recv() {
+            match request {
+                Request::Execute { run_id, command, reply } => {
+                    let _ = reply.send(self.execute(run_id, &command));
+                }
+                Request::Claim { run_id, reply } => {
+                    let _ = reply.send(self.claim(run_id));
+                }
+                Request::Authenticate { token, reply } => {
+                    let _ = reply.send(self.runs_by_token.get(&token).copied());
+                }
+                Request::Heartbeat { token, reply } => {
+                    let _ = reply.send(self.heartbeat(&token));
+                }
+                Request::Release { run_id } => self.release(run_id),
+                Request::Expire { reply } => {
+                    let _ = reply.send(self.expire());
+                }
+                Request::Query(query) => query(&self.store),
+            }
+        }
+    }
+
+    fn execute(&mut self, run_id: RunId, command: &Command) -> Result<Vec<StoredEvent>, ExecError> {
+        let events = decide(self.store.state(), run_id, command).map_err(ExecError::Rejected)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = self.store.append(run_id, &events, wall_clock())?;
+        if events.iter().any(|e| matches!(e, Event::RunFinished(_))) {
+            self.release(run_id);
+        }
+        if let Some(last) = stored.last() {
+            self.committed.send_replace(last.seq);
+        }
+        Ok(stored)
+    }
+
+    fn claim(&mut self, run_id: RunId) -> Result<Option<String>, ExecError> {
+        if self.tokens.contains_key(&run_id) {
+            return Ok(None);
+        }
+        self.execute(run_id, &Command::Claim)?;
+        let token = new_token();
+        self.runs_by_token.insert(token.clone(), run_id);
+        self.tokens.insert(
+            run_id,
+            Token {
+                token: token.clone(),
+                active_until: Instant::now() + TOKEN_TTL,
+            },
+        );
+        Ok(Some(token))
+    }
+
+    /// Extends the token's life; false when the token is unknown or its run
+    /// should stop (which is how Flower tells an app process to exit).
+    fn heartbeat(&mut self, token: &str) -> bool {
+        let Some(run_id) = self.runs_by_token.get(token).copied() else {
+            return false;
+        };
+        let stop_requested = self
+            .store
+            .state()
+            .runs
+            .get(&run_id)
+            .is_none_or(|run| run.stop_requested_at.is_some() || run.status.is_finished());
+        if let Some(entry) = self.tokens.get_mut(&run_id) {
+            entry.active_until = Instant::now() + HEARTBEAT_PATIENCE;
+        }
+        !stop_requested
+    }
+
+    fn release(&mut self, run_id: RunId) {
+        if let Some(entry) = self.tokens.remove(&run_id) {
+            self.runs_by_token.remove(&entry.token);
+        }
+    }
+
+    /// Fails active runs whose token expired; returns them.
+    fn expire(&mut self) -> Vec<RunId> {
+        let now = Instant::now();
+        let expired: Vec<RunId> = self
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.active_until < now)
+            .map(|(run_id, _)| *run_id)
+            .collect();
+        for run_id in &expired {
+            let reason = "No heartbeat received from the run.".to_string();
+            if let Err(error) = self.execute(*run_id, &Command::Abandon { reason }) {
+                tracing::error!(%run_id, %error, "cannot record a heartbeat expiry");
+            }
+            self.release(*run_id);
+        }
+        expired
+    }
+}
+
+impl Handle {
+    fn send(&self, request: Request) -> Result<(), ExecError> {
+        self.requests.send(request).map_err(|_| ExecError::Stopped)
+    }
+
+    /// Decides and appends `command` for `run_id`; returns the new events.
+    pub async fn execute(&self, run_id: RunId, command: Command) -> Result<Vec<StoredEvent>, ExecError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::Execute { run_id, command, reply })?;
+        response.await.map_err(|_| ExecError::Stopped)?
+    }
+
+    /// Flower's `RequestToken`: a new token and the run starting, or `None`
+    /// when the run already has one.
+    pub async fn claim(&self, run_id: RunId) -> Result<Option<String>, ExecError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::Claim { run_id, reply })?;
+        response.await.map_err(|_| ExecError::Stopped)?
+    }
+
+    /// The run a token belongs to, if it is valid.
+    pub async fn authenticate(&self, token: &str) -> Option<RunId> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::Authenticate {
+            token: token.to_string(),
+            reply,
+        })
+        .ok()?;
+        response.await.ok().flatten()
+    }
+
+    pub async fn heartbeat(&self, token: &str) -> bool {
+        let (reply, response) = oneshot::channel();
+        if self
+            .send(Request::Heartbeat {
+                token: token.to_string(),
+                reply,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        response.await.unwrap_or(false)
+    }
+
+    /// Forgets the run's token (Flower deletes it on PushAppOutputs/StopRun).
+    pub fn release(&self, run_id: RunId) {
+        let _ = self.send(Request::Release { run_id });
+    }
+
+    /// Fails runs whose heartbeat expired.
+    pub async fn expire(&self) -> Vec<RunId> {
+        let (reply, response) = oneshot::channel();
+        if self.send(Request::Expire { reply }).is_err() {
+            return Vec::new();
+        }
+        response.await.unwrap_or_default()
+    }
+
+    /// Runs `query` on the engine thread with read access to the store.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, ExecError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::Query(Box::new(move |store| {
+            let _ = reply.send(query(store));
+        })))?;
+        response.await.map_err(|_| ExecError::Stopped)
+    }
+
+    /// The current state of one run.
+    pub async fn run(&self, run_id: RunId) -> Option<Run> {
+        self.query(move |store| store.state().runs.get(&run_id).cloned())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// A receiver that changes whenever events are committed.
+    pub fn committed(&self) -> watch::Receiver<Seq> {
+        self.committed.clone()
+    }
+}

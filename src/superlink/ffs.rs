@@ -1,0 +1,91 @@
+//! FAB storage: content-addressed files under the storage directory, as
+//! Flower 1.27's `DiskFfs` keeps them (`<sha256>` and `<sha256>.META`).
+//!
+//! Files are written to a temporary name and renamed, so a reader never sees
+//! half a FAB; bytes are checked against their name when read back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub struct Ffs {
+    directory: PathBuf,
+}
+
+/// Lowercase hex SHA-256, the name of a FAB.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Ffs {
+    pub fn open(directory: &Path) -> std::io::Result<Ffs> {
+        std::fs::create_dir_all(directory)?;
+        Ok(Ffs {
+            directory: directory.to_path_buf(),
+        })
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    fn path(&self, hash: &str) -> std::io::Result<PathBuf> {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid FAB hash {hash:?}"),
+            ));
+        }
+        Ok(self.directory.join(hash))
+    }
+
+    /// Stores `bytes` under their hash (a no-op when already stored).
+    pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
+        let hash = sha256_hex(bytes);
+        let path = self.path(&hash)?;
+        if !path.exists() {
+            let temporary = self.directory.join(format!(".{hash}.{}.tmp", std::process::id()));
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
+        }
+        let meta = self.directory.join(format!("{hash}.META"));
+        if !meta.exists() {
+            std::fs::write(meta, b"{}")?;
+        }
+        Ok(hash)
+    }
+
+    /// The FAB stored under `hash`, checked against it.
+    pub fn get(&self, hash: &str) -> std::io::Result<Vec<u8>> {
+        let bytes = std::fs::read(self.path(hash)?)?;
+        if sha256_hex(&bytes) != hash {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the stored FAB {hash} does not match its hash; the storage directory is corrupt"),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_then_get_by_hash() {
+        let directory = tempfile::tempdir().unwrap();
+        let ffs = Ffs::open(directory.path()).unwrap();
+        let hash = ffs.put(b"fab bytes").unwrap();
+        assert_eq!(hash, sha256_hex(b"fab bytes"));
+        assert_eq!(ffs.put(b"fab bytes").unwrap(), hash);
+        assert_eq!(ffs.get(&hash).unwrap(), b"fab bytes");
+        assert!(directory.path().join(format!("{hash}.META")).exists());
+        assert!(ffs.get("../etc/passwd").is_err());
+        std::fs::write(directory.path().join(&hash), b"tampered").unwrap();
+        assert!(ffs.get(&hash).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Launches one `flwr-simulation` process per pending run and watches it.
+//!
+//! Flower 1.27 has a separate `flower-superexec` poll for pending runs every
+//! second; the SuperLink here launches the process the moment a run is
+//! submitted (and, after a restart, for every run still pending). The process
+//! claims its run itself through SimulationIo (`ListAppsToLaunch`,
+//! `RequestToken`), as Flower's does.
+//!
+//! When a process exits before its run finished, the run fails at once with
+//! the exit status (no need to wait for a heartbeat to expire). Children die
+//! with the SuperLink: on Linux they get `PR_SET_PDEATHSIG`, and they also
+//! watch `--parent-pid`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::process::Command as Process;
+
+use crate::domain::ids::RunId;
+use crate::domain::run::Command;
+use crate::superlink::engine::Handle;
+
+pub struct Launcher {
+    /// The `flwr-simulation` executable.
+    executable: PathBuf,
+    simulationio: SocketAddr,
+    /// Where the children's stderr goes (the SuperLink's log file), if set.
+    log_file: Option<PathBuf>,
+    engine: Handle,
+    /// Process ids of running children. A std mutex: held for a map lookup
+    /// only, never across an await.
+    children: Mutex<HashMap<RunId, u32>>,
+}
+
+impl Launcher {
+    pub fn new(
+        executable: PathBuf,
+        simulationio: SocketAddr,
+        log_file: Option<PathBuf>,
+        engine: Handle,
+    ) -> Arc<Launcher> {
+        Arc::new(Launcher {
+            executable,
+            simulationio,
+            log_file,
+            engine,
+            children: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts the app process of `run_id`; a failure to start fails the run.
+    pub fn launch(self: &Arc<Self>, run_id: RunId) {
+        let mut command = Process::new(&self.executable);
+        command
+            .arg("--insecure")
+            .arg("--simulationio-api-address")
+            .arg(self.simulationio.to_string())
+            .arg("--run-id")
+            .arg(run_id.0.to_string())
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(false);
+        match self
+            .log_file
+            .as_ref()
+            .and_then(|p| std::fs::OpenOptions::new().append(true).create(true).open(p).ok())
+        {
+            Some(file) => command.stderr(file),
+            None => command.stderr(Stdio::inherit()),
+        };
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and only changes this child's
+        // own death signal.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                let reason = format!("Unable to launch `{}`: {error}", self.executable.display());
+                tracing::error!(%run_id, "{reason}");
+                let engine = self.engine.clone();
+                tokio::spawn(async move {
+                    let _ = engine.execute(run_id, Command::Abandon { reason }).await;
+                });
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        tracing::info!(%run_id, pid, "launched flwr-simulation");
+        self.children.lock().expect("children lock").insert(run_id, pid);
+        let launcher = Arc::clone(self);
+        tokio::spawn(async move { launcher.watch(run_id, child).await });
+    }
+
+    async fn watch(self: Arc<Self>, run_id: RunId, mut child: tokio::process::Child) {
+        let status = child.wait().await;
+        self.children.lock().expect("children lock").remove(&run_id);
+        let described = match &status {
+            Ok(status) => match (status.code(), std::os::unix::process::ExitStatusExt::signal(status)) {
+                (Some(code), _) => format!("exited with code {code}"),
+                (None, Some(signal)) => format!("was killed by signal {signal}"),
+                (None, None) => "ended".into(),
+            },
+            Err(error) => format!("could not be waited for ({error})"),
+        };
+        tracing::info!(%run_id, "flwr-simulation {described}");
+        // A run whose process is gone can never finish: fail it unless it
+        // already finished (the normal case, a no-op).
+        let reason = format!("The simulation process (flwr-simulation) {described} before the run finished.");
+        if let Err(error) = self.engine.execute(run_id, Command::Abandon { reason }).await {
+            tracing::warn!(%run_id, %error, "cannot record the end of flwr-simulation");
+        }
+    }
+
+    /// Sends `signal` to the run's process, if it has one.
+    pub fn signal(&self, run_id: RunId, signal: i32) -> bool {
+        let pid = self.children.lock().expect("children lock").get(&run_id).copied();
+        match pid {
+            // SAFETY: kill(2) has no memory effects; the pid is our child's.
+            Some(pid) if pid > 0 => unsafe { libc::kill(pid as i32, signal) == 0 },
+            _ => false,
+        }
+    }
+
+    pub fn running(&self) -> Vec<RunId> {
+        self.children.lock().expect("children lock").keys().copied().collect()
+    }
+
+    /// Terminates every child: SIGTERM, then SIGKILL after `grace`.
+    pub async fn terminate_all(&self, grace: Duration) {
+        for run_id in self.running() {
+            self.signal(run_id, libc::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.running().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for run_id in self.running() {
+            self.signal(run_id, libc::SIGKILL);
+        }
+    }
+}

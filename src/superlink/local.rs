@@ -1,0 +1,143 @@
+//! Our `floret.v1.Local` service on the Control address: who is this
+//! SuperLink (so the CLI can tell ours from anything else on the port, and
+//! one serving another `FLWR_HOME` from the one it wants), shut it down, and
+//! hand out a run's recorded events and FAB for `flwr replay`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::ids::RunId;
+use crate::proto::floret::v1 as ext;
+use crate::proto::flwr::proto as pb;
+use crate::superlink::control::{exec_status, response_stream};
+use crate::superlink::Shared;
+
+/// Events per `RunRecordChunk`.
+const EVENTS_PER_CHUNK: usize = 2000;
+
+pub struct LocalService {
+    pub shared: Arc<Shared>,
+}
+
+type RecordStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<ext::RunRecordChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ext::local_server::Local for LocalService {
+    async fn identify(
+        &self,
+        _request: Request<ext::IdentifyRequest>,
+    ) -> Result<Response<ext::IdentifyResponse>, Status> {
+        let shared = &self.shared;
+        let (runs_total, runs_active) = shared
+            .engine
+            .query(|store| {
+                let runs = &store.state().runs;
+                (
+                    runs.len() as u64,
+                    runs.values().filter(|r| !r.status.is_finished()).count() as u64,
+                )
+            })
+            .await
+            .map_err(exec_status)?;
+        let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        Ok(Response::new(ext::IdentifyResponse {
+            product: crate::PRODUCT.to_string(),
+            version: crate::VERSION.to_string(),
+            flwr_home: path(&shared.config.flwr_home),
+            state_db: shared.config.database.display().to_string(),
+            pid: std::process::id(),
+            control_address: shared.control_address.to_string(),
+            simulationio_address: shared.simulationio_address.to_string(),
+            started_at: shared.started_at.to_iso(),
+            runs_total,
+            runs_active,
+            log_file: path(&shared.config.log_file),
+        }))
+    }
+
+    async fn shutdown(
+        &self,
+        _request: Request<ext::ShutdownRequest>,
+    ) -> Result<Response<ext::ShutdownResponse>, Status> {
+        let active = self
+            .shared
+            .engine
+            .query(|store| store.state().runs.values().filter(|r| r.status.is_active()).count() as u64)
+            .await
+            .map_err(exec_status)?;
+        tracing::info!("shutdown requested through the Local API");
+        self.shared.shutdown.notify_one();
+        Ok(Response::new(ext::ShutdownResponse {
+            pid: std::process::id(),
+            runs_stopped: active,
+        }))
+    }
+
+    async fn stream_run_record(
+        &self,
+        request: Request<ext::RunRecordRequest>,
+    ) -> Result<Response<RecordStream>, Status> {
+        let run_id = RunId(request.into_inner().run_id);
+        let run = self
+            .shared
+            .engine
+            .run(run_id)
+            .await
+            .ok_or_else(|| Status::not_found("Run ID not found"))?;
+        let events = self
+            .shared
+            .engine
+            .query(move |store| store.reader().raw_events(run_id))
+            .await
+            .map_err(exec_status)?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let ffs = Arc::clone(&self.shared.ffs);
+        let hash = run.submitted.fab_hash.clone();
+        let content = tokio::task::spawn_blocking(move || ffs.get(&hash))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("cannot read the run's FAB: {e}")))?;
+        let fab = pb::Fab {
+            hash_str: run.submitted.fab_hash.clone(),
+            content,
+            verifications: Default::default(),
+        };
+        let stream = response_stream(move |sender| async move {
+            let mut fab = Some(fab);
+            let mut chunks = events.chunks(EVENTS_PER_CHUNK).peekable();
+            if chunks.peek().is_none() {
+                let _ = sender
+                    .send(Ok(ext::RunRecordChunk {
+                        events: vec![],
+                        fab: fab.take(),
+                    }))
+                    .await;
+                return;
+            }
+            for chunk in chunks {
+                let events = chunk
+                    .iter()
+                    .map(|e| ext::RecordedEvent {
+                        seq: e.seq.0,
+                        kind: e.kind.clone(),
+                        version: e.version,
+                        payload: e.payload.clone(),
+                        recorded_at_us: e.at.0,
+                    })
+                    .collect();
+                if sender
+                    .send(Ok(ext::RunRecordChunk {
+                        events,
+                        fab: fab.take(),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}

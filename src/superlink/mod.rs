@@ -1,0 +1,254 @@
+//! The SuperLink: Flower's Control and SimulationIo APIs over the event store.
+//!
+//! [`run`] takes its two listeners and a shutdown signal as arguments (the
+//! mini-redis shape), so tests bind port 0 and stop it at will. It opens the
+//! store, recovers from a previous crash (active runs fail, through events),
+//! launches app processes for pending runs, and serves until shutdown, when
+//! it stops active runs and ends their processes.
+//!
+//! Only this module and its children speak gRPC on the server side; all state
+//! changes go through the [`engine`].
+
+pub mod control;
+pub mod engine;
+pub mod ffs;
+pub mod launcher;
+pub mod local;
+pub mod simulationio;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::domain::event::{RunFinished, SubStatus};
+use crate::domain::ids::Micros;
+use crate::domain::run::{Command, Status};
+use crate::proto::floret::v1 as ext;
+use crate::proto::flwr::proto as pb;
+use crate::store::{self, Store};
+
+/// Largest gRPC message accepted (a FAB is at most 10 MiB).
+const MESSAGE_SIZE_MAX: usize = 64 * 1024 * 1024;
+
+/// How the SuperLink is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `state.db`, or `:memory:` for a database that lives in memory.
+    pub database: PathBuf,
+    /// Where FABs are stored (Flower's `--storage-dir`).
+    pub storage_dir: PathBuf,
+    /// The `FLWR_HOME` a managed local SuperLink serves (reported by Identify).
+    pub flwr_home: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    /// The `flwr-simulation` executable to launch per run; `None` when app
+    /// processes are started by someone else (`--isolation process`).
+    pub simulation_executable: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("cannot use the storage directory {path}: {source}")]
+    Storage { path: PathBuf, source: std::io::Error },
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot read a listener's address: {0}")]
+    Listener(std::io::Error),
+}
+
+/// What every service shares.
+pub struct Shared {
+    pub engine: engine::Handle,
+    pub ffs: Arc<ffs::Ffs>,
+    pub launcher: Option<Arc<launcher::Launcher>>,
+    pub config: Config,
+    pub control_address: SocketAddr,
+    pub simulationio_address: SocketAddr,
+    pub started_at: Micros,
+    /// Signalled by the Local API's Shutdown.
+    pub shutdown: Notify,
+}
+
+/// Details of runs found active when the SuperLink starts.
+pub const RESTART_DETAILS: &str =
+    "The SuperLink stopped while the run was active (it crashed or was killed); the run cannot resume.";
+/// Details of runs active when the SuperLink is shut down.
+pub const SHUTDOWN_DETAILS: &str = "The SuperLink was shut down while the run was active.";
+
+fn open_store(database: &std::path::Path) -> Result<Store, store::Error> {
+    match database.to_str() {
+        Some(":memory:" | ":flwr-in-memory:") => Store::open_in_memory(),
+        _ => Store::open(database),
+    }
+}
+
+/// Serves the Control API on `control` and SimulationIo on `simulationio`
+/// until `shutdown` completes or a client calls Local/Shutdown.
+pub async fn run(
+    control: TcpListener,
+    simulationio: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let database = config.database.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&database))
+        .await
+        .expect("open the store")?;
+    let engine = engine::start(store);
+    let ffs = ffs::Ffs::open(&config.storage_dir).map_err(|source| Error::Storage {
+        path: config.storage_dir.clone(),
+        source,
+    })?;
+    let control_address = control.local_addr().map_err(Error::Listener)?;
+    let simulationio_address = simulationio.local_addr().map_err(Error::Listener)?;
+    let launcher = config.simulation_executable.clone().map(|executable| {
+        launcher::Launcher::new(
+            executable,
+            simulationio_address,
+            config.log_file.clone(),
+            engine.clone(),
+        )
+    });
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        ffs: Arc::new(ffs),
+        launcher,
+        config,
+        control_address,
+        simulationio_address,
+        started_at: engine::wall_clock(),
+        shutdown: Notify::new(),
+    });
+    recover(&shared).await;
+
+    let expiry = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                for run_id in engine.expire().await {
+                    tracing::warn!(%run_id, "no heartbeat from the run's process; the run failed");
+                }
+            }
+        })
+    };
+
+    let (stop_servers, servers_stopping) = tokio::sync::watch::channel(false);
+    let stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let control_server = tonic::transport::Server::builder()
+        .add_service(
+            pb::control_server::ControlServer::new(control::ControlService {
+                shared: Arc::clone(&shared),
+            })
+            .max_decoding_message_size(MESSAGE_SIZE_MAX)
+            .max_encoding_message_size(MESSAGE_SIZE_MAX),
+        )
+        .add_service(
+            ext::local_server::LocalServer::new(local::LocalService {
+                shared: Arc::clone(&shared),
+            })
+            .max_encoding_message_size(MESSAGE_SIZE_MAX),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(control), stopped(servers_stopping.clone()));
+    let simulationio_server = tonic::transport::Server::builder()
+        .add_service(
+            pb::simulation_io_server::SimulationIoServer::new(simulationio::SimulationIoService {
+                shared: Arc::clone(&shared),
+            })
+            .max_decoding_message_size(MESSAGE_SIZE_MAX)
+            .max_encoding_message_size(MESSAGE_SIZE_MAX),
+        )
+        .add_service(
+            ext::simulation_events_server::SimulationEventsServer::new(simulationio::SimulationEventsService {
+                shared: Arc::clone(&shared),
+            })
+            .max_decoding_message_size(MESSAGE_SIZE_MAX),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(simulationio), stopped(servers_stopping));
+    let control_task = tokio::spawn(control_server);
+    let simulationio_task = tokio::spawn(simulationio_server);
+    tracing::info!(%control_address, %simulationio_address, "SuperLink serving");
+
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = shared.shutdown.notified() => tracing::info!("shutting down (requested through the Local API)"),
+    }
+    stop_active_runs(&shared).await;
+    let _ = stop_servers.send(true);
+    expiry.abort();
+    control_task.await.expect("control server task")?;
+    simulationio_task.await.expect("simulationio server task")?;
+    Ok(())
+}
+
+/// After a restart: runs that were active can never finish (their process
+/// died with the old SuperLink, or cannot reach this one), so they fail;
+/// pending runs get a process.
+async fn recover(shared: &Shared) {
+    let runs = shared
+        .engine
+        .query(|store| {
+            store
+                .state()
+                .runs
+                .values()
+                .map(|r| (r.run_id(), r.status))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    for (run_id, status) in runs {
+        match status {
+            Status::Starting | Status::Running => {
+                let reason = RESTART_DETAILS.to_string();
+                if let Err(error) = shared.engine.execute(run_id, Command::Abandon { reason }).await {
+                    tracing::error!(%run_id, %error, "cannot fail an abandoned run");
+                }
+            }
+            Status::Pending => {
+                if let Some(launcher) = &shared.launcher {
+                    launcher.launch(run_id);
+                }
+            }
+            Status::Finished(_) => {}
+        }
+    }
+}
+
+async fn stop_active_runs(shared: &Shared) {
+    let active = shared
+        .engine
+        .query(|store| {
+            store
+                .state()
+                .runs
+                .values()
+                .filter(|r| r.status.is_active())
+                .map(|r| r.run_id())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    for run_id in active {
+        let finished = RunFinished {
+            sub_status: SubStatus::Stopped,
+            details: SHUTDOWN_DETAILS.to_string(),
+        };
+        if let Err(error) = shared.engine.execute(run_id, Command::Finish(finished)).await {
+            tracing::warn!(%run_id, %error, "cannot stop a run at shutdown");
+        }
+    }
+    if let Some(launcher) = &shared.launcher {
+        launcher.terminate_all(Duration::from_secs(3)).await;
+    }
+}

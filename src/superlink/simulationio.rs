@@ -1,0 +1,270 @@
+//! Flower's `SimulationIo` service (1.27), which app processes use to claim a
+//! run, pull its inputs, heartbeat, push logs and report the end; and our
+//! `SimulationEvents` service beside it, through which the simulation engine
+//! streams its events into the run's log.
+//!
+//! Status codes and messages follow Flower 1.27's servicer.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::event::{RunFinished, SubStatus};
+use crate::domain::ids::RunId;
+use crate::domain::run::{Command, Run, Status as RunStatus};
+use crate::proto::floret::v1 as ext;
+use crate::proto::flwr::proto as pb;
+use crate::proto::{self};
+use crate::records::{ConfigRecord, ConfigValue, Record, RecordDict};
+use crate::store::codec;
+use crate::superlink::control::exec_status;
+use crate::superlink::Shared;
+
+pub struct SimulationIoService {
+    pub shared: Arc<Shared>,
+}
+
+/// Key of the ConfigRecord in the ServerApp context's state that carries
+/// what floret adds to a run's inputs (the seed).
+pub const FLORET_STATE_KEY: &str = "floret";
+
+/// Flower's message for a run that no longer accepts app output.
+fn finished_message(run: &Run) -> String {
+    let stopped = if run.status == RunStatus::Finished(SubStatus::Stopped) {
+        " Stopped by user."
+    } else {
+        ""
+    };
+    format!("Run is {}.{stopped}", run.status.status_str())
+}
+
+impl SimulationIoService {
+    async fn run_of_token(&self, token: &str) -> Result<RunId, Status> {
+        self.shared
+            .engine
+            .authenticate(token)
+            .await
+            .ok_or_else(|| Status::permission_denied("Invalid token."))
+    }
+
+    async fn existing_run(&self, run_id: RunId) -> Result<Run, Status> {
+        self.shared
+            .engine
+            .run(run_id)
+            .await
+            .ok_or_else(|| Status::not_found("Run ID not found"))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::simulation_io_server::SimulationIo for SimulationIoService {
+    async fn list_apps_to_launch(
+        &self,
+        _request: Request<pb::ListAppsToLaunchRequest>,
+    ) -> Result<Response<pb::ListAppsToLaunchResponse>, Status> {
+        let run_ids = self
+            .shared
+            .engine
+            .query(|store| {
+                store
+                    .state()
+                    .runs
+                    .values()
+                    .filter(|run| run.status == RunStatus::Pending)
+                    .map(|run| run.run_id().0)
+                    .collect()
+            })
+            .await
+            .map_err(exec_status)?;
+        Ok(Response::new(pb::ListAppsToLaunchResponse { run_ids }))
+    }
+
+    async fn request_token(
+        &self,
+        request: Request<pb::RequestTokenRequest>,
+    ) -> Result<Response<pb::RequestTokenResponse>, Status> {
+        let run_id = RunId(request.into_inner().run_id);
+        let token = match self.shared.engine.claim(run_id).await {
+            Ok(token) => token.unwrap_or_default(),
+            // Not pending (already claimed, finished) or unknown: no token.
+            Err(crate::superlink::engine::ExecError::Rejected(_)) => String::new(),
+            Err(error) => return Err(exec_status(error)),
+        };
+        Ok(Response::new(pb::RequestTokenResponse { token }))
+    }
+
+    async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {
+        let run_id = RunId(request.into_inner().run_id);
+        let run = self.shared.engine.run(run_id).await;
+        Ok(Response::new(pb::GetRunResponse {
+            run: run.as_ref().map(proto::run_to_proto),
+        }))
+    }
+
+    async fn send_app_heartbeat(
+        &self,
+        request: Request<pb::SendAppHeartbeatRequest>,
+    ) -> Result<Response<pb::SendAppHeartbeatResponse>, Status> {
+        let success = self.shared.engine.heartbeat(&request.into_inner().token).await;
+        Ok(Response::new(pb::SendAppHeartbeatResponse { success }))
+    }
+
+    async fn pull_app_inputs(
+        &self,
+        request: Request<pb::PullAppInputsRequest>,
+    ) -> Result<Response<pb::PullAppInputsResponse>, Status> {
+        let run_id = self.run_of_token(&request.into_inner().token).await?;
+        let failed = |_| Status::failed_precondition(format!("Failed to start run {run_id}"));
+        self.shared
+            .engine
+            .execute(run_id, Command::Activate)
+            .await
+            .map_err(failed)?;
+        let run = self.existing_run(run_id).await?;
+        let ffs = Arc::clone(&self.shared.ffs);
+        let hash = run.submitted.fab_hash.clone();
+        let content = tokio::task::spawn_blocking(move || ffs.get(&hash))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("cannot read the run's FAB: {e}")))?;
+        // The ServerApp context, with floret's additions in its state.
+        let mut floret = ConfigRecord::new();
+        floret.insert("seed", ConfigValue::Str(run.submitted.seed.to_string()));
+        floret.insert("build", ConfigValue::Str(run.submitted.build.clone()));
+        let mut state = RecordDict::new();
+        state.insert(FLORET_STATE_KEY, Record::Config(floret));
+        let context = pb::Context {
+            run_id: run_id.0,
+            node_id: 0,
+            node_config: Default::default(),
+            state: Some(proto::record_dict_to_proto(&state)),
+            run_config: Default::default(),
+        };
+        Ok(Response::new(pb::PullAppInputsResponse {
+            context: Some(context),
+            run: Some(proto::run_to_proto(&run)),
+            fab: Some(pb::Fab {
+                hash_str: run.submitted.fab_hash.clone(),
+                content,
+                verifications: Default::default(),
+            }),
+        }))
+    }
+
+    async fn push_app_outputs(
+        &self,
+        request: Request<pb::PushAppOutputsRequest>,
+    ) -> Result<Response<pb::PushAppOutputsResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = self.run_of_token(&request.token).await?;
+        if run_id.0 != request.run_id {
+            return Err(Status::permission_denied("Invalid token."));
+        }
+        let run = self.existing_run(run_id).await?;
+        if run.status != RunStatus::Running {
+            return Err(Status::permission_denied(finished_message(&run)));
+        }
+        // The final context is not needed later: the events hold the run.
+        self.shared.engine.release(run_id);
+        Ok(Response::new(pb::PushAppOutputsResponse {}))
+    }
+
+    async fn update_run_status(
+        &self,
+        request: Request<pb::UpdateRunStatusRequest>,
+    ) -> Result<Response<pb::UpdateRunStatusResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = RunId(request.run_id);
+        let run = self.existing_run(run_id).await?;
+        if run.status.is_finished() {
+            return Err(Status::permission_denied(finished_message(&run)));
+        }
+        let status = request.run_status.unwrap_or_default();
+        let command = match (status.status.as_str(), SubStatus::parse(&status.sub_status)) {
+            ("starting", _) => Command::Claim,
+            ("running", _) => Command::Activate,
+            ("finished", Some(sub_status)) => Command::Finish(RunFinished {
+                sub_status,
+                details: status.details,
+            }),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "Invalid run status: {}:{}",
+                    status.status, status.sub_status
+                )))
+            }
+        };
+        self.shared.engine.execute(run_id, command).await.map_err(exec_status)?;
+        Ok(Response::new(pb::UpdateRunStatusResponse {}))
+    }
+
+    async fn push_logs(&self, request: Request<pb::PushLogsRequest>) -> Result<Response<pb::PushLogsResponse>, Status> {
+        let request = request.into_inner();
+        let text: String = request.logs.concat();
+        if !text.is_empty() {
+            self.shared
+                .engine
+                .execute(RunId(request.run_id), Command::AppendLog(text))
+                .await
+                .map_err(exec_status)?;
+        }
+        Ok(Response::new(pb::PushLogsResponse {}))
+    }
+
+    async fn get_federation_options(
+        &self,
+        request: Request<pb::GetFederationOptionsRequest>,
+    ) -> Result<Response<pb::GetFederationOptionsResponse>, Status> {
+        let run = self.existing_run(RunId(request.into_inner().run_id)).await?;
+        Ok(Response::new(pb::GetFederationOptionsResponse {
+            federation_options: Some(proto::config_record_to_proto(&run.submitted.federation_options)),
+        }))
+    }
+}
+
+pub struct SimulationEventsService {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl ext::simulation_events_server::SimulationEvents for SimulationEventsService {
+    async fn push_events(
+        &self,
+        request: Request<ext::PushEventsRequest>,
+    ) -> Result<Response<ext::PushEventsResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = self.shared.engine.authenticate(&request.token).await;
+        if run_id != Some(RunId(request.run_id)) {
+            return Err(Status::permission_denied("Invalid token."));
+        }
+        let run_id = RunId(request.run_id);
+        let mut events = Vec::with_capacity(request.events.len());
+        for raw in &request.events {
+            let event = codec::decode(&raw.kind, raw.version, &raw.payload)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            // Events are stored as the engine produced them; the encoding is
+            // canonical, so re-encoding must give the same bytes.
+            if codec::encode(&event).2 != raw.payload {
+                return Err(Status::invalid_argument(format!(
+                    "{} payload is not in canonical form; the simulation and the SuperLink are different builds",
+                    raw.kind
+                )));
+            }
+            events.push(event);
+        }
+        if !events.is_empty() {
+            self.shared
+                .engine
+                .execute(run_id, Command::AppendSimulation(events))
+                .await
+                .map_err(exec_status)?;
+        }
+        let stop_requested = self
+            .shared
+            .engine
+            .run(run_id)
+            .await
+            .is_none_or(|run| run.stop_requested_at.is_some() || run.status.is_finished());
+        Ok(Response::new(ext::PushEventsResponse { stop_requested }))
+    }
+}

@@ -1,0 +1,137 @@
+//! A readable rendering of event timelines: one line per event, rounds
+//! grouped under a header. Used by `flwr replay --events` and by snapshot
+//! tests (which leave the times out, so that the snapshots are stable).
+//!
+//! Pure formatting; no I/O.
+
+use crate::domain::event::{Event, Outcome, Reply};
+use crate::domain::views::StoredEvent;
+use crate::flwr_log::strip_ansi;
+use crate::records::{Scalar, UserConfig};
+use crate::strategy::start::metrics_repr;
+
+fn config_text(config: &UserConfig) -> String {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => crate::pyfmt::float_repr(*f),
+                Scalar::Str(s) => format!("{s:?}"),
+            };
+            format!("{k}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What an event says, without its kind.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::RunSubmitted(s) => {
+            let mut text = format!(
+                "{}=={} fab {} seed {} federation {} build {:?}",
+                s.fab_id,
+                s.fab_version,
+                s.fab_hash.chars().take(8).collect::<String>(),
+                s.seed,
+                s.federation,
+                s.build
+            );
+            if !s.override_config.is_empty() {
+                text.push_str(&format!(" overrides {}", config_text(&s.override_config)));
+            }
+            text
+        }
+        Event::RunStarting | Event::RunRunning | Event::RunStopRequested => String::new(),
+        Event::RunFinished(f) if f.details.is_empty() => f.sub_status.as_str().to_string(),
+        Event::RunFinished(f) => format!("{}: {}", f.sub_status.as_str(), f.details),
+        Event::LogAppended(log) => {
+            let text = strip_ansi(&log.text);
+            let first = text.lines().next().unwrap_or("").trim_end();
+            let first: String = first.chars().take(60).collect();
+            format!("{} lines, {} bytes: {first:?}", text.lines().count(), log.text.len())
+        }
+        Event::SimulationStarted(s) => format!(
+            "{} supernodes, {} + {}, {}, {} rounds; config {}",
+            s.num_supernodes,
+            s.server_app,
+            s.client_app,
+            s.strategy,
+            s.num_rounds,
+            config_text(&s.run_config)
+        ),
+        Event::NodesRegistered(n) => {
+            let shown: Vec<String> = n.node_ids.iter().take(4).map(|id| id.to_string()).collect();
+            let more = if n.node_ids.len() > 4 { ", ..." } else { "" };
+            format!("{} nodes: {}{more}", n.node_ids.len(), shown.join(", "))
+        }
+        Event::RoundStarted(r) => format!("round {}", r.round),
+        Event::NodeSampled(s) => format!("{} -> node {}", s.phase.as_str(), s.node_id),
+        Event::ReplyReceived(r) => match &r.reply {
+            Reply::Content { metrics, arrays } => {
+                let arrays = arrays.map(|d| format!(" arrays {}", d.short())).unwrap_or_default();
+                format!(
+                    "{} <- node {}: {}{arrays}",
+                    r.phase.as_str(),
+                    r.node_id,
+                    metrics_repr(metrics.as_ref())
+                )
+            }
+            Reply::Error { code, reason, injected } => format!(
+                "{} <- node {}: error {code}{}: {reason}",
+                r.phase.as_str(),
+                r.node_id,
+                if *injected { " (injected)" } else { "" }
+            ),
+        },
+        Event::Aggregated(a) => {
+            let arrays = a.arrays.map(|d| format!(" arrays {}", d.short())).unwrap_or_default();
+            format!(
+                "{}: {} results, {} failures, {}{arrays}",
+                a.phase.as_str(),
+                a.results,
+                a.failures,
+                metrics_repr(a.metrics.as_ref())
+            )
+        }
+        Event::CentralEvaluated(c) => format!("round {}: {}", c.round, metrics_repr(c.metrics.as_ref())),
+        Event::SimulationStopped(s) => format!("in round {} before {}", s.round, s.before),
+        Event::SimulationFinished(f) => {
+            let outcome = match &f.outcome {
+                Outcome::Completed => "completed".to_string(),
+                Outcome::Stopped => "stopped".to_string(),
+                Outcome::Failed { reason } => format!("failed: {reason}"),
+            };
+            let arrays = f.arrays.map(|d| format!(", arrays {}", d.short())).unwrap_or_default();
+            format!("{outcome} after {} rounds{arrays}", f.rounds_completed)
+        }
+    }
+}
+
+/// One line per event, `#seq [+time] Kind  description`, with a header line
+/// before each round. Times are relative to the first event.
+pub fn render(events: &[StoredEvent], show_times: bool) -> String {
+    let mut out = String::new();
+    let start = events.first().map(|e| e.at.0).unwrap_or(0);
+    for stored in events {
+        if let Event::RoundStarted(r) = &stored.event {
+            out.push_str(&format!("-- round {} --\n", r.round));
+        }
+        let time = if show_times {
+            format!(" {:>9.3}s", (stored.at.0 - start) as f64 / 1e6)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "#{:<5}{time} {:<18} {}",
+            stored.seq.0,
+            stored.event.kind(),
+            describe(&stored.event)
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
