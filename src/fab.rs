@@ -816,59 +816,9 @@ pub fn pathspec_matches(patterns: &[&str], path: &str) -> Result<bool, FabError>
 // tomli_w
 // ---------------------------------------------------------------------------
 
-/// Python's `repr(float)`. The lead's `crate::pyfmt::float_repr` replaces it.
+/// Python's `repr` of a float, as `tomli_w` writes floats.
 fn py_float(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    if x == 0.0 {
-        return if x.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    // Rust's shortest digits have the right length, but on exact ties Rust
-    // rounds up where Python's dtoa takes the nearest candidate, half to
-    // even; the correctly rounded string of that length is Python's choice
-    // whenever it round-trips.
-    let shortest = format!("{x:e}");
-    let n = shortest.chars().filter(char::is_ascii_digit).count()
-        - shortest
-            .split_once('e')
-            .map_or(0, |(_, e)| e.chars().filter(char::is_ascii_digit).count());
-    let rounded = format!("{x:.*e}", n.saturating_sub(1));
-    let sci = if rounded.parse::<f64>() == Ok(x) {
-        rounded
-    } else {
-        shortest
-    };
-    let (mantissa, exp) = sci.split_once('e').expect("LowerExp has an exponent");
-    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
-    let negative = mantissa.starts_with('-');
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let decpt = exp + 1;
-    let body = if -4 < decpt && decpt <= 16 {
-        if decpt <= 0 {
-            format!("0.{}{digits}", "0".repeat((-decpt) as usize))
-        } else if decpt as usize >= digits.len() {
-            format!("{digits}{}.0", "0".repeat(decpt as usize - digits.len()))
-        } else {
-            let (a, b) = digits.split_at(decpt as usize);
-            format!("{a}.{b}")
-        }
-    } else {
-        let m = if digits.len() == 1 {
-            digits.clone()
-        } else {
-            format!("{}.{}", &digits[..1], &digits[1..])
-        };
-        format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-    };
-    if negative {
-        format!("-{body}")
-    } else {
-        body
-    }
+    crate::pyfmt::float_repr(x)
 }
 
 /// Python's `str()` of the `date`/`time`/`datetime` tomli returns.

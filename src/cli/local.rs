@@ -152,7 +152,8 @@ pub fn sibling_executable(name: &str) -> PathBuf {
 }
 
 /// An exclusive lock on a file, held until dropped.
-struct FileLock(std::fs::File);
+/// The file stays open (and locked) as long as the value lives.
+struct FileLock(#[allow(dead_code)] std::fs::File);
 
 impl FileLock {
     fn acquire(path: &Path) -> std::io::Result<FileLock> {

@@ -44,14 +44,16 @@ async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<R
         .await
     {
         Ok(response) => response.into_inner(),
-        Err(status) if status.code() == Code::Unimplemented => return Err(CliError::with_code(
-            format!(
+        Err(status) if status.code() == Code::Unimplemented => {
+            return Err(CliError::with_code(
+                format!(
                 "The SuperLink at {} does not keep event logs (it is not a floret SuperLink); only runs of a floret \
                      SuperLink can be replayed.",
                 connection.address
             ),
-            exit::REPLAY_IMPOSSIBLE,
-        )),
+                exit::REPLAY_IMPOSSIBLE,
+            ))
+        }
         Err(status) => return Err(connection::status_error(status)),
     };
     let mut record = Record {

@@ -5,5 +5,6 @@
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
 
+mod fab_fixtures;
 mod store;
 mod support;
