@@ -30,7 +30,7 @@ use crate::records::{
 use crate::sim::prng::{purpose, Prng};
 use crate::sim::{Apps, Inputs, ServerApp};
 use crate::strategy::start::{self, Driver, Incomplete, StartConfig};
-use crate::strategy::Strategy;
+use crate::strategy::{Strategy, StrategyError};
 use crate::workload::{self, Dataset, Model, ModelKind, Partitioning, SyntheticSpec, TrainOptions};
 
 /// The module name of built-in components.
@@ -106,6 +106,17 @@ pub fn seed_from_config(config: &UserConfig) -> Option<u64> {
         Some(Scalar::Int(seed)) if *seed >= 0 => Some(*seed as u64),
         _ => None,
     }
+}
+
+/// Fuses an app's config with `--run-config` overrides (Flower's rule: every
+/// override names an existing key), except that `seed` is accepted even when
+/// the app does not declare it: it is a run-level key of floret's runtime.
+pub fn fuse_run_config(defaults: &UserConfig, overrides: &UserConfig) -> Result<UserConfig, String> {
+    let mut defaults = defaults.clone();
+    if let Some(seed) = overrides.get("seed") {
+        defaults.entry("seed".to_string()).or_insert_with(|| seed.clone());
+    }
+    crate::app::fuse_run_config(&defaults, overrides).map_err(|e| e.to_string())
 }
 
 /// Everything the built-in apps read from the run configuration.
@@ -426,7 +437,8 @@ pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, String> {
     for key in unused_keys(&inputs.run_config) {
         log.warning(format!("Run config key `{key}` is not used by the built-in apps."));
     }
-    let strategy = crate::strategy::config::build_strategy(&inputs.run_config, log).map_err(|e| e.to_string())?;
+    let inner = crate::strategy::config::build_strategy(&inputs.run_config, log).map_err(|e| e.to_string())?;
+    let strategy = Box::new(RequireResults::new(inner, &inputs.run_config));
     let mods = crate::mods::build_mods(&inputs.run_config)?;
     let client: Arc<dyn ClientApp> = if mods.is_empty() {
         Arc::new(BuiltinClient {
@@ -444,6 +456,115 @@ pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, String> {
         server: Box::new(BuiltinServer { strategy, workload }),
         client,
     })
+}
+
+/// The built-in ServerApp's rule on failures: a phase that gets fewer
+/// successful replies than its minimum number of nodes (`min-train-nodes`,
+/// `min-evaluate-nodes`) ends the run as failed, saying which nodes failed
+/// and why. (Flower's strategies carry on with whatever came back, even
+/// nothing.)
+pub struct RequireResults {
+    inner: Box<dyn Strategy>,
+    min_train: usize,
+    min_evaluate: usize,
+}
+
+impl RequireResults {
+    pub fn new(inner: Box<dyn Strategy>, config: &UserConfig) -> RequireResults {
+        let minimum = |fraction: &str, min: &str| {
+            let fraction = get_float(config, fraction, 1.0).unwrap_or(1.0);
+            if fraction == 0.0 {
+                0
+            } else {
+                get_int(config, min, 2, 0).unwrap_or(2) as usize
+            }
+        };
+        RequireResults {
+            inner,
+            min_train: minimum("fraction-train", "min-train-nodes"),
+            min_evaluate: minimum("fraction-evaluate", "min-evaluate-nodes"),
+        }
+    }
+
+    fn check(round: u64, phase: &str, replies: &[Message], minimum: usize) -> Result<(), StrategyError> {
+        let results = replies.iter().filter(|r| r.content().is_some()).count();
+        if replies.is_empty() || results >= minimum {
+            return Ok(());
+        }
+        let failures: Vec<String> = replies
+            .iter()
+            .filter_map(|r| {
+                r.error()
+                    .map(|e| format!("node {}: {}", r.metadata.src_node_id, e.reason))
+            })
+            .take(3)
+            .collect();
+        let more = replies.len() - results - failures.len();
+        let more = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        Err(StrategyError::Aggregation(format!(
+            "Round {round} ({phase}): only {results} of {} sampled nodes returned results, fewer than              min-{phase}-nodes = {minimum}. Failures: {}{more}",
+            replies.len(),
+            failures.join("; ")
+        )))
+    }
+}
+
+impl Strategy for RequireResults {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn summary(&self, log: &mut Logger) {
+        self.inner.summary(log)
+    }
+
+    fn configure_train(
+        &mut self,
+        round: u64,
+        arrays: &ArrayRecord,
+        config: &mut ConfigRecord,
+        grid: &dyn crate::strategy::Grid,
+        log: &mut Logger,
+    ) -> Result<Vec<Message>, StrategyError> {
+        self.inner.configure_train(round, arrays, config, grid, log)
+    }
+
+    fn aggregate_train(
+        &mut self,
+        round: u64,
+        replies: &[Message],
+        log: &mut Logger,
+    ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
+        let aggregated = self.inner.aggregate_train(round, replies, log)?;
+        RequireResults::check(round, "train", replies, self.min_train)?;
+        Ok(aggregated)
+    }
+
+    fn configure_evaluate(
+        &mut self,
+        round: u64,
+        arrays: &ArrayRecord,
+        config: &mut ConfigRecord,
+        grid: &dyn crate::strategy::Grid,
+        log: &mut Logger,
+    ) -> Result<Vec<Message>, StrategyError> {
+        self.inner.configure_evaluate(round, arrays, config, grid, log)
+    }
+
+    fn aggregate_evaluate(
+        &mut self,
+        round: u64,
+        replies: &[Message],
+        log: &mut Logger,
+    ) -> Result<Option<MetricRecord>, StrategyError> {
+        let aggregated = self.inner.aggregate_evaluate(round, replies, log)?;
+        RequireResults::check(round, "evaluate", replies, self.min_evaluate)?;
+        Ok(aggregated)
+    }
 }
 
 /// Flower's `ServerApp` with `strategy.start()`.

@@ -165,6 +165,8 @@ impl Sink for Comparer<'_> {
             return true;
         }
         if self.until_round.is_some_and(|last| round > last && before == "round") {
+            // What the engine records after this stop is not compared.
+            self.past_end = true;
             return true;
         }
         match self.expected.events.get(self.index) {
@@ -430,6 +432,7 @@ pub fn replay_with(
     let stopped_early = until_round.is_some() && comparer.index < expected.events.len();
     let outcome = match comparer.divergence.take() {
         Some(divergence) => VerdictOutcome::Diverged(Box::new(divergence)),
+        None if stopped_early => VerdictOutcome::Identical,
         None if comparer.past_end || (expected.truncated && comparer.index == expected.events.len()) => {
             VerdictOutcome::IdenticalUntilRecordEnds
         }

@@ -109,7 +109,7 @@ pub fn resolve_inputs(
     federation_options: &ConfigRecord,
 ) -> Result<Inputs, String> {
     let verified = crate::fab::verify_fab(fab, fab_hash).map_err(|e| e.to_string())?;
-    let run_config = crate::app::fuse_run_config(&verified.app.config, overrides).map_err(|e| e.to_string())?;
+    let run_config = crate::builtin::fuse_run_config(&verified.app.config, overrides)?;
     Ok(Inputs {
         run_id,
         seed,

@@ -129,7 +129,7 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
 }
 
 /// The verdict as text for a terminal.
-pub fn render_verdict(verdict: &Verdict, color: bool) -> String {
+pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> String {
     let mut out = String::new();
     let build = if verdict.same_build {
         format!("recorded and replayed by {}", verdict.recorded_build)
@@ -231,7 +231,11 @@ pub fn render_verdict(verdict: &Verdict, color: bool) -> String {
             verdict.reinjected.join("; ")
         ));
     }
-    out.push_str(&format!("   Seed {}; {build}; {timing}.\n", verdict.seed));
+    if show_timing {
+        out.push_str(&format!("   Seed {}; {build}; {timing}.\n", verdict.seed));
+    } else {
+        out.push_str(&format!("   Seed {}; {build}.\n", verdict.seed));
+    }
     out
 }
 
@@ -262,7 +266,7 @@ pub async fn replay(args: ReplayArgs, out: &mut Output) -> Result<i32, CliError>
     if out.json() {
         out.print_json(&verdict_json(&verdict));
     } else {
-        out.raw(&render_verdict(&verdict, out.color_stdout()));
+        out.raw(&render_verdict(&verdict, out.color_stdout(), true));
     }
     Ok(code)
 }

@@ -447,3 +447,40 @@ fn reply_event(round: u64, phase: Phase, node_id: u64, body: &Result<Arc<RecordD
         reply,
     })
 }
+
+/// A sink that keeps every event and log line, for tests, benchmarks and
+/// tools. It can stop the run at a given step and inject faults, like a live
+/// run's outside inputs.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    pub events: Vec<Event>,
+    pub logs: Vec<(Level, String)>,
+    /// Stop at the step boundary `(round, before)`.
+    pub stop_at: Option<(u64, String)>,
+    /// `(round, phase, node)` whose reply becomes an injected fault.
+    pub faults: Vec<(u64, Phase, u64)>,
+}
+
+impl Sink for Recorder {
+    fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    fn log(&mut self, level: Level, line: &str) {
+        self.logs.push((level, line.to_string()));
+    }
+
+    fn should_stop(&mut self, round: u64, before: &str) -> bool {
+        self.stop_at.as_ref().is_some_and(|(r, b)| *r == round && b == before)
+    }
+
+    fn injected_fault(&mut self, round: u64, phase: Phase, node_id: u64) -> Option<Error> {
+        self.faults.contains(&(round, phase, node_id)).then(|| Error {
+            code: error_code::CLIENT_APP_CRASHED,
+            reason: format!(
+                "node {node_id} crashed (fault injected in round {round}, {})",
+                phase.as_str()
+            ),
+        })
+    }
+}

@@ -19,8 +19,18 @@
 //! Strategies never do I/O, never read clocks, and draw randomness only from
 //! streams the [`Grid`] derives from the run's seed.
 
+pub mod bulyan;
 pub mod config;
+pub mod dp;
 pub mod fedavg;
+pub mod fedavgm;
+pub mod fedmedian;
+pub mod fedopt;
+pub mod fedprox;
+pub mod fedtrimmedavg;
+pub mod kernels;
+pub mod krum;
+pub mod qfedavg;
 pub mod start;
 
 use std::fmt;

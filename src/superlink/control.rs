@@ -83,8 +83,8 @@ impl ControlService {
             crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let overrides = proto::user_config_from_proto(&request.override_config)
             .map_err(|e| Status::failed_precondition(format!("Invalid run configuration: {e}")))?;
-        let run_config = crate::app::fuse_run_config(&verified.app.config, &overrides)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let run_config =
+            crate::builtin::fuse_run_config(&verified.app.config, &overrides).map_err(Status::failed_precondition)?;
         let federation = if request.federation.is_empty() {
             DEFAULT_FEDERATION.to_string()
         } else {

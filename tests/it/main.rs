@@ -2,9 +2,14 @@
 //! helpers). Modules and what they cover:
 //!
 //! - `support`: temporary directories, snapshot settings, process helpers.
+//! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
+//! - `replay`: live runs followed by replays are identical; divergences are pinned.
+//! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
 
 mod fab_fixtures;
+mod replay;
+mod sim;
 mod store;
 mod support;
