@@ -2,12 +2,15 @@
 //! helpers). Modules and what they cover:
 //!
 //! - `support`: temporary directories, snapshot settings, process helpers.
+//! - `e2e`: the real binaries end to end: run/list/log/stop, the managed
+//!   SuperLink's life, errors.
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
 
+mod e2e;
 mod fab_fixtures;
 mod replay;
 mod sim;

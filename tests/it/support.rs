@@ -143,3 +143,176 @@ pub fn payload_bytes(events: &[Event]) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// A private Flower home with its own free ports, for tests that drive the
+/// real binaries. Dropping it stops its local SuperLink.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub control_port: u16,
+    pub simulationio_port: u16,
+}
+
+/// Two ports that were free a moment ago (the OS picks them).
+pub fn free_ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    #[track_caller]
+    pub fn ok(&self) -> &Ran {
+        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+pub fn quickstart() -> String {
+    format!("{}/examples/quickstart", env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let (control_port, simulationio_port) = free_ports();
+        Home {
+            dir: temp_dir(),
+            control_port,
+            simulationio_port,
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// A command of one of our binaries with this home's environment.
+    pub fn command(&self, binary: &str, args: &[&str]) -> std::process::Command {
+        let path = match binary {
+            "flwr" => env!("CARGO_BIN_EXE_flwr"),
+            "flower-superlink" => env!("CARGO_BIN_EXE_flower-superlink"),
+            other => panic!("unknown binary {other}"),
+        };
+        let mut command = std::process::Command::new(path);
+        command
+            .args(args)
+            .env("FLWR_HOME", self.path())
+            .env("FLWR_LOCAL_CONTROL_API_PORT", self.control_port.to_string())
+            .env("FLWR_LOCAL_SIMULATIONIO_API_PORT", self.simulationio_port.to_string())
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "120")
+            .env_remove("FLORET_FAULTS")
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    pub fn flwr(&self, args: &[&str]) -> Ran {
+        let output = self.command("flwr", args).output().expect("run flwr");
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Submits the quickstart with run-config overrides; returns the run id.
+    pub fn submit(&self, config: &str) -> u64 {
+        let ran = self.flwr(&["run", &quickstart(), "--format", "json", "-c", config]);
+        ran.ok();
+        ran.json()["run-id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The run as `flwr ls --run-id --format json` shows it.
+    pub fn run_json(&self, run_id: u64) -> serde_json::Value {
+        let ran = self.flwr(&["ls", "--run-id", &run_id.to_string(), "--format", "json"]);
+        ran.ok();
+        ran.json()["runs"][0].clone()
+    }
+
+    /// Waits (up to 30 s) until the run's status satisfies `condition`.
+    #[track_caller]
+    pub fn wait_for_status(&self, run_id: u64, condition: impl Fn(&str) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let run = self.run_json(run_id);
+            if condition(run["status"].as_str().unwrap()) {
+                return run;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run_id} stayed {}",
+                run["status"]
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The local SuperLink's `flwr superlink status --format json`.
+    pub fn superlink(&self) -> serde_json::Value {
+        let ran = self.flwr(&["superlink", "status", "--format", "json"]);
+        ran.ok();
+        ran.json()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = self.command("flwr", &["superlink", "stop"]).output();
+    }
+}
+
+/// Waits (up to 20 s) until `condition` holds.
+#[track_caller]
+pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Pids of processes whose command line contains all of `needles`.
+pub fn processes_with(needles: &[&str]) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()) == Some('Z');
+        if !zombie && needles.iter().all(|n| cmdline.contains(n)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A copy of the quickstart app with `extra` appended to its
+/// `[tool.flwr.app.config]` (the last table of its pyproject.toml).
+pub fn quickstart_with(extra: &str) -> tempfile::TempDir {
+    let dir = temp_dir();
+    for file in ["pyproject.toml", "floret.py"] {
+        let mut text = std::fs::read_to_string(format!("{}/{file}", quickstart())).unwrap();
+        if file == "pyproject.toml" {
+            text.push_str(extra);
+            text.push('\n');
+        }
+        std::fs::write(dir.path().join(file), text).unwrap();
+    }
+    dir
+}
