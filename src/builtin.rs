@@ -367,7 +367,7 @@ impl Workload {
         let data = match &config.dataset {
             DatasetChoice::Digits(partitioning) => Data::Digits(workload::federated_digits(
                 inputs.num_supernodes as usize,
-                partitioning.clone(),
+                *partitioning,
                 inputs.seed,
             )?),
             DatasetChoice::Synthetic { spec, test_size } => Data::Synthetic {
@@ -582,7 +582,7 @@ impl ServerApp for BuiltinServer {
         self.workload.config.num_server_rounds
     }
 
-    fn run(&mut self, driver: &mut dyn Driver, log: &mut Logger) -> Result<start::RunResult, Incomplete> {
+    fn run(&mut self, driver: &mut dyn Driver, log: &mut Logger) -> Result<start::RunResult, Box<Incomplete>> {
         let workload = Arc::clone(&self.workload);
         let initial = workload
             .model

@@ -313,19 +313,18 @@ fn divergence(index: usize, recorded: Option<(&RecordedEvent, &Event)>, replayed
     }
 }
 
-/// Decodes a record; returns the submission, the run's outcome and the
-/// expected simulation events.
-fn decode(
-    record: &Record,
-) -> Result<
-    (
-        crate::domain::event::RunSubmitted,
-        Option<RunFinished>,
-        Option<(Micros, Micros)>,
-        Expected,
-    ),
-    NotReplayable,
-> {
+/// What a record says about its run.
+struct Decoded {
+    submitted: crate::domain::event::RunSubmitted,
+    finished: Option<RunFinished>,
+    /// When the run started running and when it finished.
+    times: Option<(Micros, Micros)>,
+    expected: Expected,
+}
+
+/// Decodes a record: the submission, the run's outcome and the expected
+/// simulation events.
+fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
     let mut submitted = None;
     let mut finished = None;
     let mut running_at = None;
@@ -380,16 +379,16 @@ fn decode(
         return Err(NotReplayable::NeverRan { status, details });
     }
     let times = running_at.zip(finished_at);
-    Ok((
+    Ok(Decoded {
         submitted,
         finished,
         times,
-        Expected {
+        expected: Expected {
             events,
             faults,
             truncated: !simulation_finished,
         },
-    ))
+    })
 }
 
 /// Re-executes the recorded run with the built-in apps.
@@ -407,7 +406,12 @@ pub fn replay_with(
     until_round: Option<u64>,
     build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
 ) -> Result<Verdict, NotReplayable> {
-    let (submitted, finished, times, expected) = decode(record)?;
+    let Decoded {
+        submitted,
+        finished,
+        times,
+        expected,
+    } = decode(record)?;
     let inputs = crate::simulation::resolve_inputs(
         submitted.run_id.0,
         submitted.seed,

@@ -77,7 +77,7 @@ pub trait ServerApp: Send {
     /// The strategy's class name, for the `SimulationStarted` event.
     fn strategy_name(&self) -> String;
     fn num_rounds(&self) -> u64;
-    fn run(&mut self, driver: &mut dyn Driver, log: &mut Logger) -> Result<start::RunResult, Incomplete>;
+    fn run(&mut self, driver: &mut dyn Driver, log: &mut Logger) -> Result<start::RunResult, Box<Incomplete>>;
 }
 
 /// How a simulation ended.
@@ -154,7 +154,8 @@ pub fn simulate(inputs: &Inputs, mut apps: Apps, workers: usize, sink: &mut dyn 
     driver.forward(&mut log);
     let (outcome, rounds_completed, arrays) = match result {
         Ok(result) => (Outcome::Completed, result.rounds_completed, result.arrays),
-        Err(Incomplete { error, result }) => {
+        Err(incomplete) => {
+            let Incomplete { error, result } = *incomplete;
             let outcome = match error {
                 StartError::Interrupted(Interrupt::Stopped { round, before }) => {
                     driver

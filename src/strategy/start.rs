@@ -100,7 +100,7 @@ pub fn start(
     config: StartConfig,
     mut evaluate_fn: Option<&mut EvaluateFn<'_>>,
     log: &mut Logger,
-) -> Result<RunResult, Incomplete> {
+) -> Result<RunResult, Box<Incomplete>> {
     let mut result = RunResult::default();
     match run_rounds(
         strategy,
@@ -112,7 +112,7 @@ pub fn start(
         &mut result,
     ) {
         Ok(()) => Ok(result),
-        Err(error) => Err(Incomplete { error, result }),
+        Err(error) => Err(Box::new(Incomplete { error, result })),
     }
 }
 

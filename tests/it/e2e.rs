@@ -296,7 +296,12 @@ fn after_kill_9_the_superlink_restarts_with_nothing_lost() {
     listed.ok();
     let runs = listed.json()["runs"].as_array().unwrap().clone();
     assert_eq!(runs.len(), 2);
-    let status_of = |id: u64| runs.iter().find(|r| r["run-id"] == id.to_string()).unwrap().clone();
+    let status_of = |id: u64| {
+        runs.iter()
+            .find(|r| r["run-id"].as_str() == Some(id.to_string().as_str()))
+            .unwrap()
+            .clone()
+    };
     assert_eq!(status_of(done)["status"], "finished:completed");
     assert_eq!(status_of(long)["status"], "finished:failed");
     assert!(status_of(long)["status-details"]

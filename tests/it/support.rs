@@ -6,7 +6,6 @@ use std::path::PathBuf;
 /// Binds insta to the repository's `snapshots/` directory for the current
 /// scope. insta settings are thread-local: call this in every test that
 /// snapshots.
-#[must_use]
 pub fn snapshot_settings() -> insta::internals::SettingsBindDropGuard {
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
