@@ -83,8 +83,9 @@ pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, String> {
         .collect()
 }
 
-/// The seed the SuperLink recorded, from the ServerApp context's state.
-fn seed_from_context(context: &pb::Context) -> Result<u64, String> {
+/// The seed the SuperLink recorded, from the ServerApp context's state;
+/// `None` from a SuperLink that is not floret's.
+fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, String> {
     let state = context
         .state
         .as_ref()
@@ -94,8 +95,9 @@ fn seed_from_context(context: &pb::Context) -> Result<u64, String> {
     match state.config(FLORET_STATE_KEY).and_then(|c| c.get("seed")) {
         Some(ConfigValue::Str(seed)) => seed
             .parse()
+            .map(Some)
             .map_err(|_| format!("invalid seed {seed:?} in the run's context")),
-        _ => Err("the run's context carries no seed; the SuperLink is not a floret SuperLink".into()),
+        _ => Ok(None),
     }
 }
 
@@ -133,11 +135,15 @@ struct LiveSink {
     faults: Vec<(u64, Phase, u64)>,
     /// The first push that failed; the run cannot be recorded any more.
     broken: Option<String>,
+    /// The SuperLink has no SimulationEvents API (a Python Flower
+    /// SuperLink): events are not recorded, the run goes on.
+    events_unsupported: bool,
 }
 
 impl LiveSink {
     fn flush(&mut self) {
-        if self.pending.is_empty() || self.broken.is_some() {
+        if self.pending.is_empty() || self.broken.is_some() || self.events_unsupported {
+            self.pending.clear();
             return;
         }
         let request = ext::PushEventsRequest {
@@ -151,6 +157,12 @@ impl LiveSink {
                 if response.into_inner().stop_requested {
                     self.stop.store(true, Ordering::Relaxed);
                 }
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                self.events_unsupported = true;
+                let warning = "This SuperLink does not record simulation events (it is not floret's); the run \
+                               cannot be replayed.";
+                let _ = self.logs.send(format_line(Level::Warning, warning, self.color));
             }
             Err(status) => {
                 self.broken = Some(format!("the SuperLink refused the run's events: {}", status.message()));
@@ -278,6 +290,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         color,
         faults: args.faults.clone(),
         broken: None,
+        events_unsupported: false,
     };
     let workers = crate::builtin::worker_threads(&options);
     let (outcome, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
@@ -343,24 +356,43 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     })
 }
 
-/// What the simulation thread needs, or why the run cannot start.
-type Prepared = Result<Inputs, String>;
+/// What the simulation thread needs (and warnings to log), or why the run
+/// cannot start.
+type Prepared = Result<(Inputs, Vec<String>), String>;
 
 fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepared {
     let run = inputs.run.as_ref().ok_or("the SuperLink sent no run")?;
     let fab = inputs.fab.as_ref().ok_or("the SuperLink sent no FAB")?;
     let context = inputs.context.as_ref().ok_or("the SuperLink sent no context")?;
-    let seed = seed_from_context(context)?;
     let overrides = proto::user_config_from_proto(&run.override_config)?;
-    resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)
+    let mut warnings = Vec::new();
+    let seed = match seed_from_context(context)? {
+        Some(seed) => seed,
+        None => {
+            // A Python Flower SuperLink records no seed: use the run
+            // configuration's, else the run id, and say so.
+            let inputs = resolve_inputs(run.run_id, 0, &fab.content, &fab.hash_str, &overrides, options)?;
+            let seed = crate::builtin::seed_from_config(&inputs.run_config).unwrap_or(run.run_id);
+            warnings.push(format!(
+                "This SuperLink does not record seeds (it is not floret's): the run uses seed {seed}. It can be \
+                 reproduced with `-c seed={seed}` on a floret SuperLink, but not replayed from this one."
+            ));
+            seed
+        }
+    };
+    let inputs = resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
+    Ok((inputs, warnings))
 }
 
 /// Runs the engine on the current (blocking) thread.
 fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> (Outcome, Option<String>) {
     let outcome = match prepared {
         Err(reason) => Outcome::Failed { reason },
-        Ok(inputs) => {
+        Ok((inputs, warnings)) => {
             let mut log = Logger::new();
+            for warning in warnings {
+                log.warning(warning);
+            }
             let apps = crate::builtin::build(&inputs, &mut log);
             for (level, line) in log.drain() {
                 sink.log(level, &line);

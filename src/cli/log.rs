@@ -14,6 +14,9 @@ use crate::cli::{exit, CliError, Output};
 use crate::flwr_log::Level;
 use crate::proto::flwr::proto as pb;
 
+/// How long `--show` waits for the first log output of a run.
+const SHOW_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// The run whose logs to print.
@@ -119,7 +122,16 @@ pub async fn follow(
             .map_err(status_error)?
             .into_inner();
         loop {
-            match stream.message().await {
+            // `--show` of a run that has logged nothing yet does not wait for
+            // it to start (Flower 1.27 waits 5 s too).
+            let next = match mode {
+                Follow::Show => match tokio::time::timeout(SHOW_WAIT, stream.message()).await {
+                    Ok(next) => next,
+                    Err(_) => return status_of(connection, run_id).await,
+                },
+                _ => stream.message().await,
+            };
+            match next {
                 Ok(Some(frame)) => {
                     after = frame.latest_timestamp.max(after);
                     match mode {

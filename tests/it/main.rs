@@ -1,10 +1,14 @@
 //! The one integration-test binary (ripgrep's shape: one link step, shared
 //! helpers). Modules and what they cover:
 //!
+//! - `tidy`: architecture invariants (module docs, SQL only in the store, a pure
+//!   core, protobuf only at the boundary).
 //! - `support`: temporary directories, snapshot settings, process helpers.
 //! - `e2e`: the real binaries end to end: run/list/log/stop, the managed
 //!   SuperLink's life, errors.
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
+//! - `interop`: the real Flower 1.27 (PyPI) CLI against our SuperLink, and our
+//!   CLI and app process against its SuperLink.
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
@@ -12,7 +16,9 @@
 
 mod e2e;
 mod fab_fixtures;
+mod interop;
 mod replay;
 mod sim;
 mod store;
 mod support;
+mod tidy;
