@@ -349,6 +349,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
             status.message()
         );
     }
+    tracing::info!(run_id, peak_rss_kb = peak_rss_kb(), "flwr-simulation finished");
     Ok(if matches!(outcome, Outcome::Failed { .. }) {
         1
     } else {
@@ -410,7 +411,8 @@ fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> (Outcome, 
 async fn connect(address: &str) -> Result<Channel, tonic::transport::Error> {
     let endpoint = Channel::from_shared(address.to_string())
         .expect("a valid URI")
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
     let mut attempt = 0;
     loop {
         match endpoint.connect().await {
@@ -496,4 +498,15 @@ fn upload_logs(
             tracing::warn!("cannot push logs: {}", status.message());
         }
     }
+}
+
+/// This process's peak resident memory in KiB (`VmHWM`), for the log.
+pub fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }

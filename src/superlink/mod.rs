@@ -146,6 +146,7 @@ pub async fn run(
         let _ = receiver.wait_for(|stop| *stop).await;
     };
     let control_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
         .add_service(
             pb::control_server::ControlServer::new(control::ControlService {
                 shared: Arc::clone(&shared),
@@ -159,8 +160,9 @@ pub async fn run(
             })
             .max_encoding_message_size(MESSAGE_SIZE_MAX),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(control), stopped(servers_stopping.clone()));
+        .serve_with_incoming_shutdown(nodelay(control), stopped(servers_stopping.clone()));
     let simulationio_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
         .add_service(
             pb::simulation_io_server::SimulationIoServer::new(simulationio::SimulationIoService {
                 shared: Arc::clone(&shared),
@@ -174,7 +176,7 @@ pub async fn run(
             })
             .max_decoding_message_size(MESSAGE_SIZE_MAX),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(simulationio), stopped(servers_stopping));
+        .serve_with_incoming_shutdown(nodelay(simulationio), stopped(servers_stopping));
     let control_task = tokio::spawn(control_server);
     let simulationio_task = tokio::spawn(simulationio_server);
     tracing::info!(%control_address, %simulationio_address, "SuperLink serving");
@@ -189,6 +191,19 @@ pub async fn run(
     control_task.await.expect("control server task")?;
     simulationio_task.await.expect("simulationio server task")?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: the APIs exchange many
+/// small messages, and Nagle plus delayed ACKs would add ~40 ms to each.
+fn nodelay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// After a restart: runs that were active can never finish (their process
