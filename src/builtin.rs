@@ -506,7 +506,8 @@ impl RequireResults {
             String::new()
         };
         Err(StrategyError::Aggregation(format!(
-            "Round {round} ({phase}): only {results} of {} sampled nodes returned results, fewer than              min-{phase}-nodes = {minimum}. Failures: {}{more}",
+            "Round {round} ({phase}): only {results} of {} sampled nodes returned results, fewer than \
+             min-{phase}-nodes = {minimum}. Failures: {}{more}",
             replies.len(),
             failures.join("; ")
         )))
@@ -595,7 +596,7 @@ impl ServerApp for BuiltinServer {
             evaluate_config: ConfigRecord::new(),
         };
         let mut evaluate = |_round: u64, arrays: &ArrayRecord| -> Option<MetricRecord> {
-            let evaluation = workload.model.evaluate(arrays, workload.test_set()).ok()?;
+            let evaluation = workload.model.evaluate(&as_float32(arrays), workload.test_set()).ok()?;
             let mut metrics = MetricRecord::new();
             metrics.insert("central_loss", MetricValue::Float(evaluation.loss));
             metrics.insert("central_acc", MetricValue::Float(evaluation.accuracy));
@@ -614,6 +615,28 @@ impl ServerApp for BuiltinServer {
 /// node's partition.
 struct BuiltinClient {
     workload: Arc<Workload>,
+}
+
+/// The arrays as float32, the models' dtype. Strategies that compute in
+/// float64 (FedAdam, QFedAvg, as numpy promotes) send float64 arrays; the
+/// built-in apps cast them, as a PyTorch app's `torch.tensor(...).float()`.
+fn as_float32(arrays: &ArrayRecord) -> std::borrow::Cow<'_, ArrayRecord> {
+    use crate::records::{Array, Values};
+    if arrays.values().all(|a| matches!(a.values, Values::F32(_))) {
+        return std::borrow::Cow::Borrowed(arrays);
+    }
+    std::borrow::Cow::Owned(
+        arrays
+            .iter()
+            .map(|(k, a)| {
+                let values = match &a.values {
+                    Values::F32(v) => v.clone(),
+                    other => other.to_f64_vec().into_iter().map(|x| x as f32).collect(),
+                };
+                (k.to_string(), Array::from_f32(a.shape.clone(), values))
+            })
+            .collect(),
+    )
 }
 
 fn app_error(reason: impl Into<String>) -> Error {
@@ -647,7 +670,7 @@ impl BuiltinClient {
         };
         let (new_arrays, loss) = workload
             .model
-            .train(arrays, &data, &options, &mut env.prng)
+            .train(&as_float32(arrays), &data, &options, &mut env.prng)
             .map_err(app_error)?;
         count_in_state(&mut context.state, "rounds-trained");
         let mut metrics = MetricRecord::new();
@@ -669,7 +692,11 @@ impl BuiltinClient {
             .workload
             .partition(partition_id(context)?, false)
             .map_err(app_error)?;
-        let evaluation = self.workload.model.evaluate(arrays, &data).map_err(app_error)?;
+        let evaluation = self
+            .workload
+            .model
+            .evaluate(&as_float32(arrays), &data)
+            .map_err(app_error)?;
         let mut metrics = MetricRecord::new();
         metrics.insert("eval_loss", MetricValue::Float(evaluation.loss));
         metrics.insert("eval_acc", MetricValue::Float(evaluation.accuracy));

@@ -94,7 +94,8 @@ fn status_style(status: &str) -> Style {
     }
 }
 
-fn run_json(run: &RunInfo, now: Option<Micros>) -> serde_json::Value {
+/// One run in `flwr ls --format json` (Flower 1.27's keys, plus `status-details`).
+pub fn run_json(run: &RunInfo, now: Option<Micros>) -> serde_json::Value {
     let elapsed = elapsed(run, now);
     let name = run.fab_id.split_once('/').map(|(_, n)| n).unwrap_or(&run.fab_id);
     serde_json::json!({

@@ -501,3 +501,26 @@ fn a_state_database_of_another_schema_exits_105() {
     assert!(stderr.contains("Exit Code: 105"), "{stderr}");
     assert!(stderr.contains("Python Flower state database"), "{stderr}");
 }
+
+#[test]
+fn a_crashed_app_process_fails_its_run() {
+    let home = Home::new();
+    let run_id = home.submit("num-server-rounds=100000");
+    home.wait_for_status(run_id, |s| s == "running");
+    let simulation = processes_with(&["flwr-simulation", &format!("127.0.0.1:{}", home.simulationio_port)]);
+    assert_eq!(simulation.len(), 1);
+    // SAFETY: kill(2) on the app process this test's SuperLink launched.
+    unsafe { libc::kill(simulation[0] as i32, libc::SIGKILL) };
+    let run = home.wait_for_status(run_id, |s| s.starts_with("finished"));
+    assert_eq!(run["status"], "finished:failed");
+    assert_eq!(
+        run["status-details"],
+        "The simulation process (flwr-simulation) was killed by signal 9 before the run finished."
+    );
+    // The SuperLink goes on serving.
+    let next = home.submit("num-server-rounds=1");
+    assert_eq!(
+        home.wait_for_status(next, |s| s.starts_with("finished"))["status"],
+        "finished:completed"
+    );
+}

@@ -4,6 +4,7 @@
 //! - `tidy`: architecture invariants (module docs, SQL only in the store, a pure
 //!   core, protobuf only at the boundary).
 //! - `support`: temporary directories, snapshot settings, process helpers.
+//! - `cli_output`: snapshots of `flwr ls`'s table, detail view and JSON.
 //! - `e2e`: the real binaries end to end: run/list/log/stop, the managed
 //!   SuperLink's life, errors.
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
@@ -11,14 +12,17 @@
 //!   CLI and app process against its SuperLink.
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
+//! - `strategies`: every strategy and DP wrapper learns on digits and replays.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
 
+mod cli_output;
 mod e2e;
 mod fab_fixtures;
 mod interop;
 mod replay;
 mod sim;
 mod store;
+mod strategies;
 mod support;
 mod tidy;

@@ -424,3 +424,40 @@ fn appends_survive_sigkill_of_the_writer() {
     }
     assert!(acknowledged.len() >= 40);
 }
+
+#[test]
+fn timeline_of_a_run_stopped_by_its_user() {
+    let _settings = crate::support::snapshot_settings();
+    let mut store = Store::open_in_memory().unwrap();
+    let run_id = RunId(11552096691401131052);
+    let mut now = Micros(1_795_831_687_000_000);
+    for command in [
+        Command::Submit(submitted(run_id, 42, 0.05)),
+        Command::Claim,
+        Command::Activate,
+        Command::AppendLog("\u{1b}[92mINFO \u{1b}[0m:      Starting Flower Simulation\n".into()),
+        Command::AppendSimulation(vec![Event::RoundStarted(RoundStarted { round: 1 })]),
+        Command::RequestStop,
+        Command::AppendSimulation(vec![
+            Event::SimulationStopped(SimulationStopped {
+                round: 1,
+                before: "train replies".into(),
+            }),
+            Event::SimulationFinished(SimulationFinished {
+                rounds_completed: 0,
+                arrays: None,
+                outcome: Outcome::Stopped,
+            }),
+        ]),
+        Command::Finish(RunFinished {
+            sub_status: SubStatus::Stopped,
+            details: "Task stopped by user.".into(),
+        }),
+    ] {
+        let events = decide(store.state(), run_id, &command).unwrap();
+        store.append(run_id, &events, now).unwrap();
+        now.0 += 1_500;
+    }
+    let events = store.run_events(run_id).unwrap();
+    insta::assert_snapshot!("timeline_stopped_run", floret::timeline::render(&events, true));
+}
