@@ -129,10 +129,18 @@ struct Comparer<'a> {
     reinjected: Vec<String>,
     /// The replay went past the end of a truncated record.
     past_end: bool,
+    /// Told `(round, rounds)` as each round starts.
+    progress: &'a mut dyn FnMut(u64, u64),
+    rounds: u64,
 }
 
 impl Sink for Comparer<'_> {
     fn event(&mut self, event: Event) {
+        match &event {
+            Event::SimulationStarted(started) => self.rounds = started.num_rounds,
+            Event::RoundStarted(started) => (self.progress)(started.round, self.rounds),
+            _ => {}
+        }
         if self.divergence.is_some() || self.past_end {
             return;
         }
@@ -398,6 +406,22 @@ pub fn replay(record: &Record, workers: usize, until_round: Option<u64>) -> Resu
     })
 }
 
+/// [`replay`], telling `progress` `(round, rounds)` as each round starts.
+pub fn replay_with_progress(
+    record: &Record,
+    workers: usize,
+    until_round: Option<u64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Verdict, NotReplayable> {
+    replay_inner(
+        record,
+        workers,
+        until_round,
+        |inputs| crate::builtin::build(inputs, &mut crate::flwr_log::Logger::new()),
+        progress,
+    )
+}
+
 /// Re-executes the recorded run with apps built by `build_apps` (tests use
 /// their own ClientApps).
 pub fn replay_with(
@@ -405,6 +429,16 @@ pub fn replay_with(
     workers: usize,
     until_round: Option<u64>,
     build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
+) -> Result<Verdict, NotReplayable> {
+    replay_inner(record, workers, until_round, build_apps, &mut |_, _| {})
+}
+
+fn replay_inner(
+    record: &Record,
+    workers: usize,
+    until_round: Option<u64>,
+    build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Verdict, NotReplayable> {
     let Decoded {
         submitted,
@@ -429,6 +463,8 @@ pub fn replay_with(
         until_round,
         reinjected: Vec::new(),
         past_end: false,
+        progress,
+        rounds: 0,
     };
     let started = Instant::now();
     let finished_replay = sim::simulate(&inputs, apps, workers, &mut comparer);

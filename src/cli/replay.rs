@@ -250,15 +250,31 @@ pub async fn replay(args: ReplayArgs, out: &mut Output) -> Result<i32, CliError>
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let until_round = args.until_round;
-    let verdict = tokio::task::spawn_blocking(move || replay::replay(&record, workers, until_round))
-        .await
-        .map_err(|e| CliError::new(format!("the replay failed: {e}")))?
-        .map_err(|e| {
-            CliError::with_code(
-                format!("Run {} cannot be replayed: {e}", args.run_id),
-                exit::REPLAY_IMPOSSIBLE,
-            )
-        })?;
+    // On a terminal, a progress line on stderr while long runs replay.
+    let show_progress = !out.json() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let run_id = args.run_id;
+    let verdict = tokio::task::spawn_blocking(move || {
+        let mut last_shown = std::time::Instant::now();
+        let mut progress = |round: u64, rounds: u64| {
+            if show_progress && last_shown.elapsed() > std::time::Duration::from_millis(100) {
+                last_shown = std::time::Instant::now();
+                eprint!("\rReplaying run {run_id}: round {round}/{rounds}...");
+            }
+        };
+        let verdict = replay::replay_with_progress(&record, workers, until_round, &mut progress);
+        if show_progress {
+            eprint!("\r\x1b[2K");
+        }
+        verdict
+    })
+    .await
+    .map_err(|e| CliError::new(format!("the replay failed: {e}")))?
+    .map_err(|e| {
+        CliError::with_code(
+            format!("Run {} cannot be replayed: {e}", args.run_id),
+            exit::REPLAY_IMPOSSIBLE,
+        )
+    })?;
     let code = match verdict.outcome {
         VerdictOutcome::Diverged(_) => exit::REPLAY_DIVERGED,
         _ => exit::SUCCESS,

@@ -630,7 +630,14 @@ pub struct RawEvent {
     pub at: Micros,
 }
 
-fn query_raw_events(connection: &Connection, path: &Path, run_id: RunId) -> Result<Vec<RawEvent>> {
+/// Up to `limit` events of a run after sequence number `after`, undecoded.
+fn query_raw_events(
+    connection: &Connection,
+    path: &Path,
+    run_id: RunId,
+    after: Seq,
+    limit: usize,
+) -> Result<Vec<RawEvent>> {
     let sqlite = |source| Error::Sqlite {
         path: path.to_path_buf(),
         source,
@@ -638,11 +645,11 @@ fn query_raw_events(connection: &Connection, path: &Path, run_id: RunId) -> Resu
     let mut statement = connection
         .prepare_cached(&format!(
             "SELECT seq, kind, version, payload, recorded_at_us FROM {EVENTS} \
-             WHERE run_id = ?1 ORDER BY seq"
+             WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
         ))
         .map_err(sqlite)?;
     let rows = statement
-        .query_map([run_id.to_sql()], |row| {
+        .query_map(params![run_id.to_sql(), after.0 as i64, limit as i64], |row| {
             Ok(RawEvent {
                 seq: Seq(row.get::<_, i64>(0)? as u64),
                 kind: row.get(1)?,
@@ -782,8 +789,10 @@ impl ReadView<'_> {
         query_rounds(self.connection, self.path, Some(run_id))
     }
 
-    pub fn raw_events(&self, run_id: RunId) -> Result<Vec<RawEvent>> {
-        query_raw_events(self.connection, self.path, run_id)
+    /// A page of a run's events after `after`, undecoded (what replay
+    /// compares), at most `limit` of them.
+    pub fn raw_events(&self, run_id: RunId, after: Seq, limit: usize) -> Result<Vec<RawEvent>> {
+        query_raw_events(self.connection, self.path, run_id, after, limit)
     }
 
     pub fn run_events(&self, run_id: RunId) -> Result<Vec<StoredEvent>> {

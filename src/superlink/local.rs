@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::ids::RunId;
+use crate::domain::ids::{RunId, Seq};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::superlink::control::{exec_status, response_stream};
@@ -85,13 +85,6 @@ impl ext::local_server::Local for LocalService {
             .run(run_id)
             .await
             .ok_or_else(|| Status::not_found("Run ID not found"))?;
-        let events = self
-            .shared
-            .engine
-            .query(move |store| store.reader().raw_events(run_id))
-            .await
-            .map_err(exec_status)?
-            .map_err(|e| Status::internal(e.to_string()))?;
         let ffs = Arc::clone(&self.shared.ffs);
         let hash = run.submitted.fab_hash.clone();
         let content = tokio::task::spawn_blocking(move || ffs.get(&hash))
@@ -103,26 +96,33 @@ impl ext::local_server::Local for LocalService {
             content,
             verifications: Default::default(),
         };
+        let engine = self.shared.engine.clone();
+        // Pages of events, so that a run of millions of events is never
+        // held in memory at once.
         let stream = response_stream(move |sender| async move {
             let mut fab = Some(fab);
-            let mut chunks = events.chunks(EVENTS_PER_CHUNK).peekable();
-            if chunks.peek().is_none() {
-                let _ = sender
-                    .send(Ok(ext::RunRecordChunk {
-                        events: vec![],
-                        fab: fab.take(),
-                    }))
+            let mut after = Seq(0);
+            loop {
+                let page = engine
+                    .query(move |store| store.reader().raw_events(run_id, after, EVENTS_PER_CHUNK))
                     .await;
-                return;
-            }
-            for chunk in chunks {
-                let events = chunk
-                    .iter()
+                let events = match page {
+                    Ok(Ok(events)) => events,
+                    Ok(Err(error)) => {
+                        let _ = sender.send(Err(Status::internal(error.to_string()))).await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let last = events.last().map(|e| e.seq);
+                let done = events.len() < EVENTS_PER_CHUNK;
+                let events = events
+                    .into_iter()
                     .map(|e| ext::RecordedEvent {
                         seq: e.seq.0,
-                        kind: e.kind.clone(),
+                        kind: e.kind,
                         version: e.version,
-                        payload: e.payload.clone(),
+                        payload: e.payload,
                         recorded_at_us: e.at.0,
                     })
                     .collect();
@@ -133,9 +133,11 @@ impl ext::local_server::Local for LocalService {
                     }))
                     .await
                     .is_err()
+                    || done
                 {
                     return;
                 }
+                after = last.expect("a full page has a last event");
             }
         });
         Ok(Response::new(stream))

@@ -524,3 +524,33 @@ fn a_crashed_app_process_fails_its_run() {
         "finished:completed"
     );
 }
+
+#[test]
+fn a_run_of_thousands_of_events_replays_through_the_cli() {
+    let home = Home::new();
+    let app = crate::support::temp_dir();
+    let pyproject = std::fs::read_to_string(format!("{}/pyproject.toml", quickstart()))
+        .unwrap()
+        .replace("dataset = \"digits\"", "dataset = \"synthetic\"")
+        .replace("num-server-rounds = 3", "num-server-rounds = 2")
+        .replace("fraction-train = 0.5", "fraction-train = 1.0");
+    std::fs::write(app.path().join("pyproject.toml"), pyproject).unwrap();
+    let ran = home.flwr(&[
+        "run",
+        app.path().to_str().unwrap(),
+        "--stream",
+        "--federation-config",
+        "num-supernodes=600",
+        "--format",
+        "json",
+    ]);
+    ran.ok();
+    assert_eq!(ran.json()["status"], "finished:completed");
+    let run_id = ran.json()["run-id"].as_str().unwrap().to_string();
+    let replay = home.flwr(&["replay", &run_id, "--format", "json"]);
+    replay.ok();
+    let verdict = replay.json();
+    assert_eq!(verdict["identical"], true, "{verdict}");
+    // More than one page of the Local API's record stream.
+    assert!(verdict["events-recorded"].as_u64().unwrap() > 4000, "{verdict}");
+}
