@@ -21,16 +21,12 @@
 //!
 //! It never does I/O and draws no randomness.
 
-use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Values};
 use crate::strategy::fedmedian::reply_records;
 use crate::strategy::kernels::{closest_mean, column, map_coordinates, median, stack, Column, Elem};
 use crate::strategy::krum::select_multikrum;
-use crate::strategy::{
-    aggregate_metricrecords, check_and_log_replies, validate_replies, FedAvg, FedAvgParams, Grid, Strategy,
-    StrategyError,
-};
+use crate::strategy::{aggregate_metricrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Bulyan.
 #[derive(Clone, Debug)]
@@ -107,11 +103,8 @@ impl Strategy for Bulyan {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let (contents, _errors) = check_and_log_replies(replies, Phase::Train, log);
+        let contents = self.base.train_contents(replies, log)?;
         let key = &self.base.params.weighted_by_key;
-        if !contents.is_empty() {
-            validate_replies(&contents, key, true)?;
-        }
         let f = self.num_malicious_nodes;
         let required = 4 * f + 3;
         if contents.len() < required {

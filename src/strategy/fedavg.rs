@@ -112,6 +112,23 @@ impl FedAvg {
             .collect())
     }
 
+    /// The contents of the train replies, checked as FedAvg checks them:
+    /// Flower's "Received N results and M failures" lines, then one
+    /// consistent ArrayRecord and MetricRecord per reply. Empty when no reply
+    /// carried content. Strategies that aggregate the arrays differently
+    /// (FedMedian, Krum, ...) start here.
+    pub fn train_contents<'a>(
+        &self,
+        replies: &'a [Message],
+        log: &mut Logger,
+    ) -> Result<Vec<&'a RecordDict>, StrategyError> {
+        let (contents, _errors) = check_and_log_replies(replies, Phase::Train, log);
+        if !contents.is_empty() {
+            validate_replies(&contents, &self.params.weighted_by_key, true)?;
+        }
+        Ok(contents)
+    }
+
     /// FedAvg's `aggregate_train` over already-checked replies.
     pub fn aggregate_train_contents(
         &self,

@@ -12,14 +12,10 @@
 //!
 //! It never does I/O and draws no randomness.
 
-use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict};
 use crate::strategy::kernels::{column, map_coordinates, median, stack, Column, Elem};
-use crate::strategy::{
-    aggregate_metricrecords, check_and_log_replies, reply_arrays, validate_replies, FedAvg, FedAvgParams, Grid,
-    Strategy, StrategyError,
-};
+use crate::strategy::{aggregate_metricrecords, reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Federated median.
 #[derive(Clone, Debug)]
@@ -92,12 +88,11 @@ impl Strategy for FedMedian {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let (contents, _errors) = check_and_log_replies(replies, Phase::Train, log);
+        let contents = self.base.train_contents(replies, log)?;
         if contents.is_empty() {
             return Ok((None, None));
         }
         let key = &self.base.params.weighted_by_key;
-        validate_replies(&contents, key, true)?;
         let arrays = median_arrayrecords(&reply_records(&contents))?;
         Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
     }

@@ -16,16 +16,12 @@
 //!
 //! It never does I/O and draws no randomness.
 
-use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
 use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Values};
 use crate::strategy::fedmedian::reply_records;
 use crate::strategy::kernels::{column, map_coordinates, stack, trimmed_mean, Column, Elem};
-use crate::strategy::{
-    aggregate_metricrecords, check_and_log_replies, validate_replies, FedAvg, FedAvgParams, Grid, Strategy,
-    StrategyError,
-};
+use crate::strategy::{aggregate_metricrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Federated trimmed mean.
 #[derive(Clone, Debug)]
@@ -112,12 +108,11 @@ impl Strategy for FedTrimmedAvg {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let (contents, _errors) = check_and_log_replies(replies, Phase::Train, log);
+        let contents = self.base.train_contents(replies, log)?;
         if contents.is_empty() {
             return Ok((None, None));
         }
         let key = &self.base.params.weighted_by_key;
-        validate_replies(&contents, key, true)?;
         let arrays = trimmed_mean_arrayrecords(&reply_records(&contents), self.beta)?;
         Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
     }

@@ -20,14 +20,12 @@
 //!
 //! It never does I/O and draws no randomness.
 
-use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
 use crate::records::{ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict};
 use crate::strategy::fedmedian::reply_records;
 use crate::strategy::kernels::{cmp_nan_last, gram_matrix};
 use crate::strategy::{
-    aggregate_arrayrecords, aggregate_metricrecords, check_and_log_replies, validate_replies, FedAvg, FedAvgParams,
-    Grid, Strategy, StrategyError,
+    aggregate_arrayrecords, aggregate_metricrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError,
 };
 
 /// The Krum scores of the replies' arrays (lower is more central).
@@ -132,12 +130,11 @@ impl Strategy for MultiKrum {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let (contents, _errors) = check_and_log_replies(replies, Phase::Train, log);
+        let contents = self.base.train_contents(replies, log)?;
         if contents.is_empty() {
             return Ok((None, None));
         }
         let key = &self.base.params.weighted_by_key;
-        validate_replies(&contents, key, true)?;
         let selected = select_multikrum(&contents, self.num_malicious_nodes, self.num_nodes_to_select)?;
         Ok((
             Some(aggregate_arrayrecords(&selected, key)),

@@ -23,15 +23,11 @@
 //!
 //! It never does I/O and draws no randomness.
 
-use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
 use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, RecordDict, Values};
 use crate::strategy::kernels::{as_f64, is_f32, pairwise_sum, round_to};
-use crate::strategy::{
-    aggregate_metricrecords, check_and_log_replies, reply_arrays, validate_replies, FedAvg, FedAvgParams, Grid,
-    Strategy, StrategyError,
-};
+use crate::strategy::{aggregate_metricrecords, reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// q-FedAvg.
 #[derive(Clone, Debug)]
@@ -201,12 +197,11 @@ impl Strategy for QFedAvg {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let (contents, _errors) = check_and_log_replies(replies, Phase::Train, log);
+        let contents = self.base.train_contents(replies, log)?;
         if contents.is_empty() {
             return Ok((None, None));
         }
         let key = &self.base.params.weighted_by_key;
-        validate_replies(&contents, key, true)?;
         let arrays = self.aggregate_arrays(&contents)?;
         Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
     }
