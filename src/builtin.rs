@@ -17,6 +17,8 @@
 //! Everything about a built-in run is read from the run configuration with
 //! Flower's keys (`num-server-rounds`, `fraction-train`, `local-epochs`,
 //! `lr`, ...) plus `seed`; see [`WorkloadConfig`] and docs/APPS.md.
+//!
+//! It never does I/O: data is embedded or generated from the seed.
 
 use std::sync::Arc;
 

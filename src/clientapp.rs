@@ -9,6 +9,8 @@
 //! to the run's log in canonical order. A ClientApp must take all its
 //! randomness from `env.prng`; anything else (clocks, thread ids, global
 //! RNGs) makes its runs non-replayable, and `flwr replay` will say where.
+//!
+//! The runtime never calls a ClientApp for two messages of one node at once.
 
 use crate::flwr_log::Logger;
 use crate::records::{Context, Error, Message, RecordDict};

@@ -11,6 +11,8 @@
 //!
 //! This module is the imperative shell around the engine: all network I/O of
 //! a run happens here.
+//!
+//! It never decides anything about the run: the engine does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! `flower-superlink`: the SuperLink server (Flower 1.27's flags). Parses
 //! arguments, sets up logging and calls `floret::superlink::run`.
+//!
+//! It holds no server logic of its own.
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;

@@ -1,5 +1,7 @@
 //! `flwr-simulation`: the app process of one run, launched by the SuperLink.
 //! See `floret::simulation`.
+//!
+//! It holds no simulation logic of its own.
 
 use clap::Parser;
 

@@ -1,4 +1,6 @@
 //! `flwr`: Flower's command line, backed by floret. See `floret::cli`.
+//!
+//! It holds no command logic of its own.
 
 use clap::Parser;
 

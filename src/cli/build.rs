@@ -1,4 +1,6 @@
 //! `flwr build`: write the app's FAB to the current directory.
+//!
+//! It never talks to a SuperLink.
 
 use std::path::PathBuf;
 

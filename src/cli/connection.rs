@@ -4,6 +4,8 @@
 //! SuperLink (Flower 1.27's rule): it is started if needed (see `local`). A
 //! profile with an address connects there, to any Flower 1.27 SuperLink. gRPC
 //! failures become the messages Flower's CLI prints.
+//!
+//! It never starts processes itself (that is `local`).
 
 use std::path::Path;
 use std::time::Duration;

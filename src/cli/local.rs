@@ -12,6 +12,8 @@
 //! - concurrent first commands start one SuperLink, not two: starting happens
 //!   under an exclusive lock on `local-superlink/start.lock`;
 //! - the SuperLink can be inspected and stopped (`flwr superlink status|stop`).
+//!
+//! It never touches the SuperLink's files: it only asks the SuperLink (Local API) and starts it.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

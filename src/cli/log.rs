@@ -4,6 +4,8 @@
 //! ends; the exit status tells how it ended. `--show` prints the log so far
 //! and returns. An unknown run id is an error (exit 1), also with `--show`
 //! (Flower 1.27 exits 0 there).
+//!
+//! It never reads `state.db`: logs come through the Control API.
 
 use std::time::Duration;
 

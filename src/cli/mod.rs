@@ -9,6 +9,8 @@
 //! Output follows the real Flower 1.27 CLI (`shared/reference/observed-flwr-1.27.md`),
 //! with the fixes listed in docs/CLI.md: every failure exits non-zero, `flwr
 //! list` shows every run, the managed SuperLink can be inspected and stopped.
+//!
+//! Commands never read `state.db`: everything goes through the SuperLink's APIs.
 
 pub mod build;
 pub mod connection;

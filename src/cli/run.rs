@@ -1,5 +1,7 @@
 //! `flwr run [APP] [SUPERLINK]`: build the app's FAB, submit it, and
 //! optionally stream the run's logs until it ends.
+//!
+//! It never writes the FAB to disk (as Flower's `flwr run`).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,6 @@
 //! `flwr stop RUN_ID [SUPERLINK]`.
+//!
+//! It never kills processes: the SuperLink stops the run.
 
 use clap::Args;
 

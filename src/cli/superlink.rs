@@ -1,6 +1,8 @@
 //! `flwr superlink status` and `flwr superlink stop`: the managed local
 //! SuperLink of `$FLWR_HOME`, which Flower starts but offers no command to
 //! inspect or stop (its docs say `pkill -f flower-superlink`).
+//!
+//! It never signals processes: the SuperLink shuts down through its Local API.
 
 use std::time::Duration;
 

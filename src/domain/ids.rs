@@ -1,6 +1,8 @@
 //! Identifiers and the unit of recorded time.
 //!
 //! Plain newtypes; nothing here reads a clock or draws random numbers.
+//!
+//! It never reads a clock or the operating system's randomness.
 
 use std::fmt;
 

@@ -4,6 +4,8 @@
 //! **Architecture invariant:** nothing under `domain` does I/O, reads a clock,
 //! draws random numbers, or iterates a `HashMap`. Time and ids arrive as
 //! arguments; the tidy test enforces it.
+//!
+//! It never encodes events (that is `store::codec`).
 
 pub mod event;
 pub mod ids;

@@ -5,6 +5,8 @@
 //! transaction as each append; [`Projections::fold`] is the definition they
 //! must equal, and tests rebuild them from the event table and compare.
 //! Nothing here does I/O.
+//!
+//! It never reads or writes the store; the store calls it.
 
 use std::collections::BTreeMap;
 

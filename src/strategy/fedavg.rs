@@ -1,5 +1,7 @@
 //! FedAvg: Flower's default strategy, and the base every FedAvg-family
 //! strategy builds on (sampling, messages, weighted averaging).
+//!
+//! It never does I/O; randomness comes only from the grid's seeded streams.
 
 use std::sync::Arc;
 

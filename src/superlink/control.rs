@@ -5,6 +5,8 @@
 //! appends events) or reads projections through it, and converts back. Bad
 //! input is refused with a status that says what is wrong, and then nothing
 //! is written.
+//!
+//! Handlers never write the store directly: every change goes through the engine.
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -10,6 +10,8 @@
 //! the exit status (no need to wait for a heartbeat to expire). Children die
 //! with the SuperLink: on Linux they get `PR_SET_PDEATHSIG`, and they also
 //! watch `--parent-pid`.
+//!
+//! It never changes a run's state itself: it tells the engine.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

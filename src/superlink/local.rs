@@ -2,6 +2,8 @@
 //! SuperLink (so the CLI can tell ours from anything else on the port, and
 //! one serving another `FLWR_HOME` from the one it wants), shut it down, and
 //! hand out a run's recorded events and FAB for `flwr replay`.
+//!
+//! It never changes runs, except through the engine at shutdown.
 
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 //! streams its events into the run's log.
 //!
 //! Status codes and messages follow Flower 1.27's servicer.
+//!
+//! Handlers never write the store directly: every change goes through the engine.
 
 use std::sync::Arc;
 
