@@ -264,30 +264,6 @@ impl FixedClipping {
     }
 }
 
-macro_rules! delegate_evaluate {
-    ($($field:ident).+) => {
-        fn configure_evaluate(
-            &mut self,
-            round: u64,
-            arrays: &ArrayRecord,
-            config: &mut ConfigRecord,
-            grid: &dyn Grid,
-            log: &mut Logger,
-        ) -> Result<Vec<Message>, StrategyError> {
-            self.$($field).+.configure_evaluate(round, arrays, config, grid, log)
-        }
-
-        fn aggregate_evaluate(
-            &mut self,
-            round: u64,
-            replies: &[Message],
-            log: &mut Logger,
-        ) -> Result<Option<MetricRecord>, StrategyError> {
-            self.$($field).+.aggregate_evaluate(round, replies, log)
-        }
-    };
-}
-
 /// Central DP with fixed clipping done by the server.
 pub struct DifferentialPrivacyServerSideFixedClipping {
     core: FixedClipping,

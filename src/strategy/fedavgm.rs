@@ -191,25 +191,7 @@ impl Strategy for FedAvgM {
         }
     }
 
-    fn configure_evaluate(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.base.configure_evaluate(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_evaluate(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<Option<MetricRecord>, StrategyError> {
-        self.base.aggregate_evaluate(round, replies, log)
-    }
+    delegate_evaluate!(base);
 }
 
 #[cfg(test)]

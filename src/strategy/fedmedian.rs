@@ -71,16 +71,7 @@ impl Strategy for FedMedian {
         self.base.common_summary(log);
     }
 
-    fn configure_train(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.base.configure_train(round, arrays, config, grid, log)
-    }
+    delegate_configure_train!(base);
 
     fn aggregate_train(
         &mut self,
@@ -97,25 +88,7 @@ impl Strategy for FedMedian {
         Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
     }
 
-    fn configure_evaluate(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.base.configure_evaluate(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_evaluate(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<Option<MetricRecord>, StrategyError> {
-        self.base.aggregate_evaluate(round, replies, log)
-    }
+    delegate_evaluate!(base);
 }
 
 #[cfg(test)]

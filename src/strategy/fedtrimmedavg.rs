@@ -91,16 +91,7 @@ impl Strategy for FedTrimmedAvg {
         self.base.common_summary(log);
     }
 
-    fn configure_train(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.base.configure_train(round, arrays, config, grid, log)
-    }
+    delegate_configure_train!(base);
 
     fn aggregate_train(
         &mut self,
@@ -117,25 +108,7 @@ impl Strategy for FedTrimmedAvg {
         Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
     }
 
-    fn configure_evaluate(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.base.configure_evaluate(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_evaluate(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<Option<MetricRecord>, StrategyError> {
-        self.base.aggregate_evaluate(round, replies, log)
-    }
+    delegate_evaluate!(base);
 }
 
 #[cfg(test)]

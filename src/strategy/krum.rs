@@ -113,16 +113,7 @@ impl Strategy for MultiKrum {
         self.multikrum_summary(log);
     }
 
-    fn configure_train(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.base.configure_train(round, arrays, config, grid, log)
-    }
+    delegate_configure_train!(base);
 
     fn aggregate_train(
         &mut self,
@@ -142,25 +133,7 @@ impl Strategy for MultiKrum {
         ))
     }
 
-    fn configure_evaluate(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.base.configure_evaluate(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_evaluate(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<Option<MetricRecord>, StrategyError> {
-        self.base.aggregate_evaluate(round, replies, log)
-    }
+    delegate_evaluate!(base);
 }
 
 /// Krum: MultiKrum keeping a single reply.
@@ -193,16 +166,7 @@ impl Strategy for Krum {
         self.inner.multikrum_summary(log);
     }
 
-    fn configure_train(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.inner.configure_train(round, arrays, config, grid, log)
-    }
+    delegate_configure_train!(inner);
 
     fn aggregate_train(
         &mut self,
@@ -213,25 +177,7 @@ impl Strategy for Krum {
         self.inner.aggregate_train(round, replies, log)
     }
 
-    fn configure_evaluate(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.inner.configure_evaluate(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_evaluate(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<Option<MetricRecord>, StrategyError> {
-        self.inner.aggregate_evaluate(round, replies, log)
-    }
+    delegate_evaluate!(inner);
 }
 
 #[cfg(test)]

@@ -19,6 +19,47 @@
 //! Strategies never do I/O, never read clocks, and draw randomness only from
 //! streams the [`Grid`] derives from the run's seed.
 
+macro_rules! delegate_evaluate {
+    ($($field:ident).+) => {
+        fn configure_evaluate(
+            &mut self,
+            round: u64,
+            arrays: &ArrayRecord,
+            config: &mut ConfigRecord,
+            grid: &dyn Grid,
+            log: &mut Logger,
+        ) -> Result<Vec<Message>, StrategyError> {
+            self.$($field).+.configure_evaluate(round, arrays, config, grid, log)
+        }
+
+        fn aggregate_evaluate(
+            &mut self,
+            round: u64,
+            replies: &[Message],
+            log: &mut Logger,
+        ) -> Result<Option<MetricRecord>, StrategyError> {
+            self.$($field).+.aggregate_evaluate(round, replies, log)
+        }
+    };
+}
+
+/// Implements `configure_train` by handing it to a field (a wrapped
+/// strategy or the FedAvg base).
+macro_rules! delegate_configure_train {
+    ($($field:ident).+) => {
+        fn configure_train(
+            &mut self,
+            round: u64,
+            arrays: &ArrayRecord,
+            config: &mut ConfigRecord,
+            grid: &dyn Grid,
+            log: &mut Logger,
+        ) -> Result<Vec<Message>, StrategyError> {
+            self.$($field).+.configure_train(round, arrays, config, grid, log)
+        }
+    };
+}
+
 pub mod bulyan;
 pub mod config;
 pub mod dp;
