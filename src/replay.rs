@@ -51,7 +51,8 @@ pub enum NotReplayable {
     #[error("the record cannot be decoded: {0}")]
     Undecodable(String),
     #[error(
-        "the run never started a simulation (it ended {status} before running): there is nothing to replay{details}"
+        "the run recorded no simulation events (it ended {status} before its simulation began): there is nothing \
+         to replay{details}"
     )]
     NeverRan { status: String, details: String },
     #[error("the run's inputs cannot be resolved again: {0}")]

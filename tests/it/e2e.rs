@@ -286,6 +286,12 @@ fn after_kill_9_the_superlink_restarts_with_nothing_lost() {
     let log_before = home.flwr(&["log", &done.to_string(), "--show"]).stdout;
     let long = home.submit("num-server-rounds=100000");
     home.wait_for_status(long, |s| s == "running");
+    // Let it record some rounds before the crash.
+    wait_until("round 2 starts", || {
+        home.flwr(&["log", &long.to_string(), "--show"])
+            .stdout
+            .contains("[ROUND 2/100000]")
+    });
     let pid = home.superlink()["superlink"]["pid"].as_u64().unwrap() as i32;
     // SAFETY: kill(2) on the SuperLink this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
