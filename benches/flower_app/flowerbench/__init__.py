@@ -1,0 +1,1 @@
+"""floret's quickstart workload as a Python Flower App (for benchmarks)."""
