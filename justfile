@@ -26,3 +26,4 @@ bench:
     cargo bench --bench store
     cargo bench --bench simulation
     cargo bench --bench aggregation
+    cargo bench --bench flower_side_by_side
