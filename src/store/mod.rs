@@ -539,55 +539,61 @@ pub enum RunFilter {
     Newest(u64),
 }
 
-fn query_runs(connection: &Connection, path: &Path, filter: RunFilter) -> Result<Vec<Run>> {
+/// The rows of `sql` with `params`, each mapped by `map`: the one place that
+/// prepares, binds and collects (callers decode what the rows hold).
+fn collect_rows<T>(
+    connection: &Connection,
+    path: &Path,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+    map: impl FnMut(&Row) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
     let sqlite = |source| Error::Sqlite {
         path: path.to_path_buf(),
         source,
     };
-    let sql = match filter {
-        RunFilter::All => format!("SELECT {RUN_COLUMNS} FROM {RUNS} ORDER BY pending_at_us DESC, run_id"),
-        RunFilter::One(_) => format!("SELECT {RUN_COLUMNS} FROM {RUNS} WHERE run_id = ?1"),
-        RunFilter::Newest(_) => {
-            format!("SELECT {RUN_COLUMNS} FROM {RUNS} ORDER BY pending_at_us DESC, run_id LIMIT ?1")
-        }
+    let mut statement = connection.prepare_cached(sql).map_err(sqlite)?;
+    let rows = statement.query_map(params, map).map_err(sqlite)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(sqlite)
+}
+
+fn query_runs(connection: &Connection, path: &Path, filter: RunFilter) -> Result<Vec<Run>> {
+    let ordered = format!("SELECT {RUN_COLUMNS} FROM {RUNS} ORDER BY pending_at_us DESC, run_id");
+    let raws = match filter {
+        RunFilter::All => collect_rows(connection, path, &ordered, &[], raw_run)?,
+        RunFilter::One(run_id) => collect_rows(
+            connection,
+            path,
+            &format!("SELECT {RUN_COLUMNS} FROM {RUNS} WHERE run_id = ?1"),
+            &[&run_id.to_sql()],
+            raw_run,
+        )?,
+        RunFilter::Newest(n) => collect_rows(
+            connection,
+            path,
+            &format!("{ordered} LIMIT ?1"),
+            &[&(n.min(i64::MAX as u64) as i64)],
+            raw_run,
+        )?,
     };
-    let mut statement = connection.prepare_cached(&sql).map_err(sqlite)?;
-    let rows = match filter {
-        RunFilter::All => statement.query_map([], raw_run),
-        RunFilter::One(run_id) => statement.query_map([run_id.to_sql()], raw_run),
-        RunFilter::Newest(n) => statement.query_map([n.min(i64::MAX as u64) as i64], raw_run),
-    }
-    .map_err(sqlite)?;
-    let mut runs = Vec::new();
-    for raw in rows {
-        let raw = raw.map_err(sqlite)?;
-        let codec_error = |source| Error::Codec {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut run = raw.run;
-        run.submitted.override_config =
-            codec::decode_value("override_config", &raw.override_config).map_err(codec_error)?;
-        run.submitted.federation_options =
-            codec::decode_value("federation_options", &raw.federation_options).map_err(codec_error)?;
-        runs.push(run);
-    }
-    Ok(runs)
+    let codec_error = |source| Error::Codec {
+        path: path.to_path_buf(),
+        source,
+    };
+    raws.into_iter()
+        .map(|raw| {
+            let mut run = raw.run;
+            run.submitted.override_config =
+                codec::decode_value("override_config", &raw.override_config).map_err(codec_error)?;
+            run.submitted.federation_options =
+                codec::decode_value("federation_options", &raw.federation_options).map_err(codec_error)?;
+            Ok(run)
+        })
+        .collect()
 }
 
 fn query_events(connection: &Connection, path: &Path, run_id: Option<RunId>) -> Result<Vec<StoredEvent>> {
-    let sqlite = |source| Error::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let columns = "seq, run_id, kind, version, payload, recorded_at_us";
-    let mut statement = match run_id {
-        None => connection.prepare_cached(&format!("SELECT {columns} FROM {EVENTS} ORDER BY seq")),
-        Some(_) => connection.prepare_cached(&format!(
-            "SELECT {columns} FROM {EVENTS} WHERE run_id = ?1 ORDER BY seq"
-        )),
-    }
-    .map_err(sqlite)?;
+    let select = format!("SELECT seq, run_id, kind, version, payload, recorded_at_us FROM {EVENTS}");
     let map = |row: &Row| -> rusqlite::Result<(i64, i64, String, u32, Vec<u8>, i64)> {
         Ok((
             row.get(0)?,
@@ -599,25 +605,29 @@ fn query_events(connection: &Connection, path: &Path, run_id: Option<RunId>) -> 
         ))
     };
     let rows = match run_id {
-        None => statement.query_map([], map),
-        Some(run_id) => statement.query_map([run_id.to_sql()], map),
-    }
-    .map_err(sqlite)?;
-    let mut events = Vec::new();
-    for row in rows {
-        let (seq, run_id, kind, version, payload, at) = row.map_err(sqlite)?;
-        let event = codec::decode(&kind, version, &payload).map_err(|source| Error::Codec {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        events.push(StoredEvent {
-            seq: Seq(seq as u64),
-            run_id: RunId::from_sql(run_id),
-            at: Micros(at),
-            event,
-        });
-    }
-    Ok(events)
+        None => collect_rows(connection, path, &format!("{select} ORDER BY seq"), &[], map)?,
+        Some(run_id) => collect_rows(
+            connection,
+            path,
+            &format!("{select} WHERE run_id = ?1 ORDER BY seq"),
+            &[&run_id.to_sql()],
+            map,
+        )?,
+    };
+    rows.into_iter()
+        .map(|(seq, run_id, kind, version, payload, at)| {
+            let event = codec::decode(&kind, version, &payload).map_err(|source| Error::Codec {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(StoredEvent {
+                seq: Seq(seq as u64),
+                run_id: RunId::from_sql(run_id),
+                at: Micros(at),
+                event,
+            })
+        })
+        .collect()
 }
 
 /// An event in its stored form, undecoded (what replay compares).
@@ -638,18 +648,15 @@ fn query_raw_events(
     after: Seq,
     limit: usize,
 ) -> Result<Vec<RawEvent>> {
-    let sqlite = |source| Error::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut statement = connection
-        .prepare_cached(&format!(
+    collect_rows(
+        connection,
+        path,
+        &format!(
             "SELECT seq, kind, version, payload, recorded_at_us FROM {EVENTS} \
              WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        ))
-        .map_err(sqlite)?;
-    let rows = statement
-        .query_map(params![run_id.to_sql(), after.0 as i64, limit as i64], |row| {
+        ),
+        &[&run_id.to_sql(), &(after.0 as i64), &(limit as i64)],
+        |row| {
             Ok(RawEvent {
                 seq: Seq(row.get::<_, i64>(0)? as u64),
                 kind: row.get(1)?,
@@ -657,25 +664,12 @@ fn query_raw_events(
                 payload: row.get(3)?,
                 at: Micros(row.get(4)?),
             })
-        })
-        .map_err(sqlite)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(sqlite)
+        },
+    )
 }
 
 fn query_logs(connection: &Connection, path: &Path, run_id: Option<RunId>, after: Micros) -> Result<Vec<LogChunk>> {
-    let sqlite = |source| Error::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let columns = "seq, run_id, recorded_at_us, text";
-    let mut statement = match run_id {
-        None => connection.prepare_cached(&format!("SELECT {columns} FROM {RUN_LOGS} ORDER BY seq")),
-        Some(_) => connection.prepare_cached(&format!(
-            "SELECT {columns} FROM {RUN_LOGS} WHERE run_id = ?1 AND recorded_at_us > ?2 \
-             ORDER BY recorded_at_us"
-        )),
-    }
-    .map_err(sqlite)?;
+    let select = format!("SELECT seq, run_id, recorded_at_us, text FROM {RUN_LOGS}");
     let map = |row: &Row| -> rusqlite::Result<LogChunk> {
         Ok(LogChunk {
             seq: Seq(row.get::<_, i64>(0)? as u64),
@@ -684,27 +678,20 @@ fn query_logs(connection: &Connection, path: &Path, run_id: Option<RunId>, after
             text: row.get(3)?,
         })
     };
-    let rows = match run_id {
-        None => statement.query_map([], map),
-        Some(run_id) => statement.query_map(params![run_id.to_sql(), after.0], map),
+    match run_id {
+        None => collect_rows(connection, path, &format!("{select} ORDER BY seq"), &[], map),
+        Some(run_id) => collect_rows(
+            connection,
+            path,
+            &format!("{select} WHERE run_id = ?1 AND recorded_at_us > ?2 ORDER BY recorded_at_us"),
+            &[&run_id.to_sql(), &after.0],
+            map,
+        ),
     }
-    .map_err(sqlite)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(sqlite)
 }
 
 fn query_rounds(connection: &Connection, path: &Path, run_id: Option<RunId>) -> Result<Vec<RoundMetrics>> {
-    let sqlite = |source| Error::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let columns = "run_id, round, source, results, failures, metrics, arrays";
-    let mut statement = match run_id {
-        None => connection.prepare_cached(&format!("SELECT {columns} FROM {ROUND_METRICS}")),
-        Some(_) => connection.prepare_cached(&format!(
-            "SELECT {columns} FROM {ROUND_METRICS} WHERE run_id = ?1 ORDER BY round, source"
-        )),
-    }
-    .map_err(sqlite)?;
+    let select = format!("SELECT run_id, round, source, results, failures, metrics, arrays FROM {ROUND_METRICS}");
     type RawRound = (i64, i64, String, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
     let map = |row: &Row| -> rusqlite::Result<RawRound> {
         Ok((
@@ -718,43 +705,43 @@ fn query_rounds(connection: &Connection, path: &Path, run_id: Option<RunId>) -> 
         ))
     };
     let rows = match run_id {
-        None => statement.query_map([], map),
-        Some(run_id) => statement.query_map([run_id.to_sql()], map),
-    }
-    .map_err(sqlite)?;
+        None => collect_rows(connection, path, &select, &[], map)?,
+        Some(run_id) => collect_rows(
+            connection,
+            path,
+            &format!("{select} WHERE run_id = ?1 ORDER BY round, source"),
+            &[&run_id.to_sql()],
+            map,
+        )?,
+    };
     let corrupt = |what: &str| Error::ProjectionMismatch {
         path: path.to_path_buf(),
         detail: format!("round_metrics holds {what}"),
     };
-    let mut rounds = Vec::new();
-    for row in rows {
-        let (run_id, round, source, results, failures, metrics, arrays) = row.map_err(sqlite)?;
-        let metrics: Option<MetricRecord> = match metrics {
-            None => None,
-            Some(bytes) => Some(
-                codec::decode_value("round metrics", &bytes).map_err(|source| Error::Codec {
+    rows.into_iter()
+        .map(|(run_id, round, source, results, failures, metrics, arrays)| {
+            let metrics: Option<MetricRecord> = metrics
+                .map(|bytes| codec::decode_value("round metrics", &bytes))
+                .transpose()
+                .map_err(|source| Error::Codec {
                     path: path.to_path_buf(),
                     source,
-                })?,
-            ),
-        };
-        let arrays = match arrays {
-            None => None,
-            Some(bytes) => Some(Digest(
-                bytes.try_into().map_err(|_| corrupt("a digest that is not 32 bytes"))?,
-            )),
-        };
-        rounds.push(RoundMetrics {
-            run_id: RunId::from_sql(run_id),
-            round: round as u64,
-            source: MetricSource::parse(&source).ok_or_else(|| corrupt("an unknown source"))?,
-            results: results as u64,
-            failures: failures as u64,
-            metrics,
-            arrays,
-        });
-    }
-    Ok(rounds)
+                })?;
+            let arrays = arrays
+                .map(|bytes| bytes.try_into().map(Digest))
+                .transpose()
+                .map_err(|_| corrupt("a digest that is not 32 bytes"))?;
+            Ok(RoundMetrics {
+                run_id: RunId::from_sql(run_id),
+                round: round as u64,
+                source: MetricSource::parse(&source).ok_or_else(|| corrupt("an unknown source"))?,
+                results: results as u64,
+                failures: failures as u64,
+                metrics,
+                arrays,
+            })
+        })
+        .collect()
 }
 
 fn load_projections(connection: &Connection, path: &Path) -> Result<Projections> {
