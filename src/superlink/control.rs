@@ -102,7 +102,10 @@ impl ControlService {
                 .map_err(|e| Status::invalid_argument(format!("Invalid federation options: {e}")))?,
             None => Default::default(),
         };
-        crate::builtin::validate(&verified.app, &run_config, &federation_options)
+        let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
+        tokio::task::spawn_blocking(move || crate::builtin::validate(&app, &config, &options))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::failed_precondition)?;
         let seed = crate::builtin::seed_from_config(&run_config).unwrap_or_else(random_seed);
         let ffs = Arc::clone(&self.shared.ffs);
