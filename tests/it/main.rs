@@ -17,6 +17,9 @@
 //! - `strategies`: every strategy and DP wrapper learns on digits and replays.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
+//! - `trust`: local processes that are not the owner: tokens on app writes,
+//!   runs nobody else can take, the Local API secret, private files, bounded
+//!   messages and logs.
 
 mod cli_output;
 mod e2e;
@@ -29,3 +32,4 @@ mod store;
 mod strategies;
 mod support;
 mod tidy;
+mod trust;
