@@ -312,7 +312,8 @@ pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &C
         if builtin_name(&app.serverapp).is_some() {
             crate::strategy::config::build_strategy(run_config, &mut Logger::new()).map_err(|e| e.to_string())?;
             crate::mods::build_mods(run_config)?;
-            if !matches!(run_config.get(crate::bridge::run::INITIAL_ARRAYS_KEY), Some(Scalar::Str(s)) if !s.is_empty()) {
+            if !matches!(run_config.get(crate::bridge::run::INITIAL_ARRAYS_KEY), Some(Scalar::Str(s)) if !s.is_empty())
+            {
                 return Err(format!(
                     "floret:serverapp with the Python ClientApp `{}` needs the model it starts from: set `{} = \
                      \"<module>:<function>\"` in [tool.flwr.app.config], naming a function of your app that returns \
@@ -483,6 +484,7 @@ pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, String> {
             strategy,
             num_rounds: workload.config.num_server_rounds,
             train_config,
+            evaluate_config: ConfigRecord::new(),
             initial,
             central: workload.config.central_evaluation.then_some(workload),
         }),
@@ -491,10 +493,13 @@ pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, String> {
 }
 
 /// The built-in ServerApp driving another ClientApp (a Python one), starting
-/// from `initial`: Flower's strategy loop with the run config's strategy,
-/// `num-server-rounds` (default 3), and `lr` in the train ConfigRecord when
-/// the run config has one. There is no central evaluation (the model is the
-/// ClientApp's).
+/// from `initial`: Flower's strategy loop with the run config's strategy and
+/// `num-server-rounds` (default 3). The ConfigRecords it sends are the run
+/// config's `train.*` and `evaluate.*` keys, prefix removed (`train.lr =
+/// 0.1` sends `{"lr": 0.1}` with every train message); without `train.*`
+/// keys, the train ConfigRecord carries `lr` when the run config has one, as
+/// for the built-in ClientApps. There is no central evaluation (the model is
+/// the ClientApp's).
 pub fn build_for_client(
     inputs: &Inputs,
     initial: ArrayRecord,
@@ -505,22 +510,42 @@ pub fn build_for_client(
     let inner = crate::strategy::config::build_strategy(config, log).map_err(|e| e.to_string())?;
     let strategy = Box::new(RequireResults::new(inner, config));
     let mods = crate::mods::build_mods(config)?;
-    let mut train_config = ConfigRecord::new();
-    match config.get("lr") {
-        Some(Scalar::Float(lr)) => train_config.insert("lr", ConfigValue::Float(*lr)),
-        Some(Scalar::Int(lr)) => train_config.insert("lr", ConfigValue::Float(*lr as f64)),
-        _ => {}
+    let mut train_config = prefixed_config(config, "train.");
+    if train_config.is_empty() {
+        match config.get("lr") {
+            Some(Scalar::Float(lr)) => train_config.insert("lr", ConfigValue::Float(*lr)),
+            Some(Scalar::Int(lr)) => train_config.insert("lr", ConfigValue::Float(*lr as f64)),
+            _ => {}
+        }
     }
     Ok(Apps {
         server: Box::new(BuiltinServer {
             strategy,
             num_rounds: get_int(config, "num-server-rounds", 3, 0)? as u64,
             train_config,
+            evaluate_config: prefixed_config(config, "evaluate."),
             initial,
             central: None,
         }),
         client: with_mods(client, mods),
     })
+}
+
+/// The run config's `<prefix><key>` values as a ConfigRecord of `<key>`s.
+fn prefixed_config(config: &UserConfig, prefix: &str) -> ConfigRecord {
+    let mut record = ConfigRecord::new();
+    for (key, value) in config {
+        if let Some(name) = key.strip_prefix(prefix) {
+            let value = match value {
+                Scalar::Bool(b) => ConfigValue::Bool(*b),
+                Scalar::Int(i) => ConfigValue::Int(*i),
+                Scalar::Float(f) => ConfigValue::Float(*f),
+                Scalar::Str(s) => ConfigValue::Str(s.clone()),
+            };
+            record.insert(name, value);
+        }
+    }
+    record
 }
 
 fn with_mods(client: Arc<dyn ClientApp>, mods: Vec<Box<dyn crate::clientapp::Mod>>) -> Arc<dyn ClientApp> {
@@ -646,6 +671,7 @@ struct BuiltinServer {
     strategy: Box<dyn Strategy>,
     num_rounds: u64,
     train_config: ConfigRecord,
+    evaluate_config: ConfigRecord,
     initial: ArrayRecord,
     /// Central evaluation on the built-in workload's test set.
     central: Option<Arc<Workload>>,
@@ -664,7 +690,7 @@ impl ServerApp for BuiltinServer {
         let config = StartConfig {
             num_rounds: self.num_rounds,
             train_config: self.train_config.clone(),
-            evaluate_config: ConfigRecord::new(),
+            evaluate_config: self.evaluate_config.clone(),
         };
         let central = self.central.clone();
         let mut evaluate = |_round: u64, arrays: &ArrayRecord| -> Option<MetricRecord> {

@@ -222,8 +222,7 @@ impl Sink for Comparer<'_> {
                 Delivered::TimedOut => "a timeout",
                 _ => "the loss of its worker process",
             };
-            self.reinjected
-                .push(format!("{what} of node {node_id} at step {step}"));
+            self.reinjected.push(format!("{what} of node {node_id} at step {step}"));
         }
         input
     }
@@ -258,9 +257,8 @@ fn environment_note(recorded: &PythonStarted, replayed: &PythonStarted) -> Optio
         format!("{} ({})", env.interpreter, parts.join(", "))
     };
     let (recorded_text, replayed_text) = (describe(recorded), describe(replayed));
-    (recorded_text != replayed_text).then(|| {
-        format!("The run was recorded with {recorded_text} and replayed with {replayed_text}.")
-    })
+    (recorded_text != replayed_text)
+        .then(|| format!("The run was recorded with {recorded_text} and replayed with {replayed_text}."))
 }
 
 fn hint(event: &Event) -> String {
@@ -545,7 +543,13 @@ fn replay_inner(
     .map_err(NotReplayable::Inputs)?;
     let is_python = crate::bridge::is_python(&inputs.server_app) || crate::bridge::is_python(&inputs.client_app);
     let python_run = if is_python {
-        Some(python_replay(record, &submitted, submitted_at, python.as_ref(), workers)?)
+        Some(python_replay(
+            record,
+            &submitted,
+            submitted_at,
+            python.as_ref(),
+            workers,
+        )?)
     } else {
         None
     };

@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+use crate::bridge::{self, run::PythonRun};
 use crate::domain::event::{Event, Outcome, Phase, SubStatus};
 use crate::flwr_log::{format_line, Level, Logger};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Error};
-use crate::bridge::{self, run::PythonRun};
 use crate::sim::{self, Inputs, Sink};
 use crate::store::codec;
 use crate::superlink::access;

@@ -139,10 +139,6 @@ impl Workers {
         Ok(())
     }
 
-    pub fn replaced(&self) -> u64 {
-        self.replaced.load(Ordering::Relaxed)
-    }
-
     /// Kills every worker (a stop): calls in flight end `Stopped` or
     /// `Crashed`.
     pub fn kill_all(&self) {

@@ -296,7 +296,7 @@ def _load(flower, spec):
     reference = spec.get("initial_arrays")
     if reference:
         try:
-            app.initial_arrays = _initial_arrays(flower, reference, app.app_dir)
+            app.initial_arrays = _initial_arrays(flower, app, reference)
         except BaseException as ex:
             return None, {
                 "kind": "initial-arrays",
@@ -307,14 +307,32 @@ def _load(flower, spec):
     return app, None
 
 
-def _initial_arrays(flower, reference, app_dir):
+def _initial_arrays(flower, app, reference):
     """The model a built-in ServerApp starts from: what the app's function
-    returns, as ArrayRecord protobuf bytes."""
+    returns (called with the ServerApp's Context when it takes an argument),
+    as ArrayRecord protobuf bytes."""
+    import inspect
+
     from flwr.common import Array, ArrayRecord
 
-    value = flower.load_app(reference, ValueError, app_dir)
+    value = flower.load_app(reference, ValueError, app.app_dir)
     if callable(value) and not isinstance(value, ArrayRecord):
-        value = value()
+        required = [
+            p
+            for p in inspect.signature(value).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if required:
+            context = flower.Context(
+                run_id=app.run_id,
+                node_id=1,
+                node_config={},
+                state=flower.RecordDict(),
+                run_config=dict(app.run_config),
+            )
+            value = value(context)
+        else:
+            value = value()
     if isinstance(value, dict):
         value = ArrayRecord(array_dict={str(k): v if isinstance(v, Array) else Array(v) for k, v in value.items()})
     elif isinstance(value, (list, tuple)):

@@ -56,13 +56,6 @@ pub enum Error {
     Frame(#[from] frame::Error),
 }
 
-/// What the zygote said about itself.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Hello {
-    pub pid: i32,
-    pub versions: Value,
-}
-
 /// How to start the interpreter.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Settings {
@@ -86,14 +79,12 @@ struct Shared {
 
 /// The zygote interpreter.
 pub(crate) struct Zygote {
-    path: PathBuf,
     process: Child,
     control: UnixStream,
     replies: Mutex<mpsc::Receiver<Frame>>,
     shared: Arc<Shared>,
     forked: Mutex<Vec<i32>>,
     next_id: Mutex<u64>,
-    pub hello: Hello,
 }
 
 /// A forked process: its pid and its socket.
@@ -220,26 +211,16 @@ impl Zygote {
                 reason: format!("importing flwr failed: {error}"),
             });
         }
-        let hello = Hello {
-            pid: hello.header.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32,
-            versions: hello.header,
-        };
         let (replies_tx, replies_rx) = mpsc::channel();
         spawn_control_reader(reader, replies_tx, Arc::clone(&shared));
         Ok(Zygote {
-            path: path.to_path_buf(),
             process,
             control: ours,
             replies: Mutex::new(replies_rx),
             shared,
             forked: Mutex::new(Vec::new()),
             next_id: Mutex::new(1),
-            hello,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn next_id(&self) -> u64 {
@@ -248,14 +229,14 @@ impl Zygote {
         *next
     }
 
-    /// Waits for the reply to request `id`.
-    fn reply(&self, id: u64, timeout: Duration) -> Result<Frame, Error> {
+    /// Waits for the reply (of kind `kind`) to request `id`.
+    fn reply(&self, id: u64, kind: u8, timeout: Duration) -> Result<Frame, Error> {
         let replies = self.replies.lock().expect("replies lock");
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match replies.recv_timeout(left) {
-                Ok(frame) if frame.id == id => return Ok(frame),
+                Ok(frame) if frame.id == id && frame.kind == kind => return Ok(frame),
                 Ok(_) => continue,
                 Err(mpsc::RecvTimeoutError::Timeout) => return Err(Error::Timeout(timeout)),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -272,7 +253,7 @@ impl Zygote {
     pub fn load(&self, spec: Value) -> Result<Frame, Error> {
         let id = self.next_id();
         frame::write(&self.control, &Frame::new(kind::LOAD, id, spec))?;
-        self.reply(id, START_TIMEOUT)
+        self.reply(id, kind::LOADED, START_TIMEOUT)
     }
 
     /// Forks a ServerApp process (`role` "server") or a ClientApp worker
@@ -282,7 +263,7 @@ impl Zygote {
         let id = self.next_id();
         let request = Frame::new(kind::SPAWN, id, json!({"role": role, "index": index}));
         frame::write_with_fd(&self.control, &request, theirs.as_fd())?;
-        let answer = self.reply(id, FORK_TIMEOUT)?;
+        let answer = self.reply(id, kind::FORKED, FORK_TIMEOUT)?;
         drop(theirs);
         let pid = answer.header.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
         self.forked.lock().expect("forked lock").push(pid);
@@ -327,10 +308,6 @@ impl Zygote {
     /// Output that arrived outside calls (imports, fd-level writes).
     pub fn take_output(&self) -> String {
         std::mem::take(&mut *self.shared.output.lock().expect("output lock"))
-    }
-
-    pub fn is_alive(&self) -> bool {
-        !self.shared.dead.load(Ordering::Relaxed)
     }
 }
 

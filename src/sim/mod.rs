@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use crate::clientapp::{ClientApp, ClientEnv};
 use crate::domain::event::{
-    Delivered, Event, NodeSampled, NodesRegistered, Outcome, Phase, Reply, ReplyReceived, SimulationFinished, SimulationStarted,
-    SimulationStopped,
+    Delivered, Event, NodeSampled, NodesRegistered, Outcome, Phase, Reply, ReplyReceived, SimulationFinished,
+    SimulationStarted, SimulationStopped,
 };
 use crate::flwr_log::{Entry, Level, Logger};
 use crate::records::{error_code, Context, Error, Message, RecordDict, Scalar, UserConfig};

@@ -9,54 +9,15 @@
 //!   `flower-superlink`, and our `flwr-simulation` executes its run through
 //!   the Python SuperLink's SimulationIo API.
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::support::{free_ports, quickstart, temp_dir, wait_until, Home, Ran};
 
-const FLOWER: &str = "flwr==1.27.0";
-
-/// The target directory of this build.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/it-<hash>
-    exe.parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A virtual environment with Flower 1.27.0, created once per target dir.
+/// A virtual environment with Flower 1.27.0 (shared with the Python app
+/// tests).
 fn flower_venv() -> PathBuf {
-    let base = target_dir().join("interop");
-    std::fs::create_dir_all(&base).unwrap();
-    let venv = base.join("flwr-1.27.0");
-    // Tests run in parallel: one creates the environment, the others wait.
-    let lock = std::fs::File::create(base.join("venv.lock")).unwrap();
-    // SAFETY: flock on a descriptor we own.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    if !venv.join("ready").exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let status = Command::new(&python).args(["-m", "venv"]).arg(&venv).status();
-        assert!(
-            status.as_ref().is_ok_and(|s| s.success()),
-            "interop tests need Python 3 with venv ({python} -m venv failed: {status:?})"
-        );
-        let output = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", FLOWER])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "pip install {FLOWER} failed (interop tests need PyPI):\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::fs::write(venv.join("ready"), FLOWER).unwrap();
-    }
-    venv
+    crate::support::python_env("1.27.0")
 }
 
 /// Runs the Python `flwr` with `home`'s environment.

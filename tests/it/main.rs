@@ -10,6 +10,9 @@
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
 //! - `interop`: the real Flower 1.27 (PyPI) CLI against our SuperLink, and our
 //!   CLI and app process against its SuperLink.
+//! - `python`: users' Python Flower Apps through the Python bridge, with the
+//!   real `flwr` 1.27 and 1.42: Flower's results, replay, determinism, faults,
+//!   stops, load errors, the built-in ServerApp with a Python ClientApp.
 //! - `python_apps`: the reference results of the Python Flower Apps in
 //!   `examples/` match those examples and show them learning.
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
@@ -25,6 +28,7 @@ mod cli_output;
 mod e2e;
 mod fab_fixtures;
 mod interop;
+mod python;
 mod python_apps;
 mod replay;
 mod sim;

@@ -274,7 +274,13 @@ impl Drop for Home {
 /// Waits (up to 20 s) until `condition` holds.
 #[track_caller]
 pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    wait_until_within(what, 20, condition)
+}
+
+/// Waits (up to `seconds`) until `condition` holds.
+#[track_caller]
+pub fn wait_until_within(what: &str, seconds: u64, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -314,4 +320,55 @@ pub fn quickstart_with(extra: &str) -> tempfile::TempDir {
         std::fs::write(dir.path().join(file), text).unwrap();
     }
     dir
+}
+
+/// The target directory of this build (`target/`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/it-<hash>
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A virtual environment with the real `flwr==<version>` and scikit-learn
+/// from PyPI (what the interop tests and the example apps need), created
+/// once per target directory: `target/interop/flwr-<version>/`. Tests run in
+/// parallel: one creates it under a lock, the others wait. Without Python 3
+/// (with venv) or PyPI the tests that need it fail and say why.
+pub fn python_env(version: &str) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    use std::process::Command;
+    let packages = [format!("flwr=={version}"), "scikit-learn".to_string()];
+    let base = target_dir().join("interop");
+    std::fs::create_dir_all(&base).unwrap();
+    let venv = base.join(format!("flwr-{version}"));
+    let lock = std::fs::File::create(base.join(format!("flwr-{version}.lock"))).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let ready = venv.join("ready");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(packages.join(" ").as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let status = Command::new(&python).args(["-m", "venv"]).arg(&venv).status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "these tests need Python 3 with venv ({python} -m venv failed: {status:?})"
+        );
+        let output = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(&packages)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pip install {} failed (these tests need PyPI):\n{}",
+            packages.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(&ready, packages.join(" ")).unwrap();
+    }
+    venv
 }
