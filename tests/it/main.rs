@@ -11,6 +11,8 @@
 //! - `interop`: the real Flower 1.27 (PyPI) CLI against our SuperLink, and our
 //!   CLI and app process against its SuperLink.
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
+//! - `replay_cli`: replays through the binaries under masked CPU features, seeds
+//!   ≥ 2^63 passed back, runs in progress.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `strategies`: every strategy and DP wrapper learns on digits and replays.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
@@ -21,6 +23,7 @@ mod e2e;
 mod fab_fixtures;
 mod interop;
 mod replay;
+mod replay_cli;
 mod sim;
 mod store;
 mod strategies;
