@@ -18,11 +18,13 @@
 //! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`],
 //!   [`proto`]: values, formatting and formats shared by the above;
 //!   [`math`]: the pinned transcendental functions of the recorded path;
-//!   [`provenance`]: this build's identity and the platform it runs on.
+//!   [`provenance`]: this build's identity and the platform it runs on;
+//!   [`owner_only`]: files and directories private to their owner.
 //!
 //! See docs/ARCHITECTURE.md for the map and its invariants.
 
 pub mod app;
+pub mod bridge;
 pub mod builtin;
 pub mod cli;
 pub mod clientapp;
@@ -32,6 +34,7 @@ pub mod flwr_log;
 pub mod logfile;
 pub mod math;
 pub mod mods;
+pub mod owner_only;
 pub mod proto;
 pub mod provenance;
 pub mod pyfmt;

@@ -3,7 +3,8 @@
 //! It follows Flower 1.27's sequence over the SimulationIo API: find the run
 //! among the apps to launch, claim it (`RequestToken`), pull its inputs and
 //! FAB, read the federation options, heartbeat, push logs, and at the end
-//! push outputs and the final status. In between it runs the deterministic
+//! push outputs and the final status (logs and status with the run's token
+//! in gRPC metadata, which Flower's messages have no field for). In between it runs the deterministic
 //! engine (`sim::simulate`) and streams every simulation event to the
 //! SuperLink through `floret.v1.SimulationEvents/PushEvents`; the answer to
 //! each push says whether a stop was requested, so a stop is noticed at the
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+use crate::bridge::{self, run::PythonRun};
 use crate::domain::event::{Event, Outcome, Phase, SubStatus};
 use crate::flwr_log::{format_line, Level, Logger};
 use crate::proto::floret::v1 as ext;
@@ -28,6 +30,7 @@ use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Error};
 use crate::sim::{self, Inputs, Sink};
 use crate::store::codec;
+use crate::superlink::access;
 use crate::superlink::simulationio::FLORET_STATE_KEY;
 
 /// How often the process proves it is alive (Flower: every ~20 s).
@@ -36,6 +39,10 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 const LOG_UPLOAD_INTERVAL: Duration = Duration::from_millis(100);
 /// Events buffered before a push even between steps.
 const EVENTS_PER_PUSH: usize = 4096;
+/// Event bytes buffered before a push (the SuperLink takes at most 32 MiB).
+const EVENT_BYTES_PER_PUSH: usize = 8 * 1024 * 1024;
+/// Log text per PushLogs request, at most (the SuperLink takes 16 MiB).
+const LOG_BYTES_PER_PUSH: usize = 1024 * 1024;
 
 /// Command-line arguments, in Flower's spelling where Flower has one.
 #[derive(Clone, Debug)]
@@ -131,6 +138,7 @@ struct LiveSink {
     token: String,
     run_id: u64,
     pending: Vec<ext::SimEvent>,
+    pending_bytes: usize,
     stop: Arc<AtomicBool>,
     logs: std::sync::mpsc::Sender<String>,
     color: bool,
@@ -144,6 +152,7 @@ struct LiveSink {
 
 impl LiveSink {
     fn flush(&mut self) {
+        self.pending_bytes = 0;
         if self.pending.is_empty() || self.broken.is_some() || self.events_unsupported {
             self.pending.clear();
             return;
@@ -177,18 +186,23 @@ impl LiveSink {
 impl Sink for LiveSink {
     fn event(&mut self, event: Event) {
         let (kind, version, payload) = codec::encode(&event);
+        self.pending_bytes += payload.len();
         self.pending.push(ext::SimEvent {
             kind: kind.to_string(),
             version,
             payload,
         });
-        if self.pending.len() >= EVENTS_PER_PUSH {
+        if self.pending.len() >= EVENTS_PER_PUSH || self.pending_bytes >= EVENT_BYTES_PER_PUSH {
             self.flush();
         }
     }
 
     fn log(&mut self, level: Level, line: &str) {
         let _ = self.logs.send(format_line(level, line, self.color));
+    }
+
+    fn output(&mut self, text: &str) {
+        let _ = self.logs.send(text.to_string());
     }
 
     fn should_stop(&mut self, _round: u64, _before: &str) -> bool {
@@ -254,6 +268,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat(simio.clone(), token.clone(), Arc::clone(&stop)));
+    let stop_watch = tokio::spawn(await_stop(events.clone(), token.clone(), run_id, Arc::clone(&stop)));
     if let Some(parent) = args.parent_pid {
         tokio::spawn(watch_parent(parent));
     }
@@ -261,7 +276,8 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     let uploader = std::thread::spawn({
         let client = simio.clone();
         let runtime = tokio::runtime::Handle::current();
-        move || upload_logs(client, runtime, run_id, log_receiver)
+        let token = token.clone();
+        move || upload_logs(client, runtime, run_id, &token, log_receiver)
     });
     let color = std::env::var_os("NO_COLOR").is_none();
     let _ = log_sender.send(format_line(Level::Info, "Starting Flower Simulation", color));
@@ -287,6 +303,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         token: token.clone(),
         run_id,
         pending: Vec::new(),
+        pending_bytes: 0,
         stop: Arc::clone(&stop),
         logs: log_sender.clone(),
         color,
@@ -297,7 +314,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     // Which build computes the run, and on what: replay names them.
     sink.event(Event::AppProcessStarted(crate::provenance::app_process()));
     let workers = crate::builtin::worker_threads(&options);
-    let (outcome, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
+    let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
         .await
         .map_err(|e| ProcessError::Other(format!("the simulation thread failed: {e}")))?;
 
@@ -317,15 +334,18 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     drop(log_sender);
     let _ = uploader.join();
     heartbeat.abort();
+    stop_watch.abort();
     if let Some(reason) = broken {
         tracing::error!(run_id, "{reason}");
         return Ok(1);
     }
     if simio
         .push_app_outputs(pb::PushAppOutputsRequest {
-            token,
+            token: token.clone(),
             run_id,
-            context: inputs.context.clone(),
+            context: final_context
+                .and_then(|bytes| <pb::Context as prost::Message>::decode(bytes).ok())
+                .or_else(|| inputs.context.clone()),
         })
         .await
         .is_err()
@@ -340,13 +360,11 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         sub_status: sub_status.as_str().into(),
         details,
     };
-    if let Err(status) = simio
-        .update_run_status(pb::UpdateRunStatusRequest {
-            run_id,
-            run_status: Some(status),
-        })
-        .await
-    {
+    let update = pb::UpdateRunStatusRequest {
+        run_id,
+        run_status: Some(status),
+    };
+    if let Err(status) = simio.update_run_status(access::with_app_token(update, &token)).await {
         tracing::warn!(
             run_id,
             "the SuperLink did not take the final status: {}",
@@ -363,7 +381,14 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
 
 /// What the simulation thread needs (and warnings to log), or why the run
 /// cannot start.
-type Prepared = Result<(Inputs, Vec<String>), String>;
+type Prepared = Result<Ready, String>;
+
+struct Ready {
+    inputs: Inputs,
+    warnings: Vec<String>,
+    /// Set when a component is Python code.
+    python: Option<PythonRun>,
+}
 
 fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepared {
     let run = inputs.run.as_ref().ok_or("the SuperLink sent no run")?;
@@ -385,31 +410,74 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
             seed
         }
     };
-    let inputs = resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
-    Ok((inputs, warnings))
+    let resolved = resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
+    let python = if bridge::is_python(&resolved.server_app) || bridge::is_python(&resolved.client_app) {
+        let verified = crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| e.to_string())?;
+        let anchor = crate::domain::ids::Micros::parse_iso(&run.pending_at)
+            .map(|at| at.0.div_euclid(1_000_000) as f64)
+            .unwrap_or(bridge::server::ANCHOR_DEFAULT);
+        Some(PythonRun {
+            fab: fab.content.clone(),
+            fab_id: verified.app.fab_id(),
+            fab_version: verified.app.version.clone(),
+            fab_hash: crate::fab::sha256_hex(&fab.content),
+            overrides,
+            app_config: verified.app.config.clone(),
+            federation_options: options.clone(),
+            interpreter: bridge::run::interpreter_for(options).map_err(|e| e.to_string())?,
+            flwr_home: crate::cli::flwr_home(),
+            anchor,
+            workers: crate::builtin::worker_threads(options),
+        })
+    } else {
+        None
+    };
+    Ok(Ready {
+        inputs: resolved,
+        warnings,
+        python,
+    })
 }
 
+/// How the simulation thread ended: the outcome, the ServerApp's final
+/// context when it has one, and a broken event stream.
+type Executed = (Outcome, Option<bytes::Bytes>, Option<String>);
+
 /// Runs the engine on the current (blocking) thread.
-fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> (Outcome, Option<String>) {
+fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> Executed {
+    let mut context = None;
     let outcome = match prepared {
         Err(reason) => Outcome::Failed { reason },
-        Ok((inputs, warnings)) => {
+        Ok(ready) => {
             let mut log = Logger::new();
-            for warning in warnings {
-                log.warning(warning);
+            for warning in &ready.warnings {
+                log.warning(warning.clone());
             }
-            let apps = crate::builtin::build(&inputs, &mut log);
-            for (level, line) in log.drain() {
-                sink.log(level, &line);
+            for entry in log.drain() {
+                sink.entry(entry);
             }
-            match apps {
-                Err(reason) => Outcome::Failed { reason },
-                Ok(apps) => sim::simulate(&inputs, apps, workers, &mut sink).outcome,
+            match &ready.python {
+                Some(python) => {
+                    let stop = Some(Arc::clone(&sink.stop));
+                    let ended = bridge::run::run(&ready.inputs, python, stop, &mut sink);
+                    context = ended.context;
+                    ended.outcome
+                }
+                None => {
+                    let apps = crate::builtin::build(&ready.inputs, &mut log);
+                    for entry in log.drain() {
+                        sink.entry(entry);
+                    }
+                    match apps {
+                        Err(reason) => Outcome::Failed { reason },
+                        Ok(apps) => sim::simulate(&ready.inputs, apps, workers, &mut sink).outcome,
+                    }
+                }
             }
         }
     };
     sink.flush();
-    (outcome, sink.broken.take())
+    (outcome, context, sink.broken.take())
 }
 
 async fn connect(address: &str) -> Result<Channel, tonic::transport::Error> {
@@ -452,6 +520,32 @@ async fn heartbeat(
     }
 }
 
+/// Sets the stop flag as soon as the SuperLink says a stop was requested
+/// (`floret.v1.SimulationEvents/AwaitStop`); a SuperLink without it (Python
+/// Flower's) leaves stops to the heartbeat and the event pushes.
+async fn await_stop(
+    mut client: ext::simulation_events_client::SimulationEventsClient<Channel>,
+    token: String,
+    run_id: u64,
+    stop: Arc<AtomicBool>,
+) {
+    loop {
+        let request = ext::AwaitStopRequest {
+            token: token.clone(),
+            run_id,
+        };
+        match client.await_stop(request).await {
+            Ok(_) => {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => return,
+            Err(status) if status.code() == tonic::Code::PermissionDenied => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// Exits when the parent (the SuperLink) is gone, as Flower's `--parent-pid`.
 async fn watch_parent(pid: u32) {
     loop {
@@ -465,11 +559,13 @@ async fn watch_parent(pid: u32) {
 }
 
 /// Pushes buffered log text every `LOG_UPLOAD_INTERVAL` until the sender is
-/// dropped, then pushes the rest.
+/// dropped, then pushes the rest: at most `LOG_BYTES_PER_PUSH` per request,
+/// with the run's token.
 fn upload_logs(
     client: pb::simulation_io_client::SimulationIoClient<Channel>,
     runtime: tokio::runtime::Handle,
     run_id: u64,
+    token: &str,
     receiver: std::sync::mpsc::Receiver<String>,
 ) {
     let mut open = true;
@@ -489,17 +585,16 @@ fn upload_logs(
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        if batch.is_empty() {
-            continue;
-        }
-        let mut client = client.clone();
-        let request = pb::PushLogsRequest {
-            node: Some(pb::Node { node_id: 0 }),
-            run_id,
-            logs: batch,
-        };
-        if let Err(status) = runtime.block_on(client.push_logs(request)) {
-            tracing::warn!("cannot push logs: {}", status.message());
+        for logs in crate::flwr_log::batches(batch, LOG_BYTES_PER_PUSH) {
+            let mut client = client.clone();
+            let request = pb::PushLogsRequest {
+                node: Some(pb::Node { node_id: 0 }),
+                run_id,
+                logs,
+            };
+            if let Err(status) = runtime.block_on(client.push_logs(access::with_app_token(request, token))) {
+                tracing::warn!("cannot push logs: {}", status.message());
+            }
         }
     }
 }

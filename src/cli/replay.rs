@@ -38,11 +38,9 @@ pub struct ReplayArgs {
 }
 
 async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<Record, CliError> {
-    let mut stream = match connection
-        .local
-        .stream_run_record(ext::RunRecordRequest { run_id })
-        .await
-    {
+    let secret = connection.local_secret().await;
+    let request = crate::superlink::access::with_local_secret(ext::RunRecordRequest { run_id }, secret.as_deref());
+    let mut stream = match connection.local.stream_run_record(request).await {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == Code::Unimplemented => {
             return Err(CliError::with_code(
@@ -139,6 +137,7 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
         })),
         "provenance-differences": verdict.provenance,
         "reinjected": verdict.reinjected,
+        "notes": verdict.notes,
         "replay-seconds": verdict.replay_seconds,
         "original-seconds": verdict.original_seconds,
         "divergence": divergence,
@@ -291,6 +290,9 @@ pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> Stri
     let diverged = matches!(verdict.outcome, VerdictOutcome::Diverged(_));
     for difference in verdict.provenance.iter().filter(|_| !diverged) {
         out.push_str(&format!("   Note: the run was {difference}.\n"));
+    }
+    for note in &verdict.notes {
+        out.push_str(&format!("   Note: {note}\n"));
     }
     if show_timing {
         out.push_str(&format!("   Seed {}; {build}; {timing}.\n", verdict.seed));

@@ -57,6 +57,8 @@ const FEDERATION_KEYS: &[(&str, &str)] = &[
     ("backend.init-args.num-gpus", "int"),
     ("backend.init-args.logging-level", "str"),
     ("backend.init-args.log-to-driver", "bool"),
+    // floret: the Python interpreter of a run with Python components.
+    ("python", "str"),
 ];
 
 /// Applies `--federation-config` pairs to the profile's options.
@@ -91,6 +93,23 @@ fn apply_federation_config(options: &mut ConfigRecord, args: &[String]) -> Resul
     Ok(())
 }
 
+/// A run with Python components runs in the Python of the environment the
+/// user runs `flwr` from (docs/APPS.md): the CLI resolves it here and sends
+/// it with the run, unless `--federation-config python=...` or the profile
+/// chose one.
+fn choose_python(app: &crate::app::AppConfig, options: &mut ConfigRecord) -> Result<(), CliError> {
+    use crate::bridge::{is_python, python};
+    if !(is_python(&app.serverapp) || is_python(&app.clientapp)) || options.get(python::PYTHON_OPTION).is_some() {
+        return Ok(());
+    }
+    let interpreter = python::resolve_here().map_err(|e| CliError::new(e.to_string()))?;
+    options.insert(
+        python::PYTHON_OPTION,
+        ConfigValue::Str(interpreter.display().to_string()),
+    );
+    Ok(())
+}
+
 pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
     let app_dir = std::fs::canonicalize(&args.app)
         .map_err(|_| CliError::new(format!("The app directory '{}' does not exist.", args.app.display())))?;
@@ -101,7 +120,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
         )));
     }
     let pyproject = app_dir.join("pyproject.toml");
-    let (_, warnings) = crate::app::parse_pyproject_file(&pyproject).map_err(|e| CliError::new(e.to_string()))?;
+    let (app, warnings) = crate::app::parse_pyproject_file(&pyproject).map_err(|e| CliError::new(e.to_string()))?;
     if !warnings.is_empty() {
         let lines: Vec<String> = warnings.iter().map(|w| format!("- {w}")).collect();
         out.warn(&format!(
@@ -118,6 +137,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
         .map(|o| o.to_federation_options())
         .unwrap_or_default();
     apply_federation_config(&mut options, &args.federation_config)?;
+    choose_python(&app, &mut options)?;
     let federation = args
         .federation
         .clone()

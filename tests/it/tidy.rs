@@ -143,7 +143,7 @@ fn no_ignored_or_should_panic_tests() {
 /// The files whose computations reach an event or an aggregated model.
 fn recorded_path() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in ["sim", "strategy", "workload", "domain", "store"] {
+    for dir in ["sim", "strategy", "workload", "domain", "store", "bridge"] {
         files.extend(sources(&src().join(dir)));
     }
     for file in [
