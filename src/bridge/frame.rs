@@ -180,7 +180,9 @@ impl Reader {
             match read {
                 Ok(0) => return Err(Error::Closed),
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(None),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Ok(None)
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(Error::Closed),
                 Err(e) => return Err(e.into()),
@@ -224,7 +226,9 @@ pub(crate) fn write(stream: &UnixStream, frame: &Frame) -> Result<(), Error> {
     let mut writer = stream;
     match writer.write_all(&frame.encode()) {
         Ok(()) => Ok(()),
-        Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => Err(Error::Closed),
+        Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+            Err(Error::Closed)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -265,9 +269,7 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let big = vec![7u8; 300_000];
         let frames = vec![
-            Frame::new(kind::CALL, 42, json!({"node_id": 5}))
-                .with(b"meta".to_vec())
-                .with(big.clone()),
+            Frame::new(kind::CALL, 42, json!({"node_id": 5})).with(b"meta".to_vec()).with(big.clone()),
             Frame::new(kind::LOG, 0, json!({"stream": "out"})).with("hello\n"),
         ];
         let writer = std::thread::spawn({
@@ -287,10 +289,7 @@ mod tests {
             assert_eq!(frame.fields, expected.fields);
         }
         writer.join().unwrap();
-        assert!(matches!(
-            reader.read(Some(Duration::from_millis(10))),
-            Err(Error::Closed)
-        ));
+        assert!(matches!(reader.read(Some(Duration::from_millis(10))), Err(Error::Closed)));
     }
 
     #[test]

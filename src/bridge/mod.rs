@@ -132,21 +132,18 @@ impl Bridge {
         let initial_arrays = match loaded.fields.first() {
             Some(bytes) if spec.initial_arrays.is_some() => {
                 use prost::Message as _;
-                let record =
-                    crate::proto::flwr::proto::ArrayRecord::decode(bytes.as_ref()).map_err(|e| Error::Load {
-                        kind: "initial-arrays".into(),
-                        error_type: "DecodeError".into(),
-                        message: e.to_string(),
-                        traceback: String::new(),
-                    })?;
-                Some(
-                    crate::proto::array_record_from_proto(&record).map_err(|message| Error::Load {
-                        kind: "initial-arrays".into(),
-                        error_type: "TypeError".into(),
-                        message: format!("the initial arrays cannot be used by floret's built-in ServerApp: {message}"),
-                        traceback: String::new(),
-                    })?,
-                )
+                let record = crate::proto::flwr::proto::ArrayRecord::decode(bytes.as_ref()).map_err(|e| Error::Load {
+                    kind: "initial-arrays".into(),
+                    error_type: "DecodeError".into(),
+                    message: e.to_string(),
+                    traceback: String::new(),
+                })?;
+                Some(crate::proto::array_record_from_proto(&record).map_err(|message| Error::Load {
+                    kind: "initial-arrays".into(),
+                    error_type: "TypeError".into(),
+                    message: format!("the initial arrays cannot be used by floret's built-in ServerApp: {message}"),
+                    traceback: String::new(),
+                })?)
             }
             _ => None,
         };

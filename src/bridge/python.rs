@@ -75,12 +75,7 @@ impl Probe {
             format!(
                 "flwr {} in {} is newer than floret's Python bridge was tested with ({}.{}); if the app misbehaves, \
                  try flwr {}.{}",
-                self.flwr,
-                self.path,
-                FLWR_NEWEST_TESTED.0,
-                FLWR_NEWEST_TESTED.1,
-                FLWR_NEWEST_TESTED.0,
-                FLWR_NEWEST_TESTED.1
+                self.flwr, self.path, FLWR_NEWEST_TESTED.0, FLWR_NEWEST_TESTED.1, FLWR_NEWEST_TESTED.0, FLWR_NEWEST_TESTED.1
             )
         })
     }
@@ -277,10 +272,7 @@ mod tests {
         assert_eq!(resolve(env(&all[1..])).unwrap(), venv);
         assert_eq!(resolve(env(&all[2..])).unwrap(), on_path);
         let missing = resolve(env(&[("FLWR_PYTHON", "/nonexistent/python"), ("PATH", path)])).unwrap_err();
-        assert!(
-            missing.to_string().contains("FLWR_PYTHON=/nonexistent/python"),
-            "{missing}"
-        );
+        assert!(missing.to_string().contains("FLWR_PYTHON=/nonexistent/python"), "{missing}");
         let none = resolve(env(&[("PATH", "/nonexistent")])).unwrap_err();
         assert!(none.to_string().contains("python3 on PATH"), "{none}");
     }

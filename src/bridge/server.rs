@@ -283,7 +283,9 @@ impl<'a> Driver<'a> {
                 }
                 Input::Server(Err(error)) => return (self.server_died(&error.to_string()), None),
                 Input::Server(Ok(frame)) => match frame.kind {
-                    kind::LOG => self.sink.output(&String::from_utf8_lossy(&frame.field(0))),
+                    kind::LOG => self
+                        .sink
+                        .output(&String::from_utf8_lossy(&frame.field(0))),
                     kind::GRID => match self.grid(&frame) {
                         Ok(None) => {}
                         Ok(Some(before)) => return (self.stopped(before), None),
@@ -569,10 +571,7 @@ impl<'a> Driver<'a> {
     /// What a settled call delivers: its event, its reply bytes (none for a
     /// timeout) and its output.
     fn reply_of(&mut self, index: usize) -> (Delivered, Option<Bytes>, String) {
-        let settled = self.slots[index]
-            .settled
-            .take()
-            .expect("only settled calls are delivered");
+        let settled = self.slots[index].settled.take().expect("only settled calls are delivered");
         match settled {
             Settled::Ran(result) => {
                 let output = result.output;
