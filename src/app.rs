@@ -567,7 +567,10 @@ pub fn parse_run_config_args(args: &[String]) -> Result<UserConfig, AppError> {
             return Err(AppError::TomlAlongsidePairs);
         }
         let pairs = scan_config_pairs(arg);
-        let lines: Vec<String> = pairs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let lines: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", seed_beyond_toml(k, v).unwrap_or_else(|| v.clone())))
+            .collect();
         let parsed = parse_toml(&lines.join("\n")).map_err(|(_, _, message)| AppError::InvalidRunConfig {
             hint: run_config_hint(arg, &pairs, &message),
         })?;
@@ -577,6 +580,17 @@ pub fn parse_run_config_args(args: &[String]) -> Result<UserConfig, AppError> {
         flat = flatten_table(&overrides)?;
     }
     Ok(flat)
+}
+
+/// `seed` takes any u64 that floret prints, but TOML integers stop at
+/// 2^63 − 1: a bare integer beyond that is passed on as a string (which is
+/// also what `seed="..."` gives).
+fn seed_beyond_toml(key: &str, value: &str) -> Option<String> {
+    let beyond = key.trim() == "seed"
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && value.parse::<u64>().is_ok()
+        && value.parse::<i64>().is_err();
+    beyond.then(|| format!("\"{value}\""))
 }
 
 /// Names the offending pair of an argument that did not parse.

@@ -105,11 +105,13 @@ pub fn check_components(server_app: &str, client_app: &str) -> Result<(), String
     Ok(())
 }
 
-/// The seed a run configuration asks for, if any (`seed`, a non-negative
-/// integer).
+/// The seed a run configuration asks for, if any: `seed`, an integer from 0
+/// to 2^64 − 1, given as a TOML integer or, beyond TOML's integers (≥ 2^63),
+/// as a string of digits (`-c seed=N` passes such an N as a string).
 pub fn seed_from_config(config: &UserConfig) -> Option<u64> {
     match config.get("seed") {
         Some(Scalar::Int(seed)) if *seed >= 0 => Some(*seed as u64),
+        Some(Scalar::Str(seed)) if seed.bytes().all(|b| b.is_ascii_digit()) => seed.parse().ok(),
         _ => None,
     }
 }
@@ -210,7 +212,8 @@ impl WorkloadConfig {
         if let Some(value) = config.get("seed") {
             if seed_from_config(config).is_none() {
                 return Err(format!(
-                    "run config `seed` must be a non-negative integer, found {}",
+                    "run config `seed` must be an integer from 0 to {}, found {}",
+                    u64::MAX,
                     show(value)
                 ));
             }

@@ -17,6 +17,8 @@
 //! - [`cli`]: the `flwr` command line.
 //! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`],
 //!   [`proto`]: values, formatting and formats shared by the above;
+//!   [`math`]: the pinned transcendental functions of the recorded path;
+//!   [`provenance`]: this build's identity and the platform it runs on;
 //!   [`owner_only`]: files and directories private to their owner.
 //!
 //! See docs/ARCHITECTURE.md for the map and its invariants.
@@ -30,9 +32,11 @@ pub mod domain;
 pub mod fab;
 pub mod flwr_log;
 pub mod logfile;
+pub mod math;
 pub mod mods;
 pub mod owner_only;
 pub mod proto;
+pub mod provenance;
 pub mod pyfmt;
 pub mod records;
 pub mod replay;
@@ -48,18 +52,14 @@ pub mod workload;
 pub const PRODUCT: &str = "floret";
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// This build, as recorded in every run's first event.
-pub const BUILD: &str = concat!(
-    "floret ",
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("FLORET_GIT_COMMIT"),
-    ")"
-);
+/// This build, as recorded in every run's first event: version, git commit
+/// (`-dirty` with uncommitted changes) and a hash of the sources
+/// ([`provenance`] has the details).
+pub const BUILD: &str = concat!("floret ", env!("CARGO_PKG_VERSION"), " (", env!("FLORET_BUILD_ID"), ")");
 /// What `--version` prints after the program name.
 pub const VERSION_LINE: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (floret, Flower 1.27 compatible; ",
-    env!("FLORET_GIT_COMMIT"),
+    env!("FLORET_BUILD_ID"),
     ")"
 );

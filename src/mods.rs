@@ -44,6 +44,7 @@
 
 use crate::clientapp::{ClientEnv, Mod};
 use crate::flwr_log::Logger;
+use crate::math;
 use crate::pyfmt::{format_f, PyValue};
 use crate::records::{error_code, ArrayRecord, ConfigValue, Context, Error, Message, MetricValue, Record, RecordDict};
 use crate::records::{Scalar, UserConfig};
@@ -273,7 +274,7 @@ impl LocalDpMod {
 
     /// The noise's standard deviation.
     pub fn std_dev(&self) -> f64 {
-        self.sensitivity * (2.0 * (1.25 / self.delta).ln()).sqrt() / self.epsilon
+        self.sensitivity * (2.0 * math::ln(1.25 / self.delta)).sqrt() / self.epsilon
     }
 }
 
@@ -809,7 +810,7 @@ mod tests {
         assert_eq!(a, reply_values(&b.unwrap()));
         assert_ne!(a, reply_values(&c.unwrap()));
         assert!(matches!(a, Values::F32(_)));
-        let std = 0.5 * (2.0 * (1.25f64 / 1e-5).ln()).sqrt() / 2.0;
+        let std = 0.5 * (2.0 * crate::math::ln(1.25f64 / 1e-5)).sqrt() / 2.0;
         assert_eq!(dp.std_dev(), std);
         assert_eq!(
             messages(&log),

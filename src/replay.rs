@@ -12,7 +12,12 @@
 //!
 //! Events are compared by kind and payload bytes; wall-clock metadata is not
 //! compared. On a difference the replay stops at the next step and reports
-//! both versions with the fields that differ.
+//! both versions with the fields that differ (or the bytes, when the decoded
+//! values look equal). A record that ends before its simulation does (the
+//! process died, or the run is still going) gets its own outcome: what was
+//! recorded is identical, but the run was not compared to its end. The build
+//! and platform that recorded the run (`AppProcessStarted`) are compared with
+//! this process's, so that a divergence can name them.
 //!
 //! A run with Python components is re-executed through the Python bridge
 //! (`bridge::run`), on the very path of the live run: the same FAB, seed,
@@ -25,7 +30,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::domain::event::{Delivered, Event, Phase, PythonStarted, Reply, RunFinished};
+use crate::domain::event::{AppProcessStarted, Delivered, Event, Phase, PythonStarted, Reply, RunFinished};
 use crate::domain::ids::Micros;
 use crate::flwr_log::Level;
 use crate::records::{Digest, Error};
@@ -73,6 +78,12 @@ pub struct Verdict {
     /// The build that recorded the run, and whether it is this one.
     pub recorded_build: String,
     pub same_build: bool,
+    /// The build and platform of the process that computed the run (absent
+    /// in records of older builds).
+    pub recorded_by: Option<AppProcessStarted>,
+    /// How that build and platform differ from this process's, as phrases
+    /// ("recorded by another build (...)"); empty when they are the same.
+    pub provenance: Vec<String>,
     /// Simulation events compared (all of them when identical).
     pub events_compared: usize,
     pub events_recorded: usize,
@@ -99,8 +110,12 @@ pub struct Verdict {
 pub enum VerdictOutcome {
     /// Every compared event is identical.
     Identical,
-    /// The record ends early (its process died); identical up to there.
-    IdenticalUntilRecordEnds,
+    /// The record ends before the simulation did: the run ended (its process
+    /// was killed or crashed) without finishing it. Identical up to there.
+    Truncated,
+    /// The record ends before the simulation did because the run is still in
+    /// progress. Identical up to there.
+    InProgress,
     Diverged(Box<Divergence>),
 }
 
@@ -119,6 +134,10 @@ pub struct Divergence {
     pub fields: Vec<(String, String, String)>,
     /// What usually causes a divergence at this kind of event.
     pub hint: String,
+    /// The first differing payload byte: `(offset, recorded bytes from
+    /// there, replayed bytes from there)` (up to 16 each), when the payloads
+    /// of the same kind differ.
+    pub bytes: Option<(usize, Vec<u8>, Vec<u8>)>,
 }
 
 /// The recorded run's simulation events, decoded.
@@ -358,9 +377,11 @@ fn render_value(value: &serde_json::Value) -> String {
 
 fn divergence(index: usize, recorded: Option<(&RecordedEvent, &Event)>, replayed: Option<Event>) -> Divergence {
     let mut fields = Vec::new();
-    if let (Some((_, recorded)), Some(replayed)) = (recorded, &replayed) {
+    let mut bytes = None;
+    if let (Some((stored, recorded)), Some(replayed)) = (recorded, &replayed) {
         if recorded.kind() == replayed.kind() {
             diff("", &as_json(recorded), &as_json(replayed), &mut fields);
+            bytes = first_difference(&stored.payload, &codec::encode(replayed).2);
         } else {
             fields.push(("kind".into(), recorded.kind().into(), replayed.kind().into()));
         }
@@ -381,12 +402,49 @@ fn divergence(index: usize, recorded: Option<(&RecordedEvent, &Event)>, replayed
         replayed,
         fields,
         hint,
+        bytes,
     }
+}
+
+/// Bytes shown on each side of a payload difference.
+const BYTES_SHOWN: usize = 16;
+
+/// Where two payloads first differ, with the bytes from there on.
+fn first_difference(recorded: &[u8], replayed: &[u8]) -> Option<(usize, Vec<u8>, Vec<u8>)> {
+    let offset = recorded
+        .iter()
+        .zip(replayed)
+        .position(|(a, b)| a != b)
+        .or_else(|| (recorded.len() != replayed.len()).then(|| recorded.len().min(replayed.len())))?;
+    let window = |payload: &[u8]| payload[offset..payload.len().min(offset + BYTES_SHOWN)].to_vec();
+    Some((offset, window(recorded), window(replayed)))
+}
+
+/// When the run was recorded by another build or on another platform, that
+/// is the first suspect, before the ClientApp or the strategy.
+fn blame_provenance(divergence: &mut Divergence, provenance: &[String]) {
+    if provenance.is_empty() {
+        return;
+    }
+    let platform_only = !provenance
+        .iter()
+        .any(|p| p.starts_with("recorded by another build") || p.starts_with("compiled with"));
+    let why = if platform_only {
+        "floret's results are meant not to depend on the platform, so please report this with both platforms"
+    } else {
+        "code or compiler changes can change results"
+    };
+    divergence.hint = format!(
+        "The run was {}: that is the likely cause ({why}), rather than the app. Otherwise: {}",
+        provenance.join("; "),
+        divergence.hint
+    );
 }
 
 /// What a record says about its run.
 struct Decoded {
     submitted: crate::domain::event::RunSubmitted,
+    recorded_by: Option<AppProcessStarted>,
     /// When the run was submitted (the virtual clock of a Python run starts
     /// there).
     submitted_at: Micros,
@@ -411,6 +469,7 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
     let mut python = None;
     let mut submitted_at = None;
     let mut simulation_finished = false;
+    let mut recorded_by = None;
     for recorded in &record.events {
         let event = codec::decode(&recorded.kind, recorded.version, &recorded.payload)
             .map_err(|e| NotReplayable::Undecodable(e.to_string()))?;
@@ -448,6 +507,7 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
                 }
             }
             Event::SimulationFinished(_) => simulation_finished = true,
+            Event::AppProcessStarted(started) => recorded_by = Some(started.clone()),
             _ => {}
         }
         if event.is_simulation() {
@@ -470,6 +530,7 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
     let times = running_at.zip(finished_at);
     Ok(Decoded {
         submitted,
+        recorded_by,
         submitted_at: submitted_at.unwrap_or(Micros(0)),
         finished,
         times,
@@ -526,6 +587,7 @@ fn replay_inner(
 ) -> Result<Verdict, NotReplayable> {
     let Decoded {
         submitted,
+        recorded_by,
         submitted_at,
         finished,
         times,
@@ -580,11 +642,15 @@ fn replay_inner(
     };
     let replay_seconds = started.elapsed().as_secs_f64();
     let stopped_early = until_round.is_some() && comparer.index < expected.events.len();
-    let outcome = match comparer.divergence.take() {
+    let mut outcome = match comparer.divergence.take() {
         Some(divergence) => VerdictOutcome::Diverged(Box::new(divergence)),
         None if stopped_early => VerdictOutcome::Identical,
         None if comparer.past_end || (expected.truncated && comparer.index == expected.events.len()) => {
-            VerdictOutcome::IdenticalUntilRecordEnds
+            if finished.is_some() {
+                VerdictOutcome::Truncated
+            } else {
+                VerdictOutcome::InProgress
+            }
         }
         None if comparer.index < expected.events.len() && !stopped_early => {
             let (recorded, event) = &expected.events[comparer.index];
@@ -599,6 +665,20 @@ fn replay_inner(
             Event::SimulationFinished(f) => f.arrays,
             _ => None,
         });
+    let here = crate::provenance::app_process();
+    let provenance = match &recorded_by {
+        Some(recorded) => crate::provenance::differences(recorded, &here),
+        None if submitted.build != crate::BUILD => vec![format!(
+            "recorded by another build ({}; this is {})",
+            submitted.build,
+            crate::BUILD
+        )],
+        None => Vec::new(),
+    };
+    let same_build = !provenance.iter().any(|p| p.starts_with("recorded by another build"));
+    if let VerdictOutcome::Diverged(divergence) = &mut outcome {
+        blame_provenance(divergence, &provenance);
+    }
     let mut notes = std::mem::take(&mut comparer.notes);
     if matches!(outcome, VerdictOutcome::Diverged(_)) && python.as_ref().is_some_and(|p| p.server_api == "legacy") {
         notes.push(
@@ -615,8 +695,13 @@ fn replay_inner(
     Ok(Verdict {
         run_id: submitted.run_id.0,
         seed: submitted.seed,
-        same_build: submitted.build == crate::BUILD,
-        recorded_build: submitted.build,
+        same_build,
+        recorded_build: recorded_by
+            .as_ref()
+            .map(|r| r.build.build.clone())
+            .unwrap_or(submitted.build),
+        recorded_by,
+        provenance,
         events_compared: comparer.index,
         events_recorded: expected.events.len(),
         rounds: rounds_completed,

@@ -297,7 +297,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         .unwrap_or_default();
     let prepared = prepare(&inputs, &options);
 
-    let sink = LiveSink {
+    let mut sink = LiveSink {
         runtime: tokio::runtime::Handle::current(),
         events,
         token: token.clone(),
@@ -311,6 +311,8 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         broken: None,
         events_unsupported: false,
     };
+    // Which build computes the run, and on what: replay names them.
+    sink.event(Event::AppProcessStarted(crate::provenance::app_process()));
     let workers = crate::builtin::worker_threads(&options);
     let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
         .await

@@ -53,6 +53,14 @@ pub fn describe(event: &Event) -> String {
             let first: String = first.chars().take(60).collect();
             format!("{} lines, {} bytes: {first:?}", text.lines().count(), log.text.len())
         }
+        Event::AppProcessStarted(p) => format!(
+            "{} on {} {} ({}), features {}",
+            p.build.build,
+            p.platform.arch,
+            p.platform.os,
+            p.platform.libc,
+            p.platform.cpu_features.join(",")
+        ),
         Event::SimulationStarted(s) => format!(
             "{} supernodes, {} + {}, {}, {} rounds; config {}",
             s.num_supernodes,

@@ -47,6 +47,12 @@ pub mod exit {
     pub const REPLAY_DIVERGED: i32 = 5;
     /// `flwr replay`: the run cannot be re-executed (see the message).
     pub const REPLAY_IMPOSSIBLE: i32 = 6;
+    /// `flwr replay`: identical as far as the record goes, but the record
+    /// ends before the simulation did (the run's process died).
+    pub const REPLAY_TRUNCATED: i32 = 7;
+    /// `flwr replay`: identical as far as the record goes, but the run is
+    /// still in progress (replay it again when it has finished).
+    pub const REPLAY_IN_PROGRESS: i32 = 8;
 }
 
 #[derive(Debug, Parser)]

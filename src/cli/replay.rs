@@ -101,6 +101,7 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
             "recorded": d.recorded.as_ref().map(crate::timeline::describe),
             "replayed": d.replayed.as_ref().map(crate::timeline::describe),
             "fields": d.fields.iter().map(|(path, a, b)| serde_json::json!({"field": path, "recorded": a, "replayed": b})).collect::<Vec<_>>(),
+            "bytes": d.bytes.as_ref().map(|(offset, a, b)| serde_json::json!({"offset": offset, "recorded": hex::encode(a), "replayed": hex::encode(b)})),
             "hint": d.hint,
         }),
         _ => serde_json::Value::Null,
@@ -108,8 +109,9 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
     serde_json::json!({
         "success": true,
         "run-id": verdict.run_id.to_string(),
+        "verdict": verdict_name(&verdict.outcome),
         "identical": !matches!(verdict.outcome, VerdictOutcome::Diverged(_)),
-        "record-ends-early": matches!(verdict.outcome, VerdictOutcome::IdenticalUntilRecordEnds),
+        "record-ends-early": matches!(verdict.outcome, VerdictOutcome::Truncated | VerdictOutcome::InProgress),
         "seed": verdict.seed.to_string(),
         "events-compared": verdict.events_compared,
         "events-recorded": verdict.events_recorded,
@@ -119,6 +121,21 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
         "recorded-status": verdict.recorded_status,
         "recorded-build": verdict.recorded_build,
         "same-build": verdict.same_build,
+        "recorded-by": verdict.recorded_by.as_ref().map(|r| serde_json::json!({
+            "build": r.build.build,
+            "commit": r.build.commit,
+            "dirty": r.build.dirty,
+            "sources": r.build.sources,
+            "compiler": r.build.compiler,
+            "target": r.build.target,
+            "profile": r.build.profile,
+            "target-features": r.build.target_features,
+            "arch": r.platform.arch,
+            "os": r.platform.os,
+            "cpu-features": r.platform.cpu_features,
+            "libc": r.platform.libc,
+        })),
+        "provenance-differences": verdict.provenance,
         "reinjected": verdict.reinjected,
         "notes": verdict.notes,
         "replay-seconds": verdict.replay_seconds,
@@ -127,17 +144,33 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
     })
 }
 
+/// The verdict's name in JSON.
+fn verdict_name(outcome: &VerdictOutcome) -> &'static str {
+    match outcome {
+        VerdictOutcome::Identical => "identical",
+        VerdictOutcome::Truncated => "truncated",
+        VerdictOutcome::InProgress => "in-progress",
+        VerdictOutcome::Diverged(_) => "diverged",
+    }
+}
+
+/// The exit status of a verdict (docs/CLI.md).
+pub fn exit_status(outcome: &VerdictOutcome) -> i32 {
+    match outcome {
+        VerdictOutcome::Identical => exit::SUCCESS,
+        VerdictOutcome::Truncated => exit::REPLAY_TRUNCATED,
+        VerdictOutcome::InProgress => exit::REPLAY_IN_PROGRESS,
+        VerdictOutcome::Diverged(_) => exit::REPLAY_DIVERGED,
+    }
+}
+
 /// The verdict as text for a terminal.
 pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> String {
     let mut out = String::new();
     let build = if verdict.same_build {
         format!("recorded and replayed by {}", verdict.recorded_build)
     } else {
-        format!(
-            "recorded by {}, replayed by {} (another build: differences may come from code changes)",
-            verdict.recorded_build,
-            crate::BUILD
-        )
+        format!("recorded by {}, replayed by {}", verdict.recorded_build, crate::BUILD)
     };
     let timing = match verdict.original_seconds {
         Some(original) => format!(
@@ -151,7 +184,7 @@ pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> Stri
         None => String::new(),
     };
     match &verdict.outcome {
-        VerdictOutcome::Identical | VerdictOutcome::IdenticalUntilRecordEnds => {
+        VerdictOutcome::Identical => {
             let arrays = verdict
                 .final_arrays
                 .map(|d| format!(", final arrays {}", d.short()))
@@ -165,17 +198,32 @@ pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> Stri
                 color,
             ));
             out.push('\n');
-            if matches!(verdict.outcome, VerdictOutcome::IdenticalUntilRecordEnds) {
-                out.push_str(&format!(
-                    "   The record ends there: the run ended {} without finishing its simulation{}.\n",
-                    verdict.recorded_status,
-                    if verdict.recorded_details.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", verdict.recorded_details)
-                    }
-                ));
-            }
+        }
+        VerdictOutcome::Truncated | VerdictOutcome::InProgress => {
+            out.push_str(&paint(
+                &format!(
+                    "⚠️  Replay of run {} is incomplete: the {} recorded simulation events are identical, but the \
+                     record ends in round {} before the simulation did.",
+                    verdict.run_id, verdict.events_compared, verdict.rounds
+                ),
+                Style::Yellow,
+                color,
+            ));
+            out.push('\n');
+            let details = if verdict.recorded_details.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", verdict.recorded_details)
+            };
+            out.push_str(&if matches!(verdict.outcome, VerdictOutcome::InProgress) {
+                "   The run is still in progress: replay it again when it has finished.\n".to_string()
+            } else {
+                format!(
+                    "   The run ended {}{details} without finishing its simulation: what came after was never \
+                     recorded.\n",
+                    verdict.recorded_status
+                )
+            });
         }
         VerdictOutcome::Diverged(d) => {
             let mut place = format!("event {} of {}", d.index + 1, verdict.events_recorded);
@@ -217,6 +265,14 @@ pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> Stri
                     ));
                 }
             }
+            if let (Some((offset, recorded, replayed)), true) = (&d.bytes, d.fields.is_empty()) {
+                out.push_str("   the decoded values look equal, but the payload bytes differ:\n");
+                out.push_str(&format!(
+                    "     bytes from offset {offset}  {} -> {}\n",
+                    paint(&hex::encode(recorded), Style::Red, color),
+                    paint(&hex::encode(replayed), Style::Green, color)
+                ));
+            }
             out.push_str(&format!("   Usually: {}\n", d.hint));
             out.push_str(&format!(
                 "   {} of {} events were identical before it.\n",
@@ -229,6 +285,11 @@ pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> Stri
             "   Re-injected from the record: {}.\n",
             verdict.reinjected.join("; ")
         ));
+    }
+    // A divergence names them in its hint already.
+    let diverged = matches!(verdict.outcome, VerdictOutcome::Diverged(_));
+    for difference in verdict.provenance.iter().filter(|_| !diverged) {
+        out.push_str(&format!("   Note: the run was {difference}.\n"));
     }
     for note in &verdict.notes {
         out.push_str(&format!("   Note: {note}\n"));
@@ -277,10 +338,7 @@ pub async fn replay(args: ReplayArgs, out: &mut Output) -> Result<i32, CliError>
             exit::REPLAY_IMPOSSIBLE,
         )
     })?;
-    let code = match verdict.outcome {
-        VerdictOutcome::Diverged(_) => exit::REPLAY_DIVERGED,
-        _ => exit::SUCCESS,
-    };
+    let code = exit_status(&verdict.outcome);
     if out.json() {
         out.print_json(&verdict_json(&verdict));
     } else {

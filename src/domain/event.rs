@@ -37,6 +37,9 @@ pub enum Event {
     RunFinished(RunFinished),
     /// Output of the app process (Flower's `PushLogs`), verbatim.
     LogAppended(LogAppended),
+    /// The app process that computes the simulation: its build and platform
+    /// (written once, before the first simulation event; not compared).
+    AppProcessStarted(AppProcessStarted),
 
     // Simulation events.
     SimulationStarted(SimulationStarted),
@@ -112,6 +115,46 @@ pub struct RunFinished {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogAppended {
     pub text: String,
+}
+
+/// Which program computed a run's simulation, and on what: what a replay
+/// names when it cannot reproduce a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppProcessStarted {
+    pub build: BuildIdentity,
+    pub platform: Platform,
+}
+
+/// An exact build: the sources it was compiled from and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildIdentity {
+    /// `floret 0.1.0 (<commit>[-dirty], sources <hash>)`, as in `RunSubmitted`.
+    pub build: String,
+    /// The git commit, if the sources were a git checkout.
+    pub commit: Option<String>,
+    /// Whether the checkout had uncommitted changes (`None` without git).
+    pub dirty: Option<bool>,
+    /// SHA-256 of the compiled sources (`src/`, `proto/`, `data/`, the
+    /// manifest, the lock file and `build.rs`), lowercase hex.
+    pub sources: String,
+    /// `rustc --version`, the target triple and the profile.
+    pub compiler: String,
+    pub target: String,
+    pub profile: String,
+    /// The CPU features the code was compiled for (`cfg(target_feature)`).
+    pub target_features: String,
+}
+
+/// The machine a process ran on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// `x86_64`, `aarch64`, ...
+    pub arch: String,
+    pub os: String,
+    /// CPU features that change which code a C library picks, as detected.
+    pub cpu_features: Vec<String>,
+    /// The C library and its version, with `GLIBC_TUNABLES` when set.
+    pub libc: String,
 }
 
 /// The two halves of a federated round.
@@ -310,6 +353,7 @@ impl Event {
             Event::RunStopRequested => "RunStopRequested",
             Event::RunFinished(_) => "RunFinished",
             Event::LogAppended(_) => "LogAppended",
+            Event::AppProcessStarted(_) => "AppProcessStarted",
             Event::SimulationStarted(_) => "SimulationStarted",
             Event::NodesRegistered(_) => "NodesRegistered",
             Event::RoundStarted(_) => "RoundStarted",
@@ -335,6 +379,7 @@ impl Event {
                 | Event::RunStopRequested
                 | Event::RunFinished(_)
                 | Event::LogAppended(_)
+                | Event::AppProcessStarted(_)
         )
     }
 

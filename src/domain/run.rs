@@ -225,7 +225,11 @@ pub fn decide(state: &State, run_id: RunId, command: &Command) -> Result<Vec<Eve
             if run.simulation_finished {
                 return refuse("the simulation already recorded its final event");
             }
-            if let Some(position) = events.iter().position(|e| !e.is_simulation()) {
+            // The app process names itself once, before the simulation starts.
+            let identified =
+                usize::from(run.simulation_events == 0 && matches!(events.first(), Some(Event::AppProcessStarted(_))));
+            if let Some(position) = events.iter().skip(identified).position(|e| !e.is_simulation()) {
+                let position = position + identified;
                 return refuse(&format!("{} is not a simulation event", events[position].kind()));
             }
             if let Some(last) = events.iter().position(|e| matches!(e, Event::SimulationFinished(_))) {
@@ -353,6 +357,7 @@ pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
             run.finished_at = Some(at);
         }
         Event::LogAppended(log) => run.log_bytes += log.text.len() as u64,
+        Event::AppProcessStarted(_) => {}
         Event::RoundStarted(started) => run.round = started.round,
         Event::SimulationFinished(_) => run.simulation_finished = true,
         Event::SimulationStarted(_)

@@ -15,6 +15,8 @@
 //!
 //! This module never reads the clock or the operating system's randomness.
 
+use crate::math;
+
 /// Names of the streams a run draws from. Each is a distinct 64-bit tag so that
 /// two purposes never share a stream by accident.
 pub mod purpose {
@@ -155,7 +157,7 @@ impl Prng {
         // 1 - u is in (0, 1], so the logarithm is finite.
         let u1 = 1.0 - self.unit_f64();
         let u2 = self.unit_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        (-2.0 * math::ln(u1)).sqrt() * math::cos(std::f64::consts::TAU * u2)
     }
 
     /// A Gamma(shape, 1) draw (Marsaglia and Tsang), used for Dirichlet draws.
@@ -164,7 +166,7 @@ impl Prng {
         if shape < 1.0 {
             // Boost: Gamma(a) = Gamma(a + 1) * U^(1/a).
             let u = 1.0 - self.unit_f64();
-            return self.gamma_f64(shape + 1.0) * u.powf(1.0 / shape);
+            return self.gamma_f64(shape + 1.0) * math::pow(u, 1.0 / shape);
         }
         let d = shape - 1.0 / 3.0;
         let c = 1.0 / (9.0 * d).sqrt();
@@ -176,7 +178,7 @@ impl Prng {
             }
             let v = v * v * v;
             let u = 1.0 - self.unit_f64();
-            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+            if math::ln(u) < 0.5 * x * x + d - d * v + d * math::ln(v) {
                 return d * v;
             }
         }

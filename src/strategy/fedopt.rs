@@ -33,6 +33,7 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::math;
 use crate::pyfmt::format_g;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Ordered, Values};
 use crate::strategy::kernels::{as_f64, is_f32, narrow, np_sign, round_to};
@@ -209,7 +210,7 @@ impl FedOptCore {
         let p = self.params;
         // Adam's bias-corrected step (a numpy float64 scalar in Flower).
         let t = round as f64 + 1.0;
-        let eta_norm = p.eta * (1.0 - p.beta_2.powf(t)).sqrt() / (1.0 - p.beta_1.powf(t));
+        let eta_norm = p.eta * (1.0 - math::pow(p.beta_2, t)).sqrt() / (1.0 - math::pow(p.beta_1, t));
         let mut m_next = Ordered::new();
         let mut v_next = Ordered::new();
         let mut new_by_key = Ordered::new();

@@ -15,6 +15,9 @@
 //! - A population smaller than the minimum fails the run with a clear reason
 //!   instead of waiting forever: every virtual node is registered before the
 //!   first round, so waiting could never succeed.
+//! - A train reply whose arrays do not fit the global model (keys, shapes,
+//!   dtypes) is a failure with a logged reason ([`screen_train_replies`]),
+//!   so no kernel ever sees mismatched arrays.
 //!
 //! Strategies never do I/O, never read clocks, and draw randomness only from
 //! streams the [`Grid`] derives from the run's seed.
@@ -78,7 +81,9 @@ use std::fmt;
 
 use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
-use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, RecordDict, Values};
+use crate::records::{
+    error_code, Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, MetricValue, RecordDict, Values,
+};
 use crate::sim::prng::Prng;
 
 pub use fedavg::{FedAvg, FedAvgParams};
@@ -250,6 +255,70 @@ pub fn check_and_log_replies<'a>(
     (valid, errors)
 }
 
+/// Why a train reply's arrays cannot be aggregated into the global model
+/// `global`, or `None` when they can (or when the reply carries no single
+/// ArrayRecord, which [`validate_replies`] reports as Flower does). The
+/// reply's ArrayRecord must hold exactly the global model's keys, each with
+/// the same shape, as many values as the shape says, and the same dtype;
+/// float32 and float64 stand for each other (numpy promotes one to the
+/// other, and strategies such as FedAdam keep a float64 model of float32
+/// replies).
+pub fn reply_mismatch(global: &ArrayRecord, content: &RecordDict) -> Option<String> {
+    if global.is_empty() || content.array_records().count() != 1 {
+        return None;
+    }
+    let arrays = reply_arrays(content)?;
+    let missing: Vec<&str> = global.keys().filter(|k| arrays.get(k).is_none()).collect();
+    let extra: Vec<&str> = arrays.keys().filter(|k| global.get(k).is_none()).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        return Some(format!(
+            "the reply's arrays do not have the global model's keys (missing {missing:?}, unexpected {extra:?})"
+        ));
+    }
+    let is_float = |values: &Values| matches!(values, Values::F32(_) | Values::F64(_));
+    for (key, expected) in global.iter() {
+        let array = arrays.get(key).expect("checked above");
+        let count: usize = array.shape.iter().product();
+        if array.shape != expected.shape || count != array.len() {
+            return Some(format!(
+                "array '{key}' has shape {:?} ({} values) but the global model's has shape {:?}",
+                array.shape,
+                array.len(),
+                expected.shape
+            ));
+        }
+        let same_kind = array.dtype() == expected.dtype() || (is_float(&array.values) && is_float(&expected.values));
+        if !same_kind {
+            return Some(format!(
+                "array '{key}' has dtype {} but the global model's has dtype {}",
+                array.dtype(),
+                expected.dtype()
+            ));
+        }
+    }
+    None
+}
+
+/// The train replies with every reply that [`reply_mismatch`] refuses
+/// turned into a failure carrying the reason (logged by
+/// [`check_and_log_replies`] and counted in the round's failures), so that no
+/// kernel ever sees arrays of another shape or dtype.
+pub fn screen_train_replies(global: &ArrayRecord, replies: Vec<Message>) -> Vec<Message> {
+    replies
+        .into_iter()
+        .map(|reply| match reply.content().and_then(|c| reply_mismatch(global, c)) {
+            None => reply,
+            Some(reason) => Message {
+                metadata: reply.metadata,
+                body: Err(Error {
+                    code: error_code::UNKNOWN,
+                    reason: format!("Reply refused before aggregation: {reason}."),
+                }),
+            },
+        })
+        .collect()
+}
+
 /// Flower's `validate_message_reply_consistency`: one ArrayRecord (train) and
 /// one MetricRecord per reply, identical keys, a single-valued weighting key.
 pub fn validate_replies(
@@ -378,8 +447,12 @@ pub fn scale(array: &Array, factor: f64) -> Array {
     Array::new(array.shape.clone(), values)
 }
 
-/// `sum += array × factor`, element-wise in the sum's dtype.
+/// `sum += array × factor`, element-wise, with numpy's promotion: a float32
+/// sum stays float32 for float32 arrays and becomes float64 otherwise.
 pub fn add_scaled(sum: &mut Array, array: &Array, factor: f64) {
+    if let (Values::F32(s), false) = (&sum.values, matches!(array.values, Values::F32(_))) {
+        sum.values = Values::F64(s.iter().map(|&x| f64::from(x)).collect());
+    }
     match (&mut sum.values, &array.values) {
         (Values::F32(s), Values::F32(v)) => {
             let factor = factor as f32;

@@ -24,6 +24,7 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::math;
 use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, RecordDict, Values};
 use crate::strategy::kernels::{as_f64, is_f32, pairwise_sum, round_to};
@@ -132,8 +133,8 @@ impl QFedAvg {
                 norm = round_to(norm + pairwise_sum(&squares, single), norm_single);
                 grads.push((grad, single));
             }
-            let loss_pow_q = (loss + 1e-10).powf(q);
-            let h = q * (loss + 1e-10).powf(q - 1.0) * norm + lipschitz * loss_pow_q;
+            let loss_pow_q = math::pow(loss + 1e-10, q);
+            let h = q * math::pow(loss + 1e-10, q - 1.0) * norm + lipschitz * loss_pow_q;
             // δ = F^q·ΔW: a float64 product stored back in the reply's dtype.
             for (grad, single) in &mut grads {
                 grad.iter_mut().for_each(|x| *x = round_to(*x * loss_pow_q, *single));

@@ -170,6 +170,7 @@ fn run_rounds(
 
         let messages = strategy.configure_train(round, &arrays, &mut train_config, &*driver, log)?;
         let replies = driver.send_and_receive(round, Phase::Train, messages, log)?;
+        let replies = crate::strategy::screen_train_replies(&arrays, replies);
         driver.checkpoint(round, "aggregate_train", log)?;
         let (aggregated_arrays, aggregated_metrics) = strategy.aggregate_train(round, &replies, log)?;
         driver.record(aggregated_event(

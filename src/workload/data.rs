@@ -12,6 +12,7 @@
 use std::io::Read as _;
 use std::sync::OnceLock;
 
+use crate::math;
 use crate::sim::prng::{purpose, Prng};
 
 /// The second element of the stream paths this module derives from a seed.
@@ -416,8 +417,8 @@ fn fill_normal(prng: &mut Prng, out: &mut [f32], scale: f32) {
     for pair in &mut pairs {
         let u1 = 1.0 - prng.unit_f64();
         let u2 = prng.unit_f64();
-        let radius = (-2.0 * u1.ln()).sqrt();
-        let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+        let radius = (-2.0 * math::ln(u1)).sqrt();
+        let (sin, cos) = math::sin_cos(std::f64::consts::TAU * u2);
         pair[0] = scale * (radius * cos) as f32;
         if let Some(second) = pair.get_mut(1) {
             *second = scale * (radius * sin) as f32;

@@ -12,6 +12,7 @@
 //! chooses hyper-parameters and never panics on non-finite values: a NaN or
 //! infinite loss is returned as is for the caller to judge.
 
+use crate::math;
 use crate::records::{Array, ArrayRecord, Values};
 use crate::sim::prng::Prng;
 
@@ -442,8 +443,8 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 /// Cross-entropy of `logits` for `label`, via a max-shifted log-sum-exp.
 fn cross_entropy(logits: &[f32], label: usize) -> f64 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let sum: f32 = logits.iter().map(|&v| (v - max).exp()).sum();
-    f64::from(sum).ln() - f64::from(logits[label] - max)
+    let sum: f32 = logits.iter().map(|&v| math::exp_f32(v - max)).sum();
+    math::ln(f64::from(sum)) - f64::from(logits[label] - max)
 }
 
 /// Replaces `logits` by `softmax(logits) - onehot(label)`, the gradient of
@@ -453,7 +454,7 @@ fn softmax_xent_grad(logits: &mut [f32], label: usize) -> f64 {
     let shifted_label = logits[label] - max;
     let mut sum = 0.0f32;
     for v in logits.iter_mut() {
-        *v = (*v - max).exp();
+        *v = math::exp_f32(*v - max);
         sum += *v;
     }
     let inv = 1.0 / sum;
@@ -461,7 +462,7 @@ fn softmax_xent_grad(logits: &mut [f32], label: usize) -> f64 {
         *v *= inv;
     }
     logits[label] -= 1.0;
-    f64::from(sum).ln() - f64::from(shifted_label)
+    math::ln(f64::from(sum)) - f64::from(shifted_label)
 }
 
 #[cfg(test)]

@@ -315,9 +315,11 @@ fn after_kill_9_the_superlink_restarts_with_nothing_lost() {
         .unwrap()
         .starts_with("The SuperLink stopped while the run"));
     assert_eq!(home.flwr(&["log", &done.to_string(), "--show"]).stdout, log_before);
-    // The crashed run replays up to where its record ends.
+    // The crashed run replays up to where its record ends, and says so with
+    // its own verdict and exit status.
     let replay = home.flwr(&["replay", &long.to_string(), "--format", "json"]);
-    replay.ok();
+    assert_eq!(replay.code, 7, "{replay:?}");
+    assert_eq!(replay.json()["verdict"], "truncated");
     assert_eq!(replay.json()["record-ends-early"], true);
 }
 

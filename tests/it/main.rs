@@ -16,6 +16,8 @@
 //! - `python_apps`: the reference results of the Python Flower Apps in
 //!   `examples/` match those examples and show them learning.
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
+//! - `replay_cli`: replays through the binaries under masked CPU features, seeds
+//!   ≥ 2^63 passed back, runs in progress.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `strategies`: every strategy and DP wrapper learns on digits and replays.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
@@ -31,6 +33,7 @@ mod interop;
 mod python;
 mod python_apps;
 mod replay;
+mod replay_cli;
 mod sim;
 mod store;
 mod strategies;

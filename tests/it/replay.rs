@@ -133,7 +133,7 @@ fn a_failed_run_replays_identically() {
 }
 
 #[test]
-fn a_record_cut_short_by_a_crash_is_identical_until_it_ends() {
+fn a_record_cut_short_by_a_crash_is_truncated() {
     let run = TestRun::new("logreg", CONFIG, 10, 6);
     let mut live = Recorder::default();
     run.simulate(2, &mut live);
@@ -143,7 +143,7 @@ fn a_record_cut_short_by_a_crash_is_identical_until_it_ends() {
         details: "flwr-simulation was killed".into(),
     };
     let verdict = replay(&run.record(&live.events[..cut], Some(crashed)), 2, None).unwrap();
-    assert_eq!(verdict.outcome, VerdictOutcome::IdenticalUntilRecordEnds);
+    assert_eq!(verdict.outcome, VerdictOutcome::Truncated);
     assert_eq!(verdict.events_compared, cut);
 }
 
@@ -299,5 +299,106 @@ fn seeds_of_failures_are_printed() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(9)
+    );
+}
+
+/// The record of a run still in progress (no `RunFinished`, no
+/// `SimulationFinished`) is not "identical": it is incomplete, with its own
+/// outcome, text and exit status (before the fix: "✅ ... identical", exit 0).
+#[test]
+fn a_run_still_in_progress_is_incomplete_not_identical() {
+    let run = TestRun::new("logreg", CONFIG, 10, 12);
+    let mut live = Recorder::default();
+    run.simulate(2, &mut live);
+    let cut = live.events.len() / 2;
+    let verdict = replay(&run.record(&live.events[..cut], None), 2, None).unwrap();
+    assert_eq!(verdict.outcome, VerdictOutcome::InProgress);
+    assert_eq!(verdict.events_compared, cut);
+    let text = verdict_text(&verdict);
+    assert!(text.contains("is incomplete"), "{text}");
+    assert!(text.contains("still in progress"), "{text}");
+    assert!(!text.contains("✅"), "{text}");
+    assert_eq!(floret::cli::replay::exit_status(&verdict.outcome), 8);
+    let crashed = RunFinished {
+        sub_status: SubStatus::Failed,
+        details: "flwr-simulation was killed".into(),
+    };
+    let verdict = replay(&run.record(&live.events[..cut], Some(crashed)), 2, None).unwrap();
+    assert_eq!(floret::cli::replay::exit_status(&verdict.outcome), 7);
+    assert!(verdict_text(&verdict).contains("ended finished:failed (flwr-simulation was killed) without finishing"));
+}
+
+/// A recorded payload whose bytes differ although it decodes to the same
+/// values (here a round number written as a 2-byte integer) is a divergence
+/// that shows the differing bytes, not an empty list of fields.
+#[test]
+fn a_divergence_with_equal_values_shows_the_bytes() {
+    let run = TestRun::new("logreg", CONFIG, 10, 13);
+    let mut live = Recorder::default();
+    run.simulate(2, &mut live);
+    let mut record = run.record(&live.events, completed());
+    let target = record.events.iter_mut().find(|e| e.kind == "RoundStarted").unwrap();
+    // {"round": 1} with 1 as msgpack uint16 (0xcd 0x00 0x01) instead of fixint.
+    assert_eq!(target.payload, [0x81, 0xa5, b'r', b'o', b'u', b'n', b'd', 0x01]);
+    target.payload = vec![0x81, 0xa5, b'r', b'o', b'u', b'n', b'd', 0xcd, 0x00, 0x01];
+    let verdict = replay(&record, 2, None).unwrap();
+    let VerdictOutcome::Diverged(divergence) = &verdict.outcome else {
+        panic!("must diverge: {verdict:?}")
+    };
+    assert!(divergence.fields.is_empty(), "{:?}", divergence.fields);
+    assert_eq!(divergence.bytes, Some((7, vec![0xcd, 0x00, 0x01], vec![0x01])));
+    let text = verdict_text(&verdict);
+    assert!(
+        text.contains("the decoded values look equal, but the payload bytes differ"),
+        "{text}"
+    );
+    assert!(text.contains("bytes from offset 7  cd0001 -> 01"), "{text}");
+}
+
+/// When the run was recorded by another build or on another platform, the
+/// verdict names that instead of blaming the ClientApp.
+#[test]
+fn a_divergence_names_another_build_or_platform() {
+    let _settings = build_filters();
+    let run = TestRun::new("logreg", CONFIG, 10, 14);
+    let calls = Arc::new(AtomicI64::new(0));
+    let inputs = run.inputs();
+    let mut live = Recorder::default();
+    floret::sim::simulate(
+        &inputs,
+        nondeterministic_apps(&inputs, Arc::clone(&calls)).unwrap(),
+        1,
+        &mut live,
+    );
+    let mut recorded_by = floret::provenance::app_process();
+    recorded_by.build.sources = "5".repeat(64);
+    recorded_by.build.build = "floret 0.0.9 (0123456789ab, sources 555555555555)".into();
+    recorded_by.platform.cpu_features = vec!["sse4.2".into()];
+    let mut events = vec![Event::AppProcessStarted(recorded_by)];
+    events.extend(live.events.iter().cloned());
+    let record = run.record(&events, completed());
+    let verdict = replay_with(&record, 1, None, |inputs| {
+        nondeterministic_apps(inputs, Arc::clone(&calls))
+    })
+    .unwrap();
+    let VerdictOutcome::Diverged(divergence) = &verdict.outcome else {
+        panic!("must diverge: {verdict:?}")
+    };
+    assert!(!verdict.same_build);
+    assert!(
+        divergence
+            .hint
+            .starts_with("The run was recorded by another build (floret 0.0.9"),
+        "{}",
+        divergence.hint
+    );
+    assert!(
+        divergence.hint.contains("recorded on another CPU (features sse4.2;"),
+        "{}",
+        divergence.hint
+    );
+    assert_eq!(
+        verdict.recorded_build,
+        "floret 0.0.9 (0123456789ab, sources 555555555555)"
     );
 }

@@ -143,3 +143,99 @@ fn no_ignored_or_should_panic_tests() {
     }
     assert!(offenders.is_empty(), "{offenders:?}");
 }
+
+/// The files whose computations reach an event or an aggregated model.
+fn recorded_path() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["sim", "strategy", "workload", "domain", "store", "bridge"] {
+        files.extend(sources(&src().join(dir)));
+    }
+    for file in [
+        "builtin.rs",
+        "clientapp.rs",
+        "mods.rs",
+        "records.rs",
+        "replay.rs",
+        "simulation.rs",
+    ] {
+        files.push(src().join(file));
+    }
+    files
+}
+
+/// Every recorded number is computed by the same code on every CPU and C
+/// library (docs/REPLAY.md): transcendental functions come from `src/math.rs`
+/// (pure Rust), never from the standard library's methods (which call the
+/// platform's libm, whose glibc variants depend on the CPU); no fused
+/// multiply-add, no CPU-specific intrinsics.
+#[test]
+fn the_recorded_path_computes_without_the_platform_libm() {
+    let functions = [
+        "exp", "exp2", "exp_m1", "ln", "ln_1p", "log2", "log10", "powf", "powi", "sin", "cos", "tan", "sin_cos",
+        "sinh", "cosh", "tanh", "asin", "acos", "atan", "atan2", "asinh", "acosh", "atanh", "cbrt", "hypot", "gamma",
+        "ln_gamma", "mul_add",
+    ];
+    let mut forbidden: Vec<String> = functions.iter().map(|f| format!(".{f}(")).collect();
+    for float in ["f32", "f64"] {
+        forbidden.extend(functions.iter().map(|f| format!("{float}::{f}(")));
+        forbidden.push(format!("{float}::log("));
+    }
+    forbidden.extend(
+        [
+            "std::arch",
+            "core::arch",
+            "is_x86_feature_detected",
+            "is_aarch64_feature_detected",
+            "libm::",
+        ]
+        .map(String::from),
+    );
+    let mut offenders = Vec::new();
+    for path in recorded_path() {
+        let code = code_of(&path);
+        for word in &forbidden {
+            if code.contains(word.as_str()) {
+                offenders.push(format!("{}: {word}", relative(&path)));
+            }
+        }
+        // `x.log(base)`; `sink.log(level, line)` and `.log(Level::Error, ..)`
+        // are log lines.
+        let is_log_line = |rest: &str| {
+            let rest = rest.trim_start();
+            rest.starts_with("level") || rest.starts_with("Level::")
+        };
+        if code.match_indices(".log(").any(|(at, _)| !is_log_line(&code[at + 5..])) {
+            offenders.push(format!("{}: .log(", relative(&path)));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "platform math on the recorded path (use crate::math): {offenders:?}"
+    );
+}
+
+/// The build must not enable CPU features that would let the compiler or a
+/// crate choose other float code: FMA contraction is never done by rustc, but
+/// `target-cpu=native` or `+fma` in the repository's cargo configuration
+/// would make builds differ by machine (docs/REPLAY.md).
+#[test]
+fn the_build_configuration_sets_no_cpu_features() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in [".cargo/config.toml", ".cargo/config"] {
+        let Ok(text) = std::fs::read_to_string(root.join(name)) else {
+            continue;
+        };
+        for word in ["target-cpu", "target-feature", "fast-math"] {
+            assert!(!text.contains(word), "{name} sets {word}");
+        }
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let libm = manifest
+        .lines()
+        .find(|l| l.starts_with("libm "))
+        .expect("libm is a dependency");
+    assert!(
+        libm.contains("default-features = false"),
+        "libm must be used without its `arch` feature (no code chosen by CPU at run time)"
+    );
+}
