@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Map fields decode into BTreeMap so that every rendering and every
         // comparison of a decoded message is ordered.
         .btree_map(".")
+        // The bridge passes contents through without copying them.
+        .bytes(".floret.v1.RawMessage")
         .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     println!("cargo:rerun-if-changed=proto");

@@ -11,8 +11,9 @@
 //! The `floret:` form is a valid Python object reference (module `floret`,
 //! attribute `<name>`), so an app that ships a small `floret.py` marker file
 //! can also be submitted with the Python `flwr` CLI. Any other component
-//! names Python code, which this runtime cannot run yet: such apps are
-//! refused before the run starts, with a message that says so.
+//! names Python code, which runs through the Python bridge (`crate::bridge`);
+//! the built-in ServerApp also drives a Python ClientApp
+//! ([`build_for_client`]).
 //!
 //! Everything about a built-in run is read from the run configuration with
 //! Flower's keys (`num-server-rounds`, `fraction-train`, `local-epochs`,
@@ -78,7 +79,8 @@ pub fn builtin_name(component: &str) -> Option<&str> {
     component.strip_prefix(MODULE)?.strip_prefix(':')
 }
 
-/// Checks that the components are built-in apps this build has.
+/// Checks the components: built-in names this build has, or Python code (a
+/// Python ServerApp needs a Python ClientApp).
 pub fn check_components(server_app: &str, client_app: &str) -> Result<(), String> {
     let check = |role: &str, component: &str, known: &[&str]| match builtin_name(component) {
         Some(name) if known.contains(&name) => Ok(()),
@@ -90,15 +92,17 @@ pub fn check_components(server_app: &str, client_app: &str) -> Result<(), String
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
-        None => Err(format!(
-            "The {role} component `{component}` names Python code, and Python apps are not supported yet: \
-             floret runs Rust-native built-in apps only. Use `{role} = \"floret:{}\"` in \
-             [tool.flwr.app.components] (see docs/APPS.md).",
-            known[0]
-        )),
+        None => Ok(()),
     };
     check("serverapp", server_app, SERVER_APPS)?;
-    check("clientapp", client_app, CLIENT_APPS)
+    check("clientapp", client_app, CLIENT_APPS)?;
+    if builtin_name(server_app).is_none() && builtin_name(client_app).is_some() {
+        return Err(format!(
+            "The ServerApp `{server_app}` is Python code and the ClientApp `{client_app}` is built in: a Python \
+             ServerApp needs a Python ClientApp (a built-in ClientApp runs with `serverapp = \"floret:serverapp\"`)."
+        ));
+    }
+    Ok(())
 }
 
 /// The seed a run configuration asks for, if any (`seed`, a non-negative
@@ -300,12 +304,34 @@ pub fn unused_keys(config: &UserConfig) -> Vec<String> {
 
 /// Checks, before a run is created, everything that would make it fail at
 /// once: components, run configuration, strategy parameters, federation size.
+/// For Python components, the interpreter is probed (which runs it: call
+/// this off the async runtime).
 pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &ConfigRecord) -> Result<(), String> {
     check_components(&app.serverapp, &app.clientapp)?;
+    let num_supernodes = num_supernodes(federation_options)?;
+    let python_client = builtin_name(&app.clientapp).is_none();
+    if python_client {
+        if builtin_name(&app.serverapp).is_some() {
+            crate::strategy::config::build_strategy(run_config, &mut Logger::new()).map_err(|e| e.to_string())?;
+            crate::mods::build_mods(run_config)?;
+            if !matches!(run_config.get(crate::bridge::run::INITIAL_ARRAYS_KEY), Some(Scalar::Str(s)) if !s.is_empty())
+            {
+                return Err(format!(
+                    "floret:serverapp with the Python ClientApp `{}` needs the model it starts from: set `{} = \
+                     \"<module>:<function>\"` in [tool.flwr.app.config], naming a function of your app that returns \
+                     the initial ArrayRecord (or a list of NumPy arrays)",
+                    app.clientapp,
+                    crate::bridge::run::INITIAL_ARRAYS_KEY
+                ));
+            }
+        }
+        let interpreter = crate::bridge::run::interpreter_for(federation_options).map_err(|e| e.to_string())?;
+        crate::bridge::python::probe(&interpreter).map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     let workload = WorkloadConfig::from_config(run_config)?;
     crate::strategy::config::build_strategy(run_config, &mut Logger::new()).map_err(|e| e.to_string())?;
     crate::mods::build_mods(run_config)?;
-    let num_supernodes = num_supernodes(federation_options)?;
     if let DatasetChoice::Digits(_) = workload.dataset {
         let rows = workload::digits().len() as u64 * 4 / 5;
         if num_supernodes > rows / 2 {
@@ -437,22 +463,68 @@ pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, String> {
     let inner = crate::strategy::config::build_strategy(&inputs.run_config, log).map_err(|e| e.to_string())?;
     let strategy = Box::new(RequireResults::new(inner, &inputs.run_config));
     let mods = crate::mods::build_mods(&inputs.run_config)?;
-    let client: Arc<dyn ClientApp> = if mods.is_empty() {
+    let client = with_mods(
         Arc::new(BuiltinClient {
             workload: Arc::clone(&workload),
-        })
-    } else {
-        Arc::new(crate::clientapp::WithMods {
-            app: BuiltinClient {
-                workload: Arc::clone(&workload),
-            },
-            mods,
-        })
-    };
+        }),
+        mods,
+    );
+    let initial = workload
+        .model
+        .init(&mut Prng::stream(workload.seed, &[purpose::MODEL_INIT]));
+    let mut train_config = ConfigRecord::new();
+    train_config.insert("lr", ConfigValue::Float(workload.config.lr));
     Ok(Apps {
-        server: Box::new(BuiltinServer { strategy, workload }),
+        server: Box::new(BuiltinServer {
+            strategy,
+            num_rounds: workload.config.num_server_rounds,
+            train_config,
+            initial,
+            central: workload.config.central_evaluation.then_some(workload),
+        }),
         client,
     })
+}
+
+/// The built-in ServerApp driving another ClientApp (a Python one), starting
+/// from `initial`: Flower's strategy loop with the run config's strategy,
+/// `num-server-rounds` (default 3), and `lr` in the train ConfigRecord when
+/// the run config has one. There is no central evaluation (the model is the
+/// ClientApp's).
+pub fn build_for_client(
+    inputs: &Inputs,
+    initial: ArrayRecord,
+    client: Arc<dyn ClientApp>,
+    log: &mut Logger,
+) -> Result<Apps, String> {
+    let config = &inputs.run_config;
+    let inner = crate::strategy::config::build_strategy(config, log).map_err(|e| e.to_string())?;
+    let strategy = Box::new(RequireResults::new(inner, config));
+    let mods = crate::mods::build_mods(config)?;
+    let mut train_config = ConfigRecord::new();
+    match config.get("lr") {
+        Some(Scalar::Float(lr)) => train_config.insert("lr", ConfigValue::Float(*lr)),
+        Some(Scalar::Int(lr)) => train_config.insert("lr", ConfigValue::Float(*lr as f64)),
+        _ => {}
+    }
+    Ok(Apps {
+        server: Box::new(BuiltinServer {
+            strategy,
+            num_rounds: get_int(config, "num-server-rounds", 3, 0)? as u64,
+            train_config,
+            initial,
+            central: None,
+        }),
+        client: with_mods(client, mods),
+    })
+}
+
+fn with_mods(client: Arc<dyn ClientApp>, mods: Vec<Box<dyn crate::clientapp::Mod>>) -> Arc<dyn ClientApp> {
+    if mods.is_empty() {
+        client
+    } else {
+        Arc::new(crate::clientapp::WithMods { app: client, mods })
+    }
 }
 
 /// The built-in ServerApp's rule on failures: a phase that gets fewer
@@ -568,7 +640,11 @@ impl Strategy for RequireResults {
 /// Flower's `ServerApp` with `strategy.start()`.
 struct BuiltinServer {
     strategy: Box<dyn Strategy>,
-    workload: Arc<Workload>,
+    num_rounds: u64,
+    train_config: ConfigRecord,
+    initial: ArrayRecord,
+    /// Central evaluation on the built-in workload's test set.
+    central: Option<Arc<Workload>>,
 }
 
 impl ServerApp for BuiltinServer {
@@ -577,34 +653,37 @@ impl ServerApp for BuiltinServer {
     }
 
     fn num_rounds(&self) -> u64 {
-        self.workload.config.num_server_rounds
+        self.num_rounds
     }
 
     fn run(&mut self, driver: &mut dyn Driver, log: &mut Logger) -> Result<start::RunResult, Box<Incomplete>> {
-        let workload = Arc::clone(&self.workload);
-        let initial = workload
-            .model
-            .init(&mut Prng::stream(workload.seed, &[purpose::MODEL_INIT]));
-        let mut train_config = ConfigRecord::new();
-        train_config.insert("lr", ConfigValue::Float(workload.config.lr));
         let config = StartConfig {
-            num_rounds: workload.config.num_server_rounds,
-            train_config,
+            num_rounds: self.num_rounds,
+            train_config: self.train_config.clone(),
             evaluate_config: ConfigRecord::new(),
         };
+        let central = self.central.clone();
         let mut evaluate = |_round: u64, arrays: &ArrayRecord| -> Option<MetricRecord> {
+            let workload = central.as_ref()?;
             let evaluation = workload.model.evaluate(&as_float32(arrays), workload.test_set()).ok()?;
             let mut metrics = MetricRecord::new();
             metrics.insert("central_loss", MetricValue::Float(evaluation.loss));
             metrics.insert("central_acc", MetricValue::Float(evaluation.accuracy));
             Some(metrics)
         };
-        let evaluate_fn: Option<&mut start::EvaluateFn<'_>> = if workload.config.central_evaluation {
+        let evaluate_fn: Option<&mut start::EvaluateFn<'_>> = if self.central.is_some() {
             Some(&mut evaluate)
         } else {
             None
         };
-        start::start(self.strategy.as_mut(), driver, initial, config, evaluate_fn, log)
+        start::start(
+            self.strategy.as_mut(),
+            driver,
+            self.initial.clone(),
+            config,
+            evaluate_fn,
+            log,
+        )
     }
 }
 

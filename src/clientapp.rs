@@ -33,6 +33,12 @@ pub trait ClientApp: Send + Sync {
     fn handle(&self, message: &Message, context: &mut Context, env: &mut ClientEnv<'_>) -> Result<RecordDict, Error>;
 }
 
+impl<T: ClientApp + ?Sized> ClientApp for std::sync::Arc<T> {
+    fn handle(&self, message: &Message, context: &mut Context, env: &mut ClientEnv<'_>) -> Result<RecordDict, Error> {
+        (**self).handle(message, context, env)
+    }
+}
+
 /// A client-side mod (Flower's `mod(msg, context, call_next)`): it may look at
 /// or change the message, call the next layer (or not), and look at or change
 /// the reply.

@@ -1228,6 +1228,16 @@ pub fn verify_fab(bytes: &[u8], claimed_hash: &str) -> Result<VerifiedFab, FabEr
     })
 }
 
+/// Every file of a FAB but its `.info/` manifest, with the same archive
+/// checks as [`verify_fab`]: what Flower installs into the app directory.
+pub fn read_fab_files(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, FabError> {
+    read_entries(bytes)?
+        .iter()
+        .filter(|e| !e.name.starts_with(".info/"))
+        .map(|e| Ok((e.name.clone(), extract(bytes, e)?)))
+        .collect()
+}
+
 /// Extracts one entry of a FAB (with the same archive checks as [`verify_fab`]).
 pub fn read_fab_file(bytes: &[u8], path: &str) -> Result<Vec<u8>, FabError> {
     let entries = read_entries(bytes)?;

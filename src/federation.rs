@@ -69,6 +69,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("backend.init-args.num-gpus", Kind::Int),
     ("backend.init-args.logging-level", Kind::Str),
     ("backend.init-args.log-to-driver", Kind::Bool),
+    // floret: the Python interpreter of a run with Python components.
+    ("python", Kind::Str),
 ];
 
 /// Errors of this module.

@@ -49,10 +49,19 @@ pub fn format_line(level: Level, message: &str, color: bool) -> String {
     }
 }
 
+/// One thing logged: a line at a level (rendered by [`format_line`]), or
+/// output that is already text (what a Python ClientApp printed or logged
+/// through Flower's own logger).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Line(Level, String),
+    Output(String),
+}
+
 /// Collects log lines in order.
 #[derive(Debug, Default)]
 pub struct Logger {
-    lines: Vec<(Level, String)>,
+    entries: Vec<Entry>,
 }
 
 impl Logger {
@@ -61,7 +70,12 @@ impl Logger {
     }
 
     pub fn log(&mut self, level: Level, message: impl Into<String>) {
-        self.lines.push((level, message.into()));
+        self.entries.push(Entry::Line(level, message.into()));
+    }
+
+    /// Text that is already formatted (newlines included).
+    pub fn output(&mut self, text: impl Into<String>) {
+        self.entries.push(Entry::Output(text.into()));
     }
 
     pub fn info(&mut self, message: impl Into<String>) {
@@ -76,13 +90,20 @@ impl Logger {
         self.log(Level::Error, message);
     }
 
-    /// Takes the lines collected so far.
-    pub fn drain(&mut self) -> Vec<(Level, String)> {
-        std::mem::take(&mut self.lines)
+    /// Takes what was collected so far.
+    pub fn drain(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.entries)
     }
 
-    pub fn lines(&self) -> &[(Level, String)] {
-        &self.lines
+    /// The lines collected so far (without raw output).
+    pub fn lines(&self) -> Vec<(Level, String)> {
+        self.entries
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Line(level, line) => Some((*level, line.clone())),
+                Entry::Output(_) => None,
+            })
+            .collect()
     }
 }
 

@@ -21,6 +21,7 @@
 //! See docs/ARCHITECTURE.md for the map and its invariants.
 
 pub mod app;
+pub mod bridge;
 pub mod builtin;
 pub mod cli;
 pub mod clientapp;

@@ -14,12 +14,18 @@
 //! compared. On a difference the replay stops at the next step and reports
 //! both versions with the fields that differ.
 //!
-//! This module does no I/O: the caller fetches the record.
+//! A run with Python components is re-executed through the Python bridge
+//! (`bridge::run`), on the very path of the live run: the same FAB, seed,
+//! node ids, message ids, virtual times and number of workers; a worker that
+//! died or a reply that timed out is re-injected where the record has it.
+//!
+//! Apart from the Python processes of such a run, this module does no I/O:
+//! the caller fetches the record.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::domain::event::{Event, Phase, Reply, RunFinished};
+use crate::domain::event::{Delivered, Event, Phase, PythonStarted, Reply, RunFinished};
 use crate::domain::ids::Micros;
 use crate::flwr_log::Level;
 use crate::records::{Digest, Error};
@@ -84,6 +90,9 @@ pub struct Verdict {
     pub original_seconds: Option<f64>,
     /// The replay stopped after this round on request (`--until-round`).
     pub until_round: Option<u64>,
+    /// What the reader should know besides the outcome (e.g. another Python
+    /// environment than the recorded one).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +126,8 @@ struct Expected {
     events: Vec<(RecordedEvent, Event)>,
     /// Faults injected from outside: `(round, phase, node) → error`.
     faults: BTreeMap<(u64, Phase, u64), Error>,
+    /// Outside inputs of a Python ServerApp's run: `(step, node) → reply`.
+    outside: BTreeMap<(u64, u64), Delivered>,
     /// The record stops without `SimulationFinished` (the process died).
     truncated: bool,
 }
@@ -133,6 +144,7 @@ struct Comparer<'a> {
     /// Told `(round, rounds)` as each round starts.
     progress: &'a mut dyn FnMut(u64, u64),
     rounds: u64,
+    notes: Vec<String>,
 }
 
 impl Sink for Comparer<'_> {
@@ -153,6 +165,15 @@ impl Sink for Comparer<'_> {
             }
             return;
         };
+        if let (Event::PythonStarted(recorded_env), Event::PythonStarted(replayed_env)) = (recorded_event, &event) {
+            if let Some(note) = environment_note(recorded_env, replayed_env) {
+                self.notes.push(note);
+            }
+            if recorded_env.workers == replayed_env.workers && recorded_env.server_api == replayed_env.server_api {
+                self.index += 1;
+                return;
+            }
+        }
         let (kind, version, payload) = codec::encode(&event);
         let same = if recorded.version == version {
             recorded.kind == kind && recorded.payload == payload
@@ -168,6 +189,8 @@ impl Sink for Comparer<'_> {
     }
 
     fn log(&mut self, _level: Level, _line: &str) {}
+
+    fn output(&mut self, _text: &str) {}
 
     fn should_stop(&mut self, round: u64, before: &str) -> bool {
         if self.divergence.is_some() || self.past_end {
@@ -192,6 +215,18 @@ impl Sink for Comparer<'_> {
         }
     }
 
+    fn recorded_outside_input(&mut self, step: u64, node_id: u64) -> Option<Delivered> {
+        let input = self.expected.outside.get(&(step, node_id)).cloned();
+        if let Some(input) = &input {
+            let what = match input {
+                Delivered::TimedOut => "a timeout",
+                _ => "the loss of its worker process",
+            };
+            self.reinjected.push(format!("{what} of node {node_id} at step {step}"));
+        }
+        input
+    }
+
     fn injected_fault(&mut self, round: u64, phase: Phase, node_id: u64) -> Option<Error> {
         let fault = self.expected.faults.get(&(round, phase, node_id)).cloned();
         if fault.is_some() {
@@ -208,8 +243,22 @@ fn node_of(event: &Event) -> Option<u64> {
     match event {
         Event::NodeSampled(e) => Some(e.node_id),
         Event::ReplyReceived(e) => Some(e.node_id),
+        Event::MessageSent(e) => Some(e.node_id),
+        Event::ReplyDelivered(e) => Some(e.node_id),
         _ => None,
     }
+}
+
+/// A note when the replay's Python environment is not the recorded one.
+fn environment_note(recorded: &PythonStarted, replayed: &PythonStarted) -> Option<String> {
+    let describe = |env: &PythonStarted| {
+        let mut parts = vec![format!("Python {}", env.python), format!("flwr {}", env.flwr)];
+        parts.extend(env.libraries.iter().cloned());
+        format!("{} ({})", env.interpreter, parts.join(", "))
+    };
+    let (recorded_text, replayed_text) = (describe(recorded), describe(replayed));
+    (recorded_text != replayed_text)
+        .then(|| format!("The run was recorded with {recorded_text} and replayed with {replayed_text}."))
 }
 
 fn hint(event: &Event) -> String {
@@ -235,6 +284,19 @@ fn hint(event: &Event) -> String {
         Event::RoundStarted(_) | Event::SimulationStopped(_) | Event::SimulationFinished(_) => {
             "The run's control flow differs: a different number of rounds, a stop, or a failure.".into()
         }
+        Event::MessageSent(e) => format!(
+            "The Python ServerApp sent something else at step {} (to node {}): it depends on something outside its \
+             seeded generators (a clock, os.urandom, an unseeded numpy Generator, thread timing, files), or its code \
+             or the Python environment changed.",
+            e.step, e.node_id
+        ),
+        Event::ReplyDelivered(e) => format!(
+            "The Python ClientApp on node {} answered differently at step {} to the same message: it depends on \
+             something outside its seeded generators (a clock, os.urandom, an unseeded numpy Generator, state kept \
+             in module globals, files), or its code or the Python environment changed.",
+            e.node_id, e.step
+        ),
+        Event::PythonStarted(_) => "The run used another number of ClientApp workers or another ServerApp API.".into(),
         _ => "The event differs.".into(),
     }
 }
@@ -325,6 +387,11 @@ fn divergence(index: usize, recorded: Option<(&RecordedEvent, &Event)>, replayed
 /// What a record says about its run.
 struct Decoded {
     submitted: crate::domain::event::RunSubmitted,
+    /// When the run was submitted (the virtual clock of a Python run starts
+    /// there).
+    submitted_at: Micros,
+    /// The recorded Python environment, for a run with Python components.
+    python: Option<PythonStarted>,
     finished: Option<RunFinished>,
     /// When the run started running and when it finished.
     times: Option<(Micros, Micros)>,
@@ -340,12 +407,25 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
     let mut finished_at = None;
     let mut events = Vec::new();
     let mut faults = BTreeMap::new();
+    let mut outside = BTreeMap::new();
+    let mut python = None;
+    let mut submitted_at = None;
     let mut simulation_finished = false;
     for recorded in &record.events {
         let event = codec::decode(&recorded.kind, recorded.version, &recorded.payload)
             .map_err(|e| NotReplayable::Undecodable(e.to_string()))?;
         match &event {
-            Event::RunSubmitted(s) => submitted = Some(s.clone()),
+            Event::RunSubmitted(s) => {
+                submitted = Some(s.clone());
+                submitted_at = Some(recorded.at);
+            }
+            Event::PythonStarted(p) => python = Some(p.clone()),
+            Event::ReplyDelivered(reply) => match &reply.reply {
+                Delivered::Error { injected: true, .. } | Delivered::TimedOut => {
+                    outside.insert((reply.step, reply.node_id), reply.reply.clone());
+                }
+                _ => {}
+            },
             Event::RunRunning => running_at = Some(recorded.at),
             Event::RunFinished(f) => {
                 finished = Some(f.clone());
@@ -390,11 +470,14 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
     let times = running_at.zip(finished_at);
     Ok(Decoded {
         submitted,
+        submitted_at: submitted_at.unwrap_or(Micros(0)),
         finished,
         times,
+        python,
         expected: Expected {
             events,
             faults,
+            outside,
             truncated: !simulation_finished,
         },
     })
@@ -443,8 +526,10 @@ fn replay_inner(
 ) -> Result<Verdict, NotReplayable> {
     let Decoded {
         submitted,
+        submitted_at,
         finished,
         times,
+        python,
         expected,
     } = decode(record)?;
     let inputs = crate::simulation::resolve_inputs(
@@ -456,7 +541,23 @@ fn replay_inner(
         &submitted.federation_options,
     )
     .map_err(NotReplayable::Inputs)?;
-    let apps = build_apps(&inputs).map_err(NotReplayable::Inputs)?;
+    let is_python = crate::bridge::is_python(&inputs.server_app) || crate::bridge::is_python(&inputs.client_app);
+    let python_run = if is_python {
+        Some(python_replay(
+            record,
+            &submitted,
+            submitted_at,
+            python.as_ref(),
+            workers,
+        )?)
+    } else {
+        None
+    };
+    let apps = if is_python {
+        None
+    } else {
+        Some(build_apps(&inputs).map_err(NotReplayable::Inputs)?)
+    };
     let mut comparer = Comparer {
         expected: &expected,
         index: 0,
@@ -466,9 +567,17 @@ fn replay_inner(
         past_end: false,
         progress,
         rounds: 0,
+        notes: Vec::new(),
     };
     let started = Instant::now();
-    let finished_replay = sim::simulate(&inputs, apps, workers, &mut comparer);
+    let rounds_completed = match (apps, &python_run) {
+        (Some(apps), _) => sim::simulate(&inputs, apps, workers, &mut comparer).rounds_completed,
+        (None, Some(python_run)) => crate::bridge::run::run(&inputs, python_run, None, &mut comparer)
+            .finished
+            .map(|f| f.rounds_completed)
+            .unwrap_or(0),
+        (None, None) => unreachable!("a run has apps or Python"),
+    };
     let replay_seconds = started.elapsed().as_secs_f64();
     let stopped_early = until_round.is_some() && comparer.index < expected.events.len();
     let outcome = match comparer.divergence.take() {
@@ -490,6 +599,15 @@ fn replay_inner(
             Event::SimulationFinished(f) => f.arrays,
             _ => None,
         });
+    let mut notes = std::mem::take(&mut comparer.notes);
+    if matches!(outcome, VerdictOutcome::Diverged(_)) && python.as_ref().is_some_and(|p| p.server_api == "legacy") {
+        notes.push(
+            "The ServerApp uses Flower's legacy API (`server_fn`), whose server loop calls the ClientApps from a \
+             thread pool and aggregates their results in the order the threads finish: its runs are not \
+             bit-reproducible, even for a deterministic app (docs/REPLAY.md)."
+                .into(),
+        );
+    }
     let (recorded_status, recorded_details) = match &finished {
         Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
         None => ("running".to_string(), String::new()),
@@ -501,7 +619,7 @@ fn replay_inner(
         recorded_build: submitted.build,
         events_compared: comparer.index,
         events_recorded: expected.events.len(),
-        rounds: finished_replay.rounds_completed,
+        rounds: rounds_completed,
         final_arrays,
         outcome,
         recorded_status,
@@ -510,5 +628,45 @@ fn replay_inner(
         replay_seconds,
         original_seconds: times.map(|(start, end)| (end.0 - start.0) as f64 / 1e6),
         until_round,
+        notes,
+    })
+}
+
+/// What re-executing a run with Python components needs. The interpreter:
+/// `FLWR_PYTHON` when set, else the recorded one while it exists, else the
+/// rule of `flwr run` in this environment. The number of workers is the
+/// recorded one.
+fn python_replay(
+    record: &Record,
+    submitted: &crate::domain::event::RunSubmitted,
+    submitted_at: Micros,
+    recorded: Option<&PythonStarted>,
+    workers: usize,
+) -> Result<crate::bridge::run::PythonRun, NotReplayable> {
+    use std::path::PathBuf;
+    let verified =
+        crate::fab::verify_fab(&record.fab, &submitted.fab_hash).map_err(|e| NotReplayable::Inputs(e.to_string()))?;
+    let explicit = std::env::var_os("FLWR_PYTHON").filter(|p| !p.is_empty());
+    let recorded_path = recorded
+        .map(|p| PathBuf::from(&p.interpreter))
+        .filter(|path| path.exists());
+    let interpreter = match (explicit, recorded_path) {
+        (Some(_), _) => crate::bridge::python::resolve_here(),
+        (None, Some(path)) => Ok(path),
+        (None, None) => crate::bridge::run::interpreter_for(&submitted.federation_options),
+    }
+    .map_err(|e| NotReplayable::Inputs(e.to_string()))?;
+    Ok(crate::bridge::run::PythonRun {
+        fab: record.fab.clone(),
+        fab_id: verified.app.fab_id(),
+        fab_version: verified.app.version.clone(),
+        fab_hash: submitted.fab_hash.clone(),
+        overrides: submitted.override_config.clone(),
+        app_config: verified.app.config.clone(),
+        federation_options: submitted.federation_options.clone(),
+        interpreter,
+        flwr_home: crate::cli::flwr_home(),
+        anchor: submitted_at.0.div_euclid(1_000_000) as f64,
+        workers: recorded.map(|p| p.workers as usize).unwrap_or(workers),
     })
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
+use crate::bridge::{self, run::PythonRun};
 use crate::domain::event::{Event, Outcome, Phase, SubStatus};
 use crate::flwr_log::{format_line, Level, Logger};
 use crate::proto::floret::v1 as ext;
@@ -191,6 +192,10 @@ impl Sink for LiveSink {
         let _ = self.logs.send(format_line(level, line, self.color));
     }
 
+    fn output(&mut self, text: &str) {
+        let _ = self.logs.send(text.to_string());
+    }
+
     fn should_stop(&mut self, _round: u64, _before: &str) -> bool {
         self.flush();
         self.stop.load(Ordering::Relaxed)
@@ -254,6 +259,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat(simio.clone(), token.clone(), Arc::clone(&stop)));
+    let stop_watch = tokio::spawn(await_stop(events.clone(), token.clone(), run_id, Arc::clone(&stop)));
     if let Some(parent) = args.parent_pid {
         tokio::spawn(watch_parent(parent));
     }
@@ -295,7 +301,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         events_unsupported: false,
     };
     let workers = crate::builtin::worker_threads(&options);
-    let (outcome, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
+    let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
         .await
         .map_err(|e| ProcessError::Other(format!("the simulation thread failed: {e}")))?;
 
@@ -315,6 +321,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     drop(log_sender);
     let _ = uploader.join();
     heartbeat.abort();
+    stop_watch.abort();
     if let Some(reason) = broken {
         tracing::error!(run_id, "{reason}");
         return Ok(1);
@@ -323,7 +330,9 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         .push_app_outputs(pb::PushAppOutputsRequest {
             token,
             run_id,
-            context: inputs.context.clone(),
+            context: final_context
+                .and_then(|bytes| <pb::Context as prost::Message>::decode(bytes).ok())
+                .or_else(|| inputs.context.clone()),
         })
         .await
         .is_err()
@@ -361,7 +370,14 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
 
 /// What the simulation thread needs (and warnings to log), or why the run
 /// cannot start.
-type Prepared = Result<(Inputs, Vec<String>), String>;
+type Prepared = Result<Ready, String>;
+
+struct Ready {
+    inputs: Inputs,
+    warnings: Vec<String>,
+    /// Set when a component is Python code.
+    python: Option<PythonRun>,
+}
 
 fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepared {
     let run = inputs.run.as_ref().ok_or("the SuperLink sent no run")?;
@@ -383,31 +399,74 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
             seed
         }
     };
-    let inputs = resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
-    Ok((inputs, warnings))
+    let resolved = resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
+    let python = if bridge::is_python(&resolved.server_app) || bridge::is_python(&resolved.client_app) {
+        let verified = crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| e.to_string())?;
+        let anchor = crate::domain::ids::Micros::parse_iso(&run.pending_at)
+            .map(|at| at.0.div_euclid(1_000_000) as f64)
+            .unwrap_or(bridge::server::ANCHOR_DEFAULT);
+        Some(PythonRun {
+            fab: fab.content.clone(),
+            fab_id: verified.app.fab_id(),
+            fab_version: verified.app.version.clone(),
+            fab_hash: crate::fab::sha256_hex(&fab.content),
+            overrides,
+            app_config: verified.app.config.clone(),
+            federation_options: options.clone(),
+            interpreter: bridge::run::interpreter_for(options).map_err(|e| e.to_string())?,
+            flwr_home: crate::cli::flwr_home(),
+            anchor,
+            workers: crate::builtin::worker_threads(options),
+        })
+    } else {
+        None
+    };
+    Ok(Ready {
+        inputs: resolved,
+        warnings,
+        python,
+    })
 }
 
+/// How the simulation thread ended: the outcome, the ServerApp's final
+/// context when it has one, and a broken event stream.
+type Executed = (Outcome, Option<bytes::Bytes>, Option<String>);
+
 /// Runs the engine on the current (blocking) thread.
-fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> (Outcome, Option<String>) {
+fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> Executed {
+    let mut context = None;
     let outcome = match prepared {
         Err(reason) => Outcome::Failed { reason },
-        Ok((inputs, warnings)) => {
+        Ok(ready) => {
             let mut log = Logger::new();
-            for warning in warnings {
-                log.warning(warning);
+            for warning in &ready.warnings {
+                log.warning(warning.clone());
             }
-            let apps = crate::builtin::build(&inputs, &mut log);
-            for (level, line) in log.drain() {
-                sink.log(level, &line);
+            for entry in log.drain() {
+                sink.entry(entry);
             }
-            match apps {
-                Err(reason) => Outcome::Failed { reason },
-                Ok(apps) => sim::simulate(&inputs, apps, workers, &mut sink).outcome,
+            match &ready.python {
+                Some(python) => {
+                    let stop = Some(Arc::clone(&sink.stop));
+                    let ended = bridge::run::run(&ready.inputs, python, stop, &mut sink);
+                    context = ended.context;
+                    ended.outcome
+                }
+                None => {
+                    let apps = crate::builtin::build(&ready.inputs, &mut log);
+                    for entry in log.drain() {
+                        sink.entry(entry);
+                    }
+                    match apps {
+                        Err(reason) => Outcome::Failed { reason },
+                        Ok(apps) => sim::simulate(&ready.inputs, apps, workers, &mut sink).outcome,
+                    }
+                }
             }
         }
     };
     sink.flush();
-    (outcome, sink.broken.take())
+    (outcome, context, sink.broken.take())
 }
 
 async fn connect(address: &str) -> Result<Channel, tonic::transport::Error> {
@@ -446,6 +505,32 @@ async fn heartbeat(
                 }
             }
             Err(status) => tracing::warn!("heartbeat failed: {}", status.message()),
+        }
+    }
+}
+
+/// Sets the stop flag as soon as the SuperLink says a stop was requested
+/// (`floret.v1.SimulationEvents/AwaitStop`); a SuperLink without it (Python
+/// Flower's) leaves stops to the heartbeat and the event pushes.
+async fn await_stop(
+    mut client: ext::simulation_events_client::SimulationEventsClient<Channel>,
+    token: String,
+    run_id: u64,
+    stop: Arc<AtomicBool>,
+) {
+    loop {
+        let request = ext::AwaitStopRequest {
+            token: token.clone(),
+            run_id,
+        };
+        match client.await_stop(request).await {
+            Ok(_) => {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => return,
+            Err(status) if status.code() == tonic::Code::PermissionDenied => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Pure formatting; no I/O.
 
-use crate::domain::event::{Event, Outcome, Reply};
+use crate::domain::event::{Delivered, Event, Outcome, Reply};
 use crate::domain::views::StoredEvent;
 use crate::flwr_log::strip_ansi;
 use crate::records::{Scalar, UserConfig};
@@ -107,6 +107,40 @@ pub fn describe(event: &Event) -> String {
             let arrays = f.arrays.map(|d| format!(", arrays {}", d.short())).unwrap_or_default();
             format!("{outcome} after {} rounds{arrays}", f.rounds_completed)
         }
+        Event::PythonStarted(p) => {
+            let libraries = if p.libraries.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", p.libraries.join(" "))
+            };
+            format!(
+                "{} (Python {}, flwr {}{libraries}), {} workers, ServerApp {}",
+                p.interpreter, p.python, p.flwr, p.workers, p.server_api
+            )
+        }
+        Event::MessageSent(m) => format!(
+            "step {}: {} -> node {} content {}",
+            m.step,
+            m.message_type,
+            m.node_id,
+            m.content.short()
+        ),
+        Event::ReplyDelivered(r) => match &r.reply {
+            Delivered::Content { metrics, content } => format!(
+                "step {}: <- node {}: {} content {}",
+                r.step,
+                r.node_id,
+                metrics_repr(metrics.as_ref()),
+                content.short()
+            ),
+            Delivered::Error { code, reason, injected } => format!(
+                "step {}: <- node {}: error {code}{}: {reason}",
+                r.step,
+                r.node_id,
+                if *injected { " (outside input)" } else { "" }
+            ),
+            Delivered::TimedOut => format!("step {}: <- node {}: timed out", r.step, r.node_id),
+        },
     }
 }
 

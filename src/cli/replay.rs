@@ -122,6 +122,7 @@ fn verdict_json(verdict: &Verdict) -> serde_json::Value {
         "recorded-build": verdict.recorded_build,
         "same-build": verdict.same_build,
         "reinjected": verdict.reinjected,
+        "notes": verdict.notes,
         "replay-seconds": verdict.replay_seconds,
         "original-seconds": verdict.original_seconds,
         "divergence": divergence,
@@ -230,6 +231,9 @@ pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> Stri
             "   Re-injected from the record: {}.\n",
             verdict.reinjected.join("; ")
         ));
+    }
+    for note in &verdict.notes {
+        out.push_str(&format!("   Note: {note}\n"));
     }
     if show_timing {
         out.push_str(&format!("   Seed {}; {build}; {timing}.\n", verdict.seed));

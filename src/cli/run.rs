@@ -17,7 +17,7 @@ use crate::federation;
 use crate::flwr_log::Level;
 use crate::proto::flwr::proto as pb;
 use crate::proto::{self};
-use crate::records::{ConfigRecord, UserConfig};
+use crate::records::{ConfigRecord, ConfigValue, UserConfig};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -81,6 +81,23 @@ fn federation_options(
     Ok(options)
 }
 
+/// A run with Python components runs in the Python of the environment the
+/// user runs `flwr` from (docs/APPS.md): the CLI resolves it here and sends
+/// it with the run, unless `--federation-config python=...` or the profile
+/// chose one.
+fn choose_python(app: &crate::app::AppConfig, options: &mut ConfigRecord) -> Result<(), CliError> {
+    use crate::bridge::{is_python, python};
+    if !(is_python(&app.serverapp) || is_python(&app.clientapp)) || options.get(python::PYTHON_OPTION).is_some() {
+        return Ok(());
+    }
+    let interpreter = python::resolve_here().map_err(|e| CliError::new(e.to_string()))?;
+    options.insert(
+        python::PYTHON_OPTION,
+        ConfigValue::Str(interpreter.display().to_string()),
+    );
+    Ok(())
+}
+
 pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
     let app_dir = std::fs::canonicalize(&args.app)
         .map_err(|_| CliError::new(format!("The app directory '{}' does not exist.", args.app.display())))?;
@@ -102,7 +119,8 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
     }
     let overrides = crate::app::parse_run_config_args(&args.run_config).map_err(|e| CliError::new(e.to_string()))?;
     let (profile, flwr_home) = connection::load_profile(args.superlink.as_deref(), out)?;
-    let options = federation_options(&profile, &app, &overrides, &args.federation_config)?;
+    let mut options = federation_options(&profile, &app, &overrides, &args.federation_config)?;
+    choose_python(&app, &mut options)?;
     let federation = args
         .federation
         .clone()

@@ -48,6 +48,11 @@ pub enum Event {
     CentralEvaluated(CentralEvaluated),
     SimulationStopped(SimulationStopped),
     SimulationFinished(SimulationFinished),
+
+    // Simulation events of runs with Python components.
+    PythonStarted(PythonStarted),
+    MessageSent(MessageSent),
+    ReplyDelivered(ReplyDelivered),
 }
 
 /// The first event of every run.
@@ -229,6 +234,72 @@ pub struct SimulationFinished {
     pub outcome: Outcome,
 }
 
+/// The Python environment of a run with Python components, recorded before
+/// its first step. Replay compares it as a note (another interpreter is a
+/// likely cause of a divergence, not a divergence itself), except `workers`
+/// and `server_api`, which shape the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PythonStarted {
+    /// The interpreter's path, as the run named it.
+    pub interpreter: String,
+    pub python: String,
+    pub flwr: String,
+    /// Versions of the numeric libraries that were installed, `name=version`.
+    pub libraries: Vec<String>,
+    /// ClientApp worker processes; a replay uses the same number.
+    pub workers: u64,
+    /// The ServerApp: `"builtin"`, or a Python one's API, `"message"`
+    /// (`@app.main`) or `"legacy"` (`server_fn`, whose rounds aggregate in
+    /// thread-completion order and are not bit-reproducible).
+    pub server_api: String,
+}
+
+/// A message a Python ServerApp sent to a node, in the order it sent them.
+/// `step` numbers its grid operations (`push_messages`,
+/// `send_and_receive`), from 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageSent {
+    pub step: u64,
+    /// The `server-round` of the message's config record, else its group id
+    /// when that is a number.
+    pub round: Option<u64>,
+    pub node_id: u64,
+    pub message_type: String,
+    pub group_id: String,
+    /// SHA-256 of the content's (or error's) protobuf bytes.
+    pub content: Digest,
+}
+
+/// What a Python ServerApp received from a node, in the order it sent the
+/// messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplyDelivered {
+    pub step: u64,
+    pub round: Option<u64>,
+    pub node_id: u64,
+    pub reply: Delivered,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Delivered {
+    Content {
+        /// Its first `MetricRecord`, if any.
+        metrics: Option<MetricRecord>,
+        /// SHA-256 of the reply content's protobuf bytes.
+        content: Digest,
+    },
+    Error {
+        code: i64,
+        reason: String,
+        /// From outside the computation (the worker died): replayed, not
+        /// recomputed.
+        injected: bool,
+    },
+    /// No reply before the grid operation's timeout (an outside input; the
+    /// ServerApp does not get it, as in Flower).
+    TimedOut,
+}
+
 impl Event {
     /// The stable name of the event's kind, as stored in the `kind` column.
     pub fn kind(&self) -> &'static str {
@@ -248,6 +319,9 @@ impl Event {
             Event::CentralEvaluated(_) => "CentralEvaluated",
             Event::SimulationStopped(_) => "SimulationStopped",
             Event::SimulationFinished(_) => "SimulationFinished",
+            Event::PythonStarted(_) => "PythonStarted",
+            Event::MessageSent(_) => "MessageSent",
+            Event::ReplyDelivered(_) => "ReplyDelivered",
         }
     }
 
@@ -273,6 +347,8 @@ impl Event {
             Event::Aggregated(e) => Some(e.round),
             Event::CentralEvaluated(e) => Some(e.round),
             Event::SimulationStopped(e) => Some(e.round),
+            Event::MessageSent(e) => e.round,
+            Event::ReplyDelivered(e) => e.round,
             _ => None,
         }
     }

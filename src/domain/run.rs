@@ -309,7 +309,10 @@ pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
         | Event::ReplyReceived(_)
         | Event::Aggregated(_)
         | Event::CentralEvaluated(_)
-        | Event::SimulationStopped(_) => {}
+        | Event::SimulationStopped(_)
+        | Event::PythonStarted(_)
+        | Event::MessageSent(_)
+        | Event::ReplyDelivered(_) => {}
     }
 }
 

@@ -23,10 +23,10 @@ use std::time::Instant;
 
 use crate::clientapp::{ClientApp, ClientEnv};
 use crate::domain::event::{
-    Event, NodeSampled, NodesRegistered, Outcome, Phase, Reply, ReplyReceived, SimulationFinished, SimulationStarted,
-    SimulationStopped,
+    Delivered, Event, NodeSampled, NodesRegistered, Outcome, Phase, Reply, ReplyReceived, SimulationFinished,
+    SimulationStarted, SimulationStopped,
 };
-use crate::flwr_log::{Level, Logger};
+use crate::flwr_log::{Entry, Level, Logger};
 use crate::records::{error_code, Context, Error, Message, RecordDict, Scalar, UserConfig};
 use crate::strategy::start::{self, Driver, Incomplete, Interrupt, StartError};
 use crate::strategy::Grid;
@@ -51,6 +51,16 @@ pub trait Sink {
     fn event(&mut self, event: Event);
     /// Log lines, in order.
     fn log(&mut self, level: Level, line: &str);
+    /// Output that is already text (a Python app's prints and log lines), in
+    /// order with the lines.
+    fn output(&mut self, text: &str);
+    /// A logged entry, line or output.
+    fn entry(&mut self, entry: Entry) {
+        match entry {
+            Entry::Line(level, line) => self.log(level, &line),
+            Entry::Output(text) => self.output(&text),
+        }
+    }
     /// A step boundary (`before` names the next step): true when the run
     /// must stop here.
     fn should_stop(&mut self, round: u64, before: &str) -> bool;
@@ -62,6 +72,12 @@ pub trait Sink {
     /// A fault injected from outside for this call, if any: the node's reply
     /// becomes this error instead of running the ClientApp.
     fn injected_fault(&mut self, _round: u64, _phase: Phase, _node_id: u64) -> Option<Error> {
+        None
+    }
+    /// What a replay re-injects for the reply of `node_id` at `step` of a
+    /// Python ServerApp: an outside input the record holds there (a worker
+    /// that died, a timeout), so that the call is not made again.
+    fn recorded_outside_input(&mut self, _step: u64, _node_id: u64) -> Option<Delivered> {
         None
     }
 }
@@ -215,7 +231,7 @@ struct Pool<'a> {
 struct CallResult {
     reply: Message,
     context: Context,
-    log: Vec<(Level, String)>,
+    log: Vec<Entry>,
 }
 
 fn phase_tag(phase: Phase) -> u64 {
@@ -231,8 +247,8 @@ impl SimDriver<'_> {
     }
 
     fn forward(&mut self, log: &mut Logger) {
-        for (level, line) in log.drain() {
-            self.sink.log(level, &line);
+        for entry in log.drain() {
+            self.sink.entry(entry);
         }
     }
 }
@@ -369,8 +385,12 @@ impl Driver for SimDriver<'_> {
             .map(|m| self.sink.injected_fault(round, phase, m.metadata.dst_node_id))
             .collect();
         let skip: Vec<bool> = injected.iter().map(Option::is_some).collect();
-        let results = self.pool.execute(&messages, round, phase, &skip, self.sink.stop_flag());
-        let interrupted = results.iter().zip(&skip).any(|(r, skipped)| r.is_none() && !skipped);
+        let stop = self.sink.stop_flag();
+        let results = self.pool.execute(&messages, round, phase, &skip, stop.clone());
+        // A stop during the phase discards it, even when every call came
+        // back (a call a stop cut short comes back as a failure).
+        let stopped = stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed));
+        let interrupted = stopped || results.iter().zip(&skip).any(|(r, skipped)| r.is_none() && !skipped);
         if interrupted {
             // Calls that had not started when the stop came are not made and
             // the partial phase is discarded, exactly as a replay that stops
@@ -397,8 +417,8 @@ impl Driver for SimDriver<'_> {
                     *self.pool.contexts[partition].lock().expect("context lock") = Some(result.context);
                     self.sink
                         .event(reply_event(round, phase, node_id, &result.reply.body, false));
-                    for (level, line) in result.log {
-                        self.sink.log(level, &line);
+                    for entry in result.log {
+                        self.sink.entry(entry);
                     }
                     replies.push(result.reply);
                 }
@@ -456,6 +476,8 @@ fn reply_event(round: u64, phase: Phase, node_id: u64, body: &Result<Arc<RecordD
 pub struct Recorder {
     pub events: Vec<Event>,
     pub logs: Vec<(Level, String)>,
+    /// Raw output (Python apps), in order.
+    pub output: String,
     /// Stop at the step boundary `(round, before)`.
     pub stop_at: Option<(u64, String)>,
     /// `(round, phase, node)` whose reply becomes an injected fault.
@@ -469,6 +491,10 @@ impl Sink for Recorder {
 
     fn log(&mut self, level: Level, line: &str) {
         self.logs.push((level, line.to_string()));
+    }
+
+    fn output(&mut self, text: &str) {
+        self.output.push_str(text);
     }
 
     fn should_stop(&mut self, round: u64, before: &str) -> bool {

@@ -36,6 +36,11 @@ pub mod purpose {
     pub const SYNTHETIC: u64 = 0x7379_6e74_685f_6461; // "synth_da"
     /// Faults injected on purpose (test workloads).
     pub const FAULT: u64 = 0x6661_756c_745f_696e; // "fault_in"
+    /// The seed of a Python ServerApp's global generators.
+    pub const PY_SERVER: u64 = 0x7079_5f73_6572_7665; // "py_serve"
+    /// The seed of one Python ClientApp call: `[PY_CLIENT, node_id, k]`,
+    /// the k-th message to that node.
+    pub const PY_CLIENT: u64 = 0x7079_5f63_6c69_656e; // "py_clien"
 }
 
 /// SplitMix64 step: the standard seed expander for the xoshiro family.

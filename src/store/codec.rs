@@ -76,6 +76,9 @@ pub fn encode(event: &Event) -> (&'static str, u32, Vec<u8>) {
         Event::CentralEvaluated(e) => to_bytes(e),
         Event::SimulationStopped(e) => to_bytes(e),
         Event::SimulationFinished(e) => to_bytes(e),
+        Event::PythonStarted(e) => to_bytes(e),
+        Event::MessageSent(e) => to_bytes(e),
+        Event::ReplyDelivered(e) => to_bytes(e),
     };
     (event.kind(), VERSION, payload)
 }
@@ -111,6 +114,9 @@ pub fn decode(kind: &str, version: u32, payload: &[u8]) -> Result<Event, Error> 
         "CentralEvaluated" => Event::CentralEvaluated(payload_of(kind, payload)?),
         "SimulationStopped" => Event::SimulationStopped(payload_of(kind, payload)?),
         "SimulationFinished" => Event::SimulationFinished(payload_of(kind, payload)?),
+        "PythonStarted" => Event::PythonStarted(payload_of(kind, payload)?),
+        "MessageSent" => Event::MessageSent(payload_of(kind, payload)?),
+        "ReplyDelivered" => Event::ReplyDelivered(payload_of(kind, payload)?),
         other => {
             return Err(Error::UnknownKind {
                 kind: other.to_string(),
@@ -142,6 +148,9 @@ pub const KINDS: &[&str] = &[
     "CentralEvaluated",
     "SimulationStopped",
     "SimulationFinished",
+    "PythonStarted",
+    "MessageSent",
+    "ReplyDelivered",
 ];
 
 #[cfg(test)]

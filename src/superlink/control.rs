@@ -158,7 +158,10 @@ impl ControlService {
         };
         crate::federation::validate(&federation_options, &run_config)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        crate::builtin::validate(&verified.app, &run_config, &federation_options)
+        let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
+        tokio::task::spawn_blocking(move || crate::builtin::validate(&app, &config, &options))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::failed_precondition)?;
         let seed = crate::builtin::seed_from_config(&run_config).unwrap_or_else(random_seed);
         let ffs = Arc::clone(&self.shared.ffs);

@@ -269,4 +269,32 @@ impl ext::simulation_events_server::SimulationEvents for SimulationEventsService
             .is_none_or(|run| run.stop_requested_at.is_some() || run.status.is_finished());
         Ok(Response::new(ext::PushEventsResponse { stop_requested }))
     }
+
+    async fn await_stop(
+        &self,
+        request: Request<ext::AwaitStopRequest>,
+    ) -> Result<Response<ext::AwaitStopResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = RunId(request.run_id);
+        if self.shared.engine.authenticate(&request.token).await != Some(run_id) {
+            return Err(Status::permission_denied("Invalid token."));
+        }
+        // Every commit wakes the watcher; the run's state says whether a
+        // stop is due.
+        let mut committed = self.shared.engine.committed();
+        loop {
+            let due = self
+                .shared
+                .engine
+                .run(run_id)
+                .await
+                .is_none_or(|run| run.stop_requested_at.is_some() || run.status.is_finished());
+            if due {
+                return Ok(Response::new(ext::AwaitStopResponse {}));
+            }
+            if committed.changed().await.is_err() {
+                return Err(Status::unavailable("The SuperLink is shutting down."));
+            }
+        }
+    }
 }

@@ -475,7 +475,7 @@ fn bad_input_gets_one_clear_line() {
     let python = home.flwr(&["run", &path]);
     assert_eq!(python.code, 1);
     let message = python.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(message.contains("Python apps are not supported yet"), "{message}");
+    assert!(message.contains("needs the model it starts from"), "{message}");
     // Nothing was recorded for the refused runs.
     assert_eq!(
         home.flwr(&["ls", "--format", "json"]).json()["runs"],

@@ -1,0 +1,211 @@
+//! The Python bridge: runs a user's Flower App, unmodified, in the user's own
+//! Python, driven by floret's deterministic engine.
+//!
+//! One zygote interpreter imports `flwr` and the app's components once
+//! ([`process`]); it forks the ServerApp process and a fixed number of
+//! ClientApp workers. Rust keeps everything that decides a run: node ids
+//! from the seed, message ids and virtual times, which worker runs which
+//! node (partition id mod workers), the order of replies (the order the
+//! messages were sent), each node's Context between calls ([`client`]),
+//! stops, timeouts and crashes (outside inputs, recorded and re-injected by
+//! replay). Python's, numpy's and torch's global generators are seeded before
+//! every call, so a deterministic app replays bit for bit.
+//!
+//! Two shapes of run use it:
+//! - a Python ServerApp with a Python ClientApp ([`server`]): the ServerApp's
+//!   Grid is a shim whose pushes and pulls become frames to Rust, recorded as
+//!   `MessageSent` / `ReplyDelivered` events;
+//! - the built-in ServerApp (`floret:serverapp`) with a Python ClientApp
+//!   ([`client::PyClientApp`]): the Rust strategy loop, Flower's message
+//!   conventions (`arrays`, `config`, `metrics`, `num-examples`), and the
+//!   built-in apps' events.
+//!
+//! The wire between Rust and Python ([`frame`]) carries Flower's own
+//! protobuf bytes; contents pass through without being decoded, except for
+//! the metrics and the round a timeline shows. facts and measurements:
+//! `shared/reference/python-bridge.md`; user documentation: docs/APPS.md.
+//!
+//! This module never touches `state.db` or the network: events and logs go
+//! to the engine's `Sink`.
+
+pub(crate) mod client;
+pub(crate) mod frame;
+pub mod process;
+pub mod python;
+pub mod run;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::domain::event::PythonStarted;
+use crate::records::{ArrayRecord, Scalar, UserConfig};
+
+pub(crate) use process::Zygote;
+
+/// Everything starting the bridge for a run needs.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub interpreter: PathBuf,
+    /// The app's files (the FAB, extracted).
+    pub app_dir: PathBuf,
+    pub server_app: String,
+    pub client_app: String,
+    pub run_id: u64,
+    /// `--run-config` overrides the app declares (runtime keys removed).
+    pub overrides: UserConfig,
+    /// ClientApp worker processes.
+    pub workers: usize,
+    /// CPUs one ClientApp may use (BLAS/OpenMP threads).
+    pub threads_per_client: usize,
+    /// The run config key naming the app's initial-arrays function, for a
+    /// built-in ServerApp.
+    pub initial_arrays: Option<String>,
+}
+
+/// Why the bridge could not start the app.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Python(#[from] python::Error),
+    #[error(transparent)]
+    Process(#[from] process::Error),
+    /// The app's components could not be loaded: `kind` is "clientapp",
+    /// "serverapp", "config" or "initial-arrays"; the traceback goes to the
+    /// run's log.
+    #[error("{message}")]
+    Load {
+        kind: String,
+        error_type: String,
+        message: String,
+        traceback: String,
+    },
+}
+
+/// A started bridge: the zygote with the app loaded.
+pub struct Bridge {
+    pub(crate) zygote: Arc<Zygote>,
+    /// `"message"` (`@app.main`) or `"legacy"` (`server_fn`).
+    pub server_api: String,
+    pub workers: usize,
+    /// The app's initial arrays, when the spec asked for them.
+    pub initial_arrays: Option<ArrayRecord>,
+    /// What the zygote reported about its interpreter.
+    pub versions: Value,
+    spec: Spec,
+}
+
+impl Bridge {
+    /// Starts the interpreter, imports flwr and loads the app's components.
+    pub fn start(spec: &Spec) -> Result<Bridge, Error> {
+        let settings = process::Settings {
+            threads_per_client: spec.threads_per_client,
+            env: Vec::new(),
+            cwd: None,
+        };
+        let zygote = Zygote::spawn(&spec.interpreter, &settings)?;
+        let overrides: Vec<Value> = spec
+            .overrides
+            .iter()
+            .map(|(key, value)| json!([key, scalar_json(value)]))
+            .collect();
+        let loaded = zygote.load(json!({
+            "app_dir": spec.app_dir,
+            "serverapp": is_python(&spec.server_app).then_some(&spec.server_app),
+            "clientapp": spec.client_app,
+            "run_id": spec.run_id,
+            "overrides": overrides,
+            "initial_arrays": spec.initial_arrays,
+        }))?;
+        if loaded.header.get("ok") != Some(&Value::Bool(true)) {
+            let failure = loaded.header.get("failure").cloned().unwrap_or(Value::Null);
+            let text = |key: &str| failure.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+            return Err(Error::Load {
+                kind: text("kind"),
+                error_type: text("type"),
+                message: text("message"),
+                traceback: text("traceback"),
+            });
+        }
+        let initial_arrays = match loaded.fields.first() {
+            Some(bytes) if spec.initial_arrays.is_some() => {
+                use prost::Message as _;
+                let record =
+                    crate::proto::flwr::proto::ArrayRecord::decode(bytes.as_ref()).map_err(|e| Error::Load {
+                        kind: "initial-arrays".into(),
+                        error_type: "DecodeError".into(),
+                        message: e.to_string(),
+                        traceback: String::new(),
+                    })?;
+                Some(
+                    crate::proto::array_record_from_proto(&record).map_err(|message| Error::Load {
+                        kind: "initial-arrays".into(),
+                        error_type: "TypeError".into(),
+                        message: format!("the initial arrays cannot be used by floret's built-in ServerApp: {message}"),
+                        traceback: String::new(),
+                    })?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Bridge {
+            zygote: Arc::new(zygote),
+            server_api: loaded.str("server_api").to_string(),
+            workers: spec.workers.max(1),
+            initial_arrays,
+            versions: loaded.header.get("versions").cloned().unwrap_or(Value::Null),
+            spec: spec.clone(),
+        })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The `PythonStarted` event of the run (`server_api` "builtin" for the
+    /// built-in ServerApp).
+    pub fn started_event(&self, builtin_server: bool) -> PythonStarted {
+        let version = |name: &str| self.versions.get(name).and_then(Value::as_str).map(str::to_string);
+        let libraries = ["numpy", "torch", "tensorflow", "scikit-learn"]
+            .iter()
+            .filter_map(|name| version(name).map(|v| format!("{name}={v}")))
+            .collect();
+        PythonStarted {
+            interpreter: self.spec.interpreter.display().to_string(),
+            python: version("python").unwrap_or_default(),
+            flwr: version("flwr").unwrap_or_default(),
+            libraries,
+            workers: self.workers as u64,
+            server_api: if builtin_server {
+                "builtin".to_string()
+            } else {
+                self.server_api.clone()
+            },
+        }
+    }
+}
+
+/// A configuration value as JSON for the Python side (ints stay ints).
+fn scalar_json(value: &Scalar) -> Value {
+    match value {
+        Scalar::Bool(b) => json!(b),
+        Scalar::Int(i) => json!(i),
+        Scalar::Float(f) => json!(f),
+        Scalar::Str(s) => json!(s),
+    }
+}
+
+/// Whether a component names Python code (anything but `floret:<name>`).
+pub fn is_python(component: &str) -> bool {
+    crate::builtin::builtin_name(component).is_none()
+}
+
+/// Where a FAB's files are extracted for the bridge: Flower's layout,
+/// `$FLWR_HOME/apps/<publisher>.<name>.<version>.<hash8>/`.
+pub fn app_dir(flwr_home: &Path, fab_id: &str, fab_version: &str, fab_hash: &str) -> PathBuf {
+    let name = fab_id.replace('/', ".");
+    let hash8: String = fab_hash.chars().take(8).collect();
+    flwr_home.join("apps").join(format!("{name}.{fab_version}.{hash8}"))
+}

@@ -1,0 +1,417 @@
+//! The Python processes of a run: one zygote interpreter that imports `flwr`
+//! and loads the app's components once, and the ServerApp process and
+//! ClientApp workers it forks on request.
+//!
+//! The zygote is spawned with `PR_SET_PDEATHSIG` (it dies with the thread
+//! that spawned it: keep that thread alive for the run) in a process group of
+//! its own; its forks set the same signal against the zygote. Dropping a
+//! [`Zygote`] kills the whole group, so no Python process outlives its run.
+//! Each fork gets its own socket, passed through the zygote's socket with
+//! SCM_RIGHTS; the zygote reports every exit of a fork (EXITED).
+//!
+//! This module owns process life cycles and the zygote's socket; it never
+//! decides what a process computes.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::frame::{self, kind, Frame, Reader};
+
+/// The bridge script, embedded in the binary and handed to the interpreter
+/// on its standard input.
+const SCRIPT: &str = include_str!("floret_bridge.py");
+/// What the interpreter runs: read the script from stdin and execute it as
+/// `__main__` (its tracebacks name `floret_bridge.py`).
+const BOOTSTRAP: &str = "import sys;exec(compile(sys.stdin.read(),'floret_bridge.py','exec'))";
+
+/// How long the zygote may take to import flwr and the app, and a fork to
+/// answer (generous: a loaded CI machine imports flwr in seconds).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+const FORK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes of the interpreter's own stderr kept for error messages.
+const STDERR_TAIL: usize = 8 * 1024;
+
+/// Why a Python process could not be started or answered badly.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start the Python interpreter {path}: {source}")]
+    Spawn { path: String, source: std::io::Error },
+    #[error("the Python interpreter {path} cannot run floret's bridge: {reason}")]
+    Bridge { path: String, reason: String },
+    #[error("the Python bridge process exited{detail}")]
+    Exited { detail: String },
+    #[error("the Python bridge did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Frame(#[from] frame::Error),
+}
+
+/// What the zygote said about itself.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Hello {
+    pub pid: i32,
+    pub versions: Value,
+}
+
+/// How to start the interpreter.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Settings {
+    /// Threads a ClientApp may use (BLAS/OpenMP), unless the user set them.
+    pub threads_per_client: usize,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+}
+
+/// Output that did not come through a call's LOG frames: prints while the
+/// app was imported, and anything written straight to file descriptors 1
+/// and 2 (C extensions, subprocesses), in arrival order.
+#[derive(Default)]
+struct Shared {
+    output: Mutex<String>,
+    stderr_tail: Mutex<String>,
+    exited: Mutex<BTreeMap<i32, String>>,
+    dead: AtomicBool,
+}
+
+/// The zygote interpreter.
+pub(crate) struct Zygote {
+    path: PathBuf,
+    process: Child,
+    control: UnixStream,
+    replies: Mutex<mpsc::Receiver<Frame>>,
+    shared: Arc<Shared>,
+    forked: Mutex<Vec<i32>>,
+    next_id: Mutex<u64>,
+    pub hello: Hello,
+}
+
+/// A forked process: its pid and its socket.
+pub(crate) struct Forked {
+    pub pid: i32,
+    pub reader: Reader,
+    pub writer: UnixStream,
+}
+
+impl Forked {
+    pub fn send(&self, frame: &Frame) -> Result<(), frame::Error> {
+        frame::write(&self.writer, frame)
+    }
+
+    pub fn kill(&self) {
+        kill(self.pid);
+    }
+}
+
+/// SIGKILL, ignoring a process that is already gone.
+pub(crate) fn kill(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    if pid > 0 {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+fn kill_group(pgid: i32) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    if pgid > 0 {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
+impl Zygote {
+    /// Starts the interpreter and waits for its HELLO (flwr imported).
+    pub fn spawn(path: &Path, settings: &Settings) -> Result<Zygote, Error> {
+        let (ours, theirs) = UnixStream::pair().map_err(|source| Error::Spawn {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut command = Command::new(path);
+        command
+            .args(["-u", "-c", BOOTSTRAP])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("FLORET_BRIDGE_FD", theirs.as_raw_fd().to_string())
+            .env("PYTHONHASHSEED", "0")
+            .env("FLWR_TELEMETRY_ENABLED", "0");
+        let threads = settings.threads_per_client.max(1).to_string();
+        for var in ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"] {
+            if std::env::var_os(var).is_none() {
+                command.env(var, &threads);
+            }
+        }
+        for (key, value) in &settings.env {
+            command.env(key, value);
+        }
+        if let Some(cwd) = &settings.cwd {
+            command.current_dir(cwd);
+        }
+        let fd = theirs.as_raw_fd();
+        // SAFETY: between fork and exec only async-signal-safe calls: fcntl,
+        // prctl and setpgid.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::setpgid(0, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut process = command.spawn().map_err(|source| Error::Spawn {
+            path: path.display().to_string(),
+            source,
+        })?;
+        drop(theirs);
+        let shared = Arc::new(Shared::default());
+        if let Some(mut stdin) = process.stdin.take() {
+            // The script is ~30 KB: the pipe takes it, then EOF.
+            let _ = stdin.write_all(SCRIPT.as_bytes());
+        }
+        if let Some(stdout) = process.stdout.take() {
+            spawn_pipe_reader(stdout, Arc::clone(&shared), false);
+        }
+        if let Some(stderr) = process.stderr.take() {
+            spawn_pipe_reader(stderr, Arc::clone(&shared), true);
+        }
+        let mut reader = Reader::new(ours.try_clone().map_err(frame::Error::Io)?);
+        let hello = match reader.read(Some(START_TIMEOUT)) {
+            Ok(Some(frame)) if frame.kind == kind::HELLO => frame,
+            Ok(Some(frame)) => {
+                return Err(Error::Bridge {
+                    path: path.display().to_string(),
+                    reason: format!("unexpected first frame of kind {}", frame.kind),
+                })
+            }
+            Ok(None) => {
+                kill_group(process.id() as i32);
+                return Err(Error::Timeout(START_TIMEOUT));
+            }
+            Err(_) => {
+                let status = process.wait().ok();
+                let detail = exit_detail(status, &shared);
+                return Err(Error::Bridge {
+                    path: path.display().to_string(),
+                    reason: format!("it exited before it was ready{detail}"),
+                });
+            }
+        };
+        if let Some(error) = hello.header.get("error").and_then(Value::as_str) {
+            let _ = process.wait();
+            return Err(Error::Bridge {
+                path: path.display().to_string(),
+                reason: format!("importing flwr failed: {error}"),
+            });
+        }
+        let hello = Hello {
+            pid: hello.header.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32,
+            versions: hello.header,
+        };
+        let (replies_tx, replies_rx) = mpsc::channel();
+        spawn_control_reader(reader, replies_tx, Arc::clone(&shared));
+        Ok(Zygote {
+            path: path.to_path_buf(),
+            process,
+            control: ours,
+            replies: Mutex::new(replies_rx),
+            shared,
+            forked: Mutex::new(Vec::new()),
+            next_id: Mutex::new(1),
+            hello,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn next_id(&self) -> u64 {
+        let mut next = self.next_id.lock().expect("id lock");
+        *next += 1;
+        *next
+    }
+
+    /// Waits for the reply to request `id`.
+    fn reply(&self, id: u64, timeout: Duration) -> Result<Frame, Error> {
+        let replies = self.replies.lock().expect("replies lock");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match replies.recv_timeout(left) {
+                Ok(frame) if frame.id == id => return Ok(frame),
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => return Err(Error::Timeout(timeout)),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Exited {
+                        detail: exit_detail(None, &self.shared),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Loads the app (LOAD → LOADED); the answer's header as the script
+    /// wrote it.
+    pub fn load(&self, spec: Value) -> Result<Frame, Error> {
+        let id = self.next_id();
+        frame::write(&self.control, &Frame::new(kind::LOAD, id, spec))?;
+        self.reply(id, START_TIMEOUT)
+    }
+
+    /// Forks a ServerApp process (`role` "server") or a ClientApp worker
+    /// ("client").
+    pub fn fork(&self, role: &str, index: usize) -> Result<Forked, Error> {
+        let (ours, theirs) = UnixStream::pair().map_err(frame::Error::Io)?;
+        let id = self.next_id();
+        let request = Frame::new(kind::SPAWN, id, json!({"role": role, "index": index}));
+        frame::write_with_fd(&self.control, &request, theirs.as_fd())?;
+        let answer = self.reply(id, FORK_TIMEOUT)?;
+        drop(theirs);
+        let pid = answer.header.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
+        self.forked.lock().expect("forked lock").push(pid);
+        Ok(Forked {
+            pid,
+            reader: Reader::new(ours.try_clone().map_err(frame::Error::Io)?),
+            writer: ours,
+        })
+    }
+
+    /// How a forked process ended, once the zygote reported it.
+    pub fn exit_of(&self, pid: i32) -> Option<String> {
+        self.shared.exited.lock().expect("exited lock").get(&pid).cloned()
+    }
+
+    /// Waits (bounded) for the zygote's report of `pid`'s end.
+    pub fn wait_exit(&self, pid: i32, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_of(pid) {
+                return Some(status);
+            }
+            if Instant::now() >= deadline || self.shared.dead.load(Ordering::Relaxed) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Output that arrived outside calls (imports, fd-level writes).
+    pub fn take_output(&self) -> String {
+        std::mem::take(&mut *self.shared.output.lock().expect("output lock"))
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !self.shared.dead.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        let _ = frame::write(&self.control, &Frame::new(kind::SHUTDOWN, 0, json!({})));
+        for pid in self.forked.lock().expect("forked lock").iter() {
+            kill(*pid);
+        }
+        kill_group(self.process.id() as i32);
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// "(exit code 3: <last stderr line>)", or "" when nothing is known.
+fn exit_detail(status: Option<std::process::ExitStatus>, shared: &Shared) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let mut parts = Vec::new();
+    if let Some(status) = status {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => parts.push(format!("exit code {code}")),
+            (None, Some(signal)) => parts.push(format!("killed by signal {signal}")),
+            _ => {}
+        }
+    }
+    let tail = shared.stderr_tail.lock().expect("stderr lock");
+    let last: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    if !last.is_empty() {
+        let from = last.len().saturating_sub(3);
+        parts.push(last[from..].join(" | "));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(": "))
+    }
+}
+
+fn spawn_pipe_reader(mut pipe: impl Read + Send + 'static, shared: Arc<Shared>, is_stderr: bool) {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&chunk[..n]);
+                    shared.output.lock().expect("output lock").push_str(&text);
+                    if is_stderr {
+                        let mut tail = shared.stderr_tail.lock().expect("stderr lock");
+                        tail.push_str(&text);
+                        if tail.len() > STDERR_TAIL {
+                            let cut = tail.len() - STDERR_TAIL;
+                            let cut = (cut..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(0);
+                            tail.drain(..cut);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Reads the zygote's socket: replies to the requester, exits into the
+/// shared table, output into the shared buffer.
+fn spawn_control_reader(mut reader: Reader, replies: mpsc::Sender<Frame>, shared: Arc<Shared>) {
+    std::thread::spawn(move || loop {
+        match reader.read(None) {
+            Ok(Some(frame)) => match frame.kind {
+                kind::EXITED => {
+                    let pid = frame.header.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
+                    let status = match (frame.header.get("code"), frame.header.get("signal")) {
+                        (Some(code), _) => format!("exit code {code}"),
+                        (None, Some(signal)) => format!("killed by signal {signal}"),
+                        _ => "ended".to_string(),
+                    };
+                    shared.exited.lock().expect("exited lock").insert(pid, status);
+                }
+                kind::LOG => {
+                    let text = String::from_utf8_lossy(&frame.field(0)).into_owned();
+                    shared.output.lock().expect("output lock").push_str(&text);
+                }
+                _ => {
+                    if replies.send(frame).is_err() {
+                        return;
+                    }
+                }
+            },
+            Ok(None) => {}
+            Err(_) => {
+                shared.dead.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    });
+}
