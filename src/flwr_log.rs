@@ -127,6 +127,35 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// `lines` (log text) in consecutive groups of at most `max_bytes`, for
+/// pushes of bounded size: a longer line is cut at char boundaries.
+pub(crate) fn batches(lines: Vec<String>, max_bytes: usize) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut size = max_bytes;
+    for line in lines {
+        let mut rest = line.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(max_bytes);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if cut == 0 {
+                // A char wider than `max_bytes` goes whole.
+                cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+            }
+            let (piece, tail) = rest.split_at(cut);
+            if size + piece.len() > max_bytes {
+                groups.push(Vec::new());
+                size = 0;
+            }
+            size += piece.len();
+            groups.last_mut().expect("a group").push(piece.to_string());
+            rest = tail;
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +169,19 @@ mod tests {
         let colored = format_line(Level::Info, "Starting", true);
         assert_eq!(colored, "\x1b[92mINFO \x1b[0m:      Starting\n");
         assert_eq!(strip_ansi(&colored), "INFO :      Starting\n");
+    }
+
+    #[test]
+    fn batches_are_bounded_and_keep_the_text() {
+        let lines: Vec<String> = vec!["aaa".into(), "bb".into(), "ééééé".into(), "c".into()];
+        let groups = batches(lines.clone(), 4);
+        for group in &groups {
+            assert!(group.iter().map(String::len).sum::<usize>() <= 4, "{groups:?}");
+        }
+        let joined: String = groups.concat().concat();
+        assert_eq!(joined, lines.concat());
+        assert_eq!(groups[0], ["aaa"]);
+        assert!(batches(Vec::new(), 4).is_empty());
+        assert_eq!(batches(vec!["é".into()], 1), [["é"]]);
     }
 }

@@ -16,7 +16,8 @@
 //! - [`replay`]: re-execution of a recorded run and the comparison.
 //! - [`cli`]: the `flwr` command line.
 //! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`], [`federation`],
-//!   [`proto`]: values, formatting and formats shared by the above.
+//!   [`proto`]: values, formatting and formats shared by the above;
+//!   [`owner_only`]: files and directories private to their owner.
 //!
 //! See docs/ARCHITECTURE.md for the map and its invariants.
 
@@ -31,6 +32,7 @@ pub mod federation;
 pub mod flwr_log;
 pub mod logfile;
 pub mod mods;
+pub mod owner_only;
 pub mod proto;
 pub mod pyfmt;
 pub mod records;

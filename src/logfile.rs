@@ -1,8 +1,9 @@
 //! The SuperLink's log file, rotated like Flower's `TimedRotatingFileHandler`:
 //! after the interval the file is renamed with a timestamp suffix and a new
-//! one begins; only the newest `backups` renamed files are kept.
+//! one begins; only the newest `backups` renamed files are kept. Every file
+//! is private to its owner (mode 0600), whatever the umask.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,13 +18,15 @@ pub struct RotatingFile {
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    crate::owner_only::open_append(path)
 }
 
 impl RotatingFile {
     pub fn open(path: &Path, interval: Duration, backups: usize) -> std::io::Result<RotatingFile> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                crate::owner_only::create_dir_all(parent)?;
+            }
         }
         let file = open(path)?;
         let started = file
@@ -112,5 +115,8 @@ mod tests {
         let rotated = std::fs::read_dir(directory.path()).unwrap().count() - 1;
         assert_eq!(rotated, 2, "only the newest backups remain");
         assert!(std::fs::read_to_string(&path).unwrap().ends_with("line\n"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the new file after a rotation is private");
     }
 }

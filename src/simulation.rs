@@ -3,7 +3,8 @@
 //! It follows Flower 1.27's sequence over the SimulationIo API: find the run
 //! among the apps to launch, claim it (`RequestToken`), pull its inputs and
 //! FAB, read the federation options, heartbeat, push logs, and at the end
-//! push outputs and the final status. In between it runs the deterministic
+//! push outputs and the final status (logs and status with the run's token
+//! in gRPC metadata, which Flower's messages have no field for). In between it runs the deterministic
 //! engine (`sim::simulate`) and streams every simulation event to the
 //! SuperLink through `floret.v1.SimulationEvents/PushEvents`; the answer to
 //! each push says whether a stop was requested, so a stop is noticed at the
@@ -29,6 +30,7 @@ use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Error};
 use crate::sim::{self, Inputs, Sink};
 use crate::store::codec;
+use crate::superlink::access;
 use crate::superlink::simulationio::FLORET_STATE_KEY;
 
 /// How often the process proves it is alive (Flower: every ~20 s).
@@ -37,6 +39,10 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 const LOG_UPLOAD_INTERVAL: Duration = Duration::from_millis(100);
 /// Events buffered before a push even between steps.
 const EVENTS_PER_PUSH: usize = 4096;
+/// Event bytes buffered before a push (the SuperLink takes at most 32 MiB).
+const EVENT_BYTES_PER_PUSH: usize = 8 * 1024 * 1024;
+/// Log text per PushLogs request, at most (the SuperLink takes 16 MiB).
+const LOG_BYTES_PER_PUSH: usize = 1024 * 1024;
 
 /// Command-line arguments, in Flower's spelling where Flower has one.
 #[derive(Clone, Debug)]
@@ -132,6 +138,7 @@ struct LiveSink {
     token: String,
     run_id: u64,
     pending: Vec<ext::SimEvent>,
+    pending_bytes: usize,
     stop: Arc<AtomicBool>,
     logs: std::sync::mpsc::Sender<String>,
     color: bool,
@@ -145,6 +152,7 @@ struct LiveSink {
 
 impl LiveSink {
     fn flush(&mut self) {
+        self.pending_bytes = 0;
         if self.pending.is_empty() || self.broken.is_some() || self.events_unsupported {
             self.pending.clear();
             return;
@@ -178,12 +186,13 @@ impl LiveSink {
 impl Sink for LiveSink {
     fn event(&mut self, event: Event) {
         let (kind, version, payload) = codec::encode(&event);
+        self.pending_bytes += payload.len();
         self.pending.push(ext::SimEvent {
             kind: kind.to_string(),
             version,
             payload,
         });
-        if self.pending.len() >= EVENTS_PER_PUSH {
+        if self.pending.len() >= EVENTS_PER_PUSH || self.pending_bytes >= EVENT_BYTES_PER_PUSH {
             self.flush();
         }
     }
@@ -267,7 +276,8 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     let uploader = std::thread::spawn({
         let client = simio.clone();
         let runtime = tokio::runtime::Handle::current();
-        move || upload_logs(client, runtime, run_id, log_receiver)
+        let token = token.clone();
+        move || upload_logs(client, runtime, run_id, &token, log_receiver)
     });
     let color = std::env::var_os("NO_COLOR").is_none();
     let _ = log_sender.send(format_line(Level::Info, "Starting Flower Simulation", color));
@@ -293,6 +303,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         token: token.clone(),
         run_id,
         pending: Vec::new(),
+        pending_bytes: 0,
         stop: Arc::clone(&stop),
         logs: log_sender.clone(),
         color,
@@ -328,7 +339,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     }
     if simio
         .push_app_outputs(pb::PushAppOutputsRequest {
-            token,
+            token: token.clone(),
             run_id,
             context: final_context
                 .and_then(|bytes| <pb::Context as prost::Message>::decode(bytes).ok())
@@ -347,13 +358,11 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         sub_status: sub_status.as_str().into(),
         details,
     };
-    if let Err(status) = simio
-        .update_run_status(pb::UpdateRunStatusRequest {
-            run_id,
-            run_status: Some(status),
-        })
-        .await
-    {
+    let update = pb::UpdateRunStatusRequest {
+        run_id,
+        run_status: Some(status),
+    };
+    if let Err(status) = simio.update_run_status(access::with_app_token(update, &token)).await {
         tracing::warn!(
             run_id,
             "the SuperLink did not take the final status: {}",
@@ -548,11 +557,13 @@ async fn watch_parent(pid: u32) {
 }
 
 /// Pushes buffered log text every `LOG_UPLOAD_INTERVAL` until the sender is
-/// dropped, then pushes the rest.
+/// dropped, then pushes the rest: at most `LOG_BYTES_PER_PUSH` per request,
+/// with the run's token.
 fn upload_logs(
     client: pb::simulation_io_client::SimulationIoClient<Channel>,
     runtime: tokio::runtime::Handle,
     run_id: u64,
+    token: &str,
     receiver: std::sync::mpsc::Receiver<String>,
 ) {
     let mut open = true;
@@ -572,17 +583,16 @@ fn upload_logs(
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        if batch.is_empty() {
-            continue;
-        }
-        let mut client = client.clone();
-        let request = pb::PushLogsRequest {
-            node: Some(pb::Node { node_id: 0 }),
-            run_id,
-            logs: batch,
-        };
-        if let Err(status) = runtime.block_on(client.push_logs(request)) {
-            tracing::warn!("cannot push logs: {}", status.message());
+        for logs in crate::flwr_log::batches(batch, LOG_BYTES_PER_PUSH) {
+            let mut client = client.clone();
+            let request = pb::PushLogsRequest {
+                node: Some(pb::Node { node_id: 0 }),
+                run_id,
+                logs,
+            };
+            if let Err(status) = runtime.block_on(client.push_logs(access::with_app_token(request, token))) {
+                tracing::warn!("cannot push logs: {}", status.message());
+            }
         }
     }
 }

@@ -116,7 +116,7 @@ fn lock_database(database: &std::path::Path) -> std::fs::File {
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let file = std::fs::OpenOptions::new()
+    let file = floret::owner_only::options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -139,6 +139,9 @@ fn lock_database(database: &std::path::Path) -> std::fs::File {
 }
 
 fn main() {
+    // Everything the SuperLink (and SQLite) creates is its owner's alone;
+    // app processes get the inherited umask back.
+    floret::owner_only::restrict_umask();
     let args = Args::parse();
     init_logging(&args);
     if !args.insecure {

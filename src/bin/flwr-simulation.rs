@@ -21,8 +21,10 @@ struct Args {
     /// The run to execute; default: the first run waiting to be launched.
     #[arg(long)]
     run_id: Option<u64>,
-    /// A token already obtained with RequestToken (with --run-id).
-    #[arg(long)]
+    /// A token already obtained with RequestToken (with --run-id). The
+    /// SuperLink hands it over in FLORET_APP_TOKEN, which other users cannot
+    /// read (a command line they can).
+    #[arg(long, env = "FLORET_APP_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Exit when this process (the SuperLink) is gone.
     #[arg(long)]
@@ -36,6 +38,8 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // The token is this process's alone: children (apps) do not inherit it.
+    std::env::remove_var("FLORET_APP_TOKEN");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLWR_LOG_LEVEL")

@@ -1,12 +1,15 @@
-//! ClientApp calls on Python workers: a fixed set of forked worker processes
-//! ("lanes"), each node bound to one lane (partition id mod the number of
-//! lanes), and each node's Context state and node_config kept here, between
-//! its calls, as Flower's simulation keeps them.
+//! ClientApp calls on Python workers: a fixed pool of forked worker
+//! processes, each call on whichever worker is idle (the lowest-numbered
+//! one), and each node's Context state and node_config kept here, between
+//! its calls, as Flower's simulation keeps them. Which worker runs a call
+//! changes nothing for an app whose calls depend only on their inputs: the
+//! node's context travels with the call and Python's global generators are
+//! seeded before it.
 //!
 //! A node's state is replaced only when its call succeeds (Flower drops the
-//! state of a call that raised). A worker that dies or outlives its
-//! deadline is killed and replaced by a new fork before the lane's next call;
-//! the call's outcome says what happened, and the caller records it.
+//! state of a call that raised). A worker that dies or outlives its deadline
+//! is killed and replaced by a new fork before its next call; the call's
+//! outcome says what happened, and the caller records it.
 //!
 //! [`PyClientApp`] adapts the workers to the engine's [`ClientApp`] trait, so
 //! that the built-in ServerApp's strategy loop drives Python ClientApps
@@ -16,7 +19,7 @@
 //! do.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -82,25 +85,25 @@ struct NodeState {
     node_config: Value,
 }
 
-struct Lane {
-    index: usize,
-    worker: Option<Forked>,
-}
-
 /// The ClientApp workers of a run.
 pub(crate) struct Workers {
     zygote: Arc<Zygote>,
-    lanes: Vec<Mutex<Lane>>,
+    /// Worker processes, forked lazily and again after a loss.
+    slots: Vec<Mutex<Option<Forked>>>,
+    /// Slots no call holds, and the condition callers wait on for one.
+    idle: Mutex<Vec<usize>>,
+    freed: Condvar,
     nodes: Vec<Mutex<NodeState>>,
     stop: Option<Arc<AtomicBool>>,
     next_call: AtomicU64,
-    /// Workers forked to replace dead ones.
+    /// Workers lost (crashed, timed out, stopped) and replaced.
     replaced: AtomicU64,
 }
 
 impl Workers {
-    /// `lanes` worker processes (forked lazily) for `num_nodes` nodes.
-    pub fn new(zygote: Arc<Zygote>, lanes: usize, num_nodes: usize, stop: Option<Arc<AtomicBool>>) -> Workers {
+    /// `count` worker processes (forked lazily) for `num_nodes` nodes.
+    pub fn new(zygote: Arc<Zygote>, count: usize, num_nodes: usize, stop: Option<Arc<AtomicBool>>) -> Workers {
+        let count = count.max(1);
         let nodes = (0..num_nodes)
             .map(|partition| {
                 Mutex::new(NodeState {
@@ -111,9 +114,9 @@ impl Workers {
             .collect();
         Workers {
             zygote,
-            lanes: (0..lanes.max(1))
-                .map(|index| Mutex::new(Lane { index, worker: None }))
-                .collect(),
+            slots: (0..count).map(|_| Mutex::new(None)).collect(),
+            idle: Mutex::new((0..count).rev().collect()),
+            freed: Condvar::new(),
             nodes,
             stop,
             next_call: AtomicU64::new(1),
@@ -121,20 +124,16 @@ impl Workers {
         }
     }
 
-    pub fn lanes(&self) -> usize {
-        self.lanes.len()
+    pub fn count(&self) -> usize {
+        self.slots.len()
     }
 
-    pub fn lane_of(&self, partition: usize) -> usize {
-        partition % self.lanes.len()
-    }
-
-    /// Forks every lane's worker now (instead of at its first call).
+    /// Forks every worker now (instead of at its first call).
     pub fn start_all(&self) -> Result<(), super::process::Error> {
-        for lane in &self.lanes {
-            let mut lane = lane.lock().expect("lane lock");
-            if lane.worker.is_none() {
-                lane.worker = Some(self.zygote.fork("client", lane.index)?);
+        for (index, slot) in self.slots.iter().enumerate() {
+            let mut slot = slot.lock().expect("slot lock");
+            if slot.is_none() {
+                *slot = Some(self.zygote.fork("client", index)?);
             }
         }
         Ok(())
@@ -147,12 +146,15 @@ impl Workers {
     /// Kills every worker (a stop): calls in flight end `Stopped` or
     /// `Crashed`.
     pub fn kill_all(&self) {
-        for lane in &self.lanes {
-            if let Ok(lane) = lane.try_lock() {
-                if let Some(worker) = &lane.worker {
+        for slot in &self.slots {
+            if let Ok(slot) = slot.try_lock() {
+                if let Some(worker) = slot.as_ref() {
                     worker.kill();
                 }
             }
+        }
+        for pid in self.zygote.forked_pids() {
+            super::process::kill(pid);
         }
     }
 
@@ -160,36 +162,57 @@ impl Workers {
         self.stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed))
     }
 
-    /// Kills the worker of `partition`'s lane; the lane's next call forks a
-    /// new one.
-    pub fn replace(&self, partition: usize) {
-        let mut lane = self.lanes[self.lane_of(partition)].lock().expect("lane lock");
-        if let Some(worker) = lane.worker.take() {
-            worker.kill();
-            self.replaced.fetch_add(1, Ordering::Relaxed);
+    /// Takes the lowest idle worker slot, waiting until one is free or the
+    /// deadline passes.
+    fn acquire(&self, deadline: Option<Instant>) -> Option<usize> {
+        let mut idle = self.idle.lock().expect("idle lock");
+        loop {
+            if let Some(position) = (0..idle.len()).min_by_key(|&i| idle[i]) {
+                return Some(idle.swap_remove(position));
+            }
+            let wait = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    left.min(POLL)
+                }
+                None => POLL,
+            };
+            idle = self.freed.wait_timeout(idle, wait).expect("idle lock").0;
         }
     }
 
-    /// Runs one call on its node's lane, blocking until it ends.
+    fn release(&self, index: usize) {
+        self.idle.lock().expect("idle lock").push(index);
+        self.freed.notify_one();
+    }
+
+    /// Runs one call on an idle worker, blocking until it ends.
     pub fn call(&self, call: &Call) -> CallResult {
         let started = Instant::now();
-        let mut lane = self.lanes[self.lane_of(call.partition)].lock().expect("lane lock");
         let mut output = String::new();
-        if call.deadline.is_some_and(|deadline| started >= deadline) {
-            // Its operation timed out before the lane got to it.
+        let Some(index) = self.acquire(call.deadline) else {
+            // Its operation timed out before a worker got to it.
             return CallResult {
                 outcome: Outcome::TimedOut,
                 output,
                 elapsed: Duration::ZERO,
             };
-        }
-        let outcome = self.call_on(&mut lane, call, &mut output);
-        if !matches!(outcome, Outcome::Replied { .. }) {
-            if let Some(worker) = lane.worker.take() {
-                worker.kill();
-                self.replaced.fetch_add(1, Ordering::Relaxed);
+        };
+        let outcome = {
+            let mut slot = self.slots[index].lock().expect("slot lock");
+            let outcome = self.call_on(&mut slot, index, call, &mut output);
+            if !matches!(outcome, Outcome::Replied { .. }) {
+                if let Some(worker) = slot.take() {
+                    worker.kill();
+                    self.replaced.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        }
+            outcome
+        };
+        self.release(index);
         CallResult {
             outcome,
             output,
@@ -197,10 +220,10 @@ impl Workers {
         }
     }
 
-    fn call_on(&self, lane: &mut Lane, call: &Call, output: &mut String) -> Outcome {
-        if lane.worker.is_none() {
-            match self.zygote.fork("client", lane.index) {
-                Ok(worker) => lane.worker = Some(worker),
+    fn call_on(&self, slot: &mut Option<Forked>, index: usize, call: &Call, output: &mut String) -> Outcome {
+        if slot.is_none() {
+            match self.zygote.fork("client", index) {
+                Ok(worker) => *slot = Some(worker),
                 Err(error) => {
                     return Outcome::Crashed {
                         status: format!("no worker process could be started: {error}"),
@@ -208,7 +231,7 @@ impl Workers {
                 }
             }
         }
-        let worker = lane.worker.as_mut().expect("a worker was just forked");
+        let worker = slot.as_mut().expect("a worker was just forked");
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (state, node_config) = {
             let node = self.nodes[call.partition].lock().expect("node lock");

@@ -293,6 +293,18 @@ impl Zygote {
         })
     }
 
+    /// Forked processes the zygote has not reported ended.
+    pub fn forked_pids(&self) -> Vec<i32> {
+        let exited = self.shared.exited.lock().expect("exited lock");
+        self.forked
+            .lock()
+            .expect("forked lock")
+            .iter()
+            .copied()
+            .filter(|pid| !exited.contains_key(pid))
+            .collect()
+    }
+
     /// How a forked process ended, once the zygote reported it.
     pub fn exit_of(&self, pid: i32) -> Option<String> {
         self.shared.exited.lock().expect("exited lock").get(&pid).cloned()

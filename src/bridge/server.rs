@@ -150,9 +150,8 @@ struct Waiting {
     ids: Option<Vec<String>>,
 }
 
-/// A lane's work: a slot and its call, or (in a replay) a partition whose
-/// worker the recorded run lost at this position.
-type LaneWork = (usize, Option<Call>);
+/// A call to make, with its slot.
+type Work = (usize, Call);
 
 struct Driver<'a> {
     inputs: &'a Inputs,
@@ -163,7 +162,9 @@ struct Driver<'a> {
     workers: Arc<Workers>,
     server: UnixStream,
     server_pid: i32,
-    lanes: Vec<mpsc::Sender<LaneWork>>,
+    /// Calls to make, in the order sent; one dispatcher thread per worker
+    /// takes the next.
+    queue: Option<mpsc::Sender<Work>>,
     inbox: mpsc::Receiver<Input>,
     partition_of: BTreeMap<u64, usize>,
     slots: Vec<Slot>,
@@ -197,9 +198,7 @@ impl<'a> Driver<'a> {
             .fork("server", 0)
             .map_err(|e| format!("cannot start the ServerApp process: {e}"))?;
         let (inbox_tx, inbox) = mpsc::channel();
-        let lanes = (0..workers.lanes())
-            .map(|_| spawn_lane(Arc::clone(&workers), inbox_tx.clone()))
-            .collect();
+        let queue = spawn_dispatchers(&workers, &inbox_tx);
         let server_pid = server.pid;
         let writer = server.writer.try_clone().map_err(|e| e.to_string())?;
         spawn_server_reader(server.reader, inbox_tx);
@@ -214,7 +213,7 @@ impl<'a> Driver<'a> {
             workers,
             server: writer,
             server_pid,
-            lanes,
+            queue: Some(queue),
             inbox,
             partition_of: registered.iter().enumerate().map(|(p, &id)| (id, p)).collect(),
             slots: Vec::new(),
@@ -483,8 +482,8 @@ impl<'a> Driver<'a> {
         (ids, calls)
     }
 
-    /// Hands a step's calls to their lanes (or, in a replay, settles those
-    /// the record says came from outside).
+    /// Queues a step's calls (or, in a replay, settles those the record
+    /// says came from outside).
     fn dispatch(&mut self, calls: &[usize], timeout: Option<&Value>) {
         let deadline = timeout
             .and_then(Value::as_f64)
@@ -493,11 +492,9 @@ impl<'a> Driver<'a> {
         for &index in calls {
             let slot = &mut self.slots[index];
             let partition = self.partition_of[&slot.node_id];
-            let lane = self.workers.lane_of(partition);
             let content = slot.content.take().unwrap_or_default();
             if let Some(recorded) = self.sink.recorded_outside_input(slot.step, slot.node_id) {
                 slot.settled = Some(Settled::Injected(recorded));
-                let _ = self.lanes[lane].send((partition, None));
                 continue;
             }
             let k = self.sent.entry(slot.node_id).or_insert(0);
@@ -524,7 +521,9 @@ impl<'a> Driver<'a> {
                 reply_id: format!("{}.reply", slot.message_id),
                 deadline,
             };
-            let _ = self.lanes[lane].send((index, Some(call)));
+            if let Some(queue) = &self.queue {
+                let _ = queue.send((index, call));
+            }
         }
     }
 
@@ -639,7 +638,7 @@ impl<'a> Driver<'a> {
 
     fn shut_down(&mut self) {
         super::process::kill(self.server_pid);
-        self.lanes.clear();
+        self.queue = None;
         self.workers.kill_all();
     }
 }
@@ -714,22 +713,24 @@ fn run_proto(inputs: &Inputs, run: &RunInfo) -> pb::Run {
     }
 }
 
-fn spawn_lane(workers: Arc<Workers>, inbox: mpsc::Sender<Input>) -> mpsc::Sender<LaneWork> {
-    let (tx, rx) = mpsc::channel::<LaneWork>();
-    std::thread::spawn(move || {
-        for (index, call) in rx {
-            let Some(call) = call else {
-                // A replay re-injects a worker the record lost here: the
-                // lane's next call gets a fresh worker, as it did.
-                workers.replace(index);
-                continue;
+/// One thread per worker, each making the next queued call on an idle
+/// worker.
+fn spawn_dispatchers(workers: &Arc<Workers>, inbox: &mpsc::Sender<Input>) -> mpsc::Sender<Work> {
+    let (tx, rx) = mpsc::channel::<Work>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for _ in 0..workers.count() {
+        let (workers, inbox, rx) = (Arc::clone(workers), inbox.clone(), Arc::clone(&rx));
+        std::thread::spawn(move || loop {
+            let next = rx.lock().expect("queue lock").recv();
+            let Ok((index, call)) = next else {
+                return;
             };
             let settled = Settled::Ran(workers.call(&call));
             if inbox.send(Input::Settled(index, settled)).is_err() {
                 return;
             }
-        }
-    });
+        });
+    }
     tx
 }
 

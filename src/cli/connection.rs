@@ -17,6 +17,7 @@ use crate::cli::flower_config::{self, Profile};
 use crate::cli::{local, CliError, Output};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
+use crate::superlink::access;
 
 /// Largest message the CLI accepts (run lists of many thousands of runs).
 const MESSAGE_SIZE_MAX: usize = 256 * 1024 * 1024;
@@ -31,6 +32,34 @@ pub struct Connection {
     /// The profile, with its federation and options.
     pub profile: Profile,
     pub address: String,
+    /// The Local API secret of the managed local SuperLink (`None` for a
+    /// profile with an address: see [`Connection::local_secret`]).
+    managed_secret: Option<std::path::PathBuf>,
+}
+
+impl Connection {
+    /// The Local API secret of this SuperLink, if this user can read it: the
+    /// managed SuperLink's is in `$FLWR_HOME/local-superlink/`; another
+    /// floret SuperLink's is next to the state database it names
+    /// (`Identify`), and is used only if it is this user's own private file.
+    pub async fn local_secret(&mut self) -> Option<String> {
+        let path = match &self.managed_secret {
+            Some(path) => path.clone(),
+            None => {
+                let identity = self.local.identify(ext::IdentifyRequest {}).await.ok()?.into_inner();
+                access::secret_path(Path::new(&identity.state_db))?
+            }
+        };
+        tokio::task::spawn_blocking(move || access::read_secret(&path))
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+/// The Local API secret file of the managed local SuperLink of `flwr_home`.
+pub fn managed_secret_file(flwr_home: &Path) -> std::path::PathBuf {
+    local::directory(flwr_home).join(format!("{}.secret", local::DATABASE))
 }
 
 /// Loads the Flower configuration (creating it on first use, with Flower's
@@ -53,7 +82,8 @@ pub fn load_profile(name: Option<&str>, out: &mut Output) -> Result<(Profile, st
 
 /// Connects to the profile's SuperLink, starting the managed one if needed.
 pub async fn connect(profile: Profile, flwr_home: &Path, out: &mut Output) -> Result<Connection, CliError> {
-    let address = if profile.is_managed_local() {
+    let managed = profile.is_managed_local();
+    let address = if managed {
         local::ensure_running(flwr_home, out).await?.control_address
     } else {
         let address = profile.address.clone().ok_or_else(|| {
@@ -79,6 +109,7 @@ pub async fn connect(profile: Profile, flwr_home: &Path, out: &mut Output) -> Re
         local: ext::local_client::LocalClient::new(channel).max_decoding_message_size(MESSAGE_SIZE_MAX),
         profile,
         address,
+        managed_secret: managed.then(|| managed_secret_file(flwr_home)),
     })
 }
 

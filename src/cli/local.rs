@@ -14,6 +14,7 @@
 //! - the SuperLink can be inspected and stopped (`flwr superlink status|stop`).
 //!
 //! It never touches the SuperLink's files: it only asks the SuperLink (Local API) and starts it.
+//! (It creates the private directory the SuperLink's files go to, and the start lock.)
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub fn ports() -> Result<(u16, u16), CliError> {
         port("FLWR_LOCAL_SIMULATIONIO_API_PORT", DEFAULT_SIMULATIONIO_PORT)?,
     ))
 }
+
+/// The managed SuperLink's state database, in [`directory`].
+pub const DATABASE: &str = "state.db";
 
 /// `$FLWR_HOME/local-superlink`.
 pub fn directory(flwr_home: &Path) -> PathBuf {
@@ -159,7 +163,7 @@ struct FileLock(#[allow(dead_code)] std::fs::File);
 
 impl FileLock {
     fn acquire(path: &Path) -> std::io::Result<FileLock> {
-        let file = std::fs::OpenOptions::new()
+        let file = crate::owner_only::options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -195,7 +199,9 @@ pub async fn ensure_running(flwr_home: &Path, out: &mut Output) -> Result<Runnin
         });
     }
     let directory = directory(flwr_home);
-    std::fs::create_dir_all(directory.join("ffs"))
+    // Private to the owner: the SuperLink's state, FABs and logs.
+    crate::owner_only::create_dir_all(&directory)
+        .and_then(|()| crate::owner_only::create_dir_all(&directory.join("ffs")))
         .map_err(|e| CliError::new(format!("Cannot create {}: {e}", directory.display())))?;
     let lock_path = directory.join("start.lock");
     let lock = tokio::task::spawn_blocking(move || FileLock::acquire(&lock_path))
@@ -225,7 +231,7 @@ pub async fn ensure_running(flwr_home: &Path, out: &mut Output) -> Result<Runnin
         .args(["--control-api-address", &address])
         .args(["--simulationio-api-address", &format!("127.0.0.1:{simulationio_port}")])
         .arg("--database")
-        .arg(directory.join("state.db"))
+        .arg(directory.join(DATABASE))
         .arg("--storage-dir")
         .arg(directory.join("ffs"))
         .arg("--log-file")

@@ -2,8 +2,8 @@
 //!
 //! `--stream` (the default) prints the run's log as it grows until the run
 //! ends; the exit status tells how it ended. `--show` prints the log so far
-//! and returns. An unknown run id is an error (exit 1), also with `--show`
-//! (Flower 1.27 exits 0 there).
+//! (every page of it) and returns. An unknown run id is an error (exit 1),
+//! also with `--show` (Flower 1.27 exits 0 there).
 //!
 //! It never reads `state.db`: logs come through the Control API.
 
@@ -13,8 +13,10 @@ use clap::Args;
 
 use crate::cli::connection::{self, status_error, Connection};
 use crate::cli::{exit, CliError, Output};
+use crate::domain::ids::Micros;
 use crate::flwr_log::Level;
 use crate::proto::flwr::proto as pb;
+use crate::superlink::control::LOG_END_HEADER;
 
 /// How long `--show` waits for the first log output of a run.
 const SHOW_WAIT: Duration = Duration::from_secs(5);
@@ -103,6 +105,14 @@ async fn status_of(connection: &mut Connection, run_id: u64) -> Result<Ended, Cl
     })
 }
 
+/// Where the log stood when the stream began (floret's SuperLink says so in
+/// the response metadata; `None` from one that does not, whose first message
+/// is the whole log, as Flower's CLI assumes).
+fn log_end(metadata: &tonic::metadata::MetadataMap) -> Option<Micros> {
+    let text = metadata.get(LOG_END_HEADER)?.to_str().ok()?;
+    text.parse().ok().map(Micros)
+}
+
 /// Follows the log of `run_id` in `mode`; returns how the run ended (or, for
 /// `Show`, its status when the log was printed).
 pub async fn follow(
@@ -117,12 +127,9 @@ pub async fn follow(
             run_id,
             after_timestamp: after,
         };
-        let mut stream = connection
-            .control
-            .stream_logs(request)
-            .await
-            .map_err(status_error)?
-            .into_inner();
+        let response = connection.control.stream_logs(request).await.map_err(status_error)?;
+        let end = log_end(response.metadata());
+        let mut stream = response.into_inner();
         loop {
             // `--show` of a run that has logged nothing yet does not wait for
             // it to start (Flower 1.27 waits 5 s too).
@@ -140,8 +147,11 @@ pub async fn follow(
                         Follow::Stream => out.raw(&frame.log_output),
                         Follow::Show => {
                             out.raw(&frame.log_output);
-                            out.raw("\n");
-                            return status_of(connection, run_id).await;
+                            let latest = Micros::from_secs_f64(frame.latest_timestamp);
+                            if end.is_none_or(|end| latest >= end) {
+                                out.raw("\n");
+                                return status_of(connection, run_id).await;
+                            }
                         }
                         Follow::Quiet => {}
                     }

@@ -38,11 +38,9 @@ pub struct ReplayArgs {
 }
 
 async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<Record, CliError> {
-    let mut stream = match connection
-        .local
-        .stream_run_record(ext::RunRecordRequest { run_id })
-        .await
-    {
+    let secret = connection.local_secret().await;
+    let request = crate::superlink::access::with_local_secret(ext::RunRecordRequest { run_id }, secret.as_deref());
+    let mut stream = match connection.local.stream_run_record(request).await {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == Code::Unimplemented => {
             return Err(CliError::with_code(

@@ -117,8 +117,10 @@ pub async fn superlink(command: SuperlinkCommand, out: &mut Output) -> Result<i3
             };
             let channel = crate::cli::connection::channel(&format!("127.0.0.1:{control_port}")).await?;
             let mut client = ext::local_client::LocalClient::new(channel);
+            let secret = crate::superlink::access::read_secret(&crate::cli::connection::managed_secret_file(&home));
+            let request = crate::superlink::access::with_local_secret(ext::ShutdownRequest {}, secret.as_deref());
             let response = client
-                .shutdown(ext::ShutdownRequest {})
+                .shutdown(request)
                 .await
                 .map_err(crate::cli::connection::status_error)?
                 .into_inner();

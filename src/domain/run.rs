@@ -160,6 +160,16 @@ impl fmt::Display for Rejection {
 /// The details recorded when a user stops a run.
 pub const STOPPED_BY_USER: &str = "Task stopped by user.";
 
+/// The most log text a run stores (docs/CLI.md). What the app process
+/// pushes beyond it is dropped, after [`LOG_LIMIT_NOTICE`].
+pub const RUN_LOG_MAX: usize = 16 * 1024 * 1024;
+/// The largest text of one `LogAppended` event: a push is stored as events
+/// of at most this size, so that a page of log rows stays small.
+pub const LOG_EVENT_MAX: usize = 256 * 1024;
+/// The line that ends the stored log of a run that reached [`RUN_LOG_MAX`].
+pub const LOG_LIMIT_NOTICE: &str = "\nWARNING :   This run's log reached its limit of 16 MiB; the rest of the run's \
+                                    output was not stored.\n";
+
 /// Validates `command` for run `run_id` against `state`, returning the events
 /// to append (possibly none) or why it is refused.
 pub fn decide(state: &State, run_id: RunId, command: &Command) -> Result<Vec<Event>, Rejection> {
@@ -198,7 +208,10 @@ pub fn decide(state: &State, run_id: RunId, command: &Command) -> Result<Vec<Eve
             Status::Running if run.stop_requested_at.is_some() => Ok(vec![]),
             Status::Running => Ok(vec![Event::RunStopRequested]),
         },
-        Command::AppendLog(text) => Ok(vec![Event::LogAppended(LogAppended { text: text.clone() })]),
+        Command::AppendLog(text) => match status {
+            Status::Finished(_) => Err(Rejection::AlreadyFinished(run_id)),
+            _ => Ok(log_events(run.log_bytes, text)),
+        },
         Command::AppendSimulation(events) => {
             let refuse = |reason: &str| {
                 Err(Rejection::UnexpectedSimulationEvent {
@@ -230,6 +243,45 @@ pub fn decide(state: &State, run_id: RunId, command: &Command) -> Result<Vec<Eve
             })]),
         },
     }
+}
+
+/// `text` appended to a log of `stored` bytes, as events of at most
+/// [`LOG_EVENT_MAX`] bytes, cut at [`RUN_LOG_MAX`] with the notice (once).
+fn log_events(stored: u64, text: &str) -> Vec<Event> {
+    let stored = usize::try_from(stored).unwrap_or(usize::MAX);
+    if stored >= RUN_LOG_MAX {
+        return Vec::new();
+    }
+    let room = RUN_LOG_MAX - stored;
+    let (kept, truncated) = if text.len() < room {
+        (text, false)
+    } else {
+        (&text[..floor_char_boundary(text, room)], true)
+    };
+    let mut events = Vec::new();
+    let mut rest = kept;
+    while !rest.is_empty() {
+        // A char is at most 4 bytes: every cut takes something.
+        let (piece, tail) = rest.split_at(floor_char_boundary(rest, LOG_EVENT_MAX));
+        events.push(Event::LogAppended(LogAppended {
+            text: piece.to_string(),
+        }));
+        rest = tail;
+    }
+    if truncated {
+        events.push(Event::LogAppended(LogAppended {
+            text: LOG_LIMIT_NOTICE.to_string(),
+        }));
+    }
+    events
+}
+
+/// The largest index `<= at` that is a char boundary of `text`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    if at >= text.len() {
+        return text.len();
+    }
+    (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0)
 }
 
 /// Flower 1.27's transition table (`is_valid_transition`).
@@ -439,5 +491,42 @@ mod tests {
             outcomes[5],
             "rejected: run 1 does not accept simulation events: RunStarting is not a simulation event"
         );
+    }
+
+    #[test]
+    fn a_runs_log_is_stored_in_small_events_up_to_its_cap_then_dropped() {
+        let setup = [Command::Submit(submitted(1)), Command::Claim, Command::Activate];
+        let big = "é".repeat(LOG_EVENT_MAX); // 2 bytes per char
+        let mut commands = setup.to_vec();
+        commands.extend((0..9).map(|_| Command::AppendLog(big.clone())));
+        commands.push(Command::AppendLog("later\n".into()));
+        let (state, outcomes) = script(&commands);
+        // A push of 512 KiB is stored as two events ...
+        assert_eq!(outcomes[3], "ok LogAppended LogAppended");
+        let run = &state.runs[&RunId(1)];
+        assert_eq!(run.log_bytes, 9 * 2 * LOG_EVENT_MAX as u64 + "later\n".len() as u64);
+
+        // ... and a push past the cap is cut, at a char boundary, with the notice.
+        let mut commands = setup.to_vec();
+        let filler = "x".repeat(LOG_EVENT_MAX);
+        commands.extend((0..RUN_LOG_MAX / LOG_EVENT_MAX - 1).map(|_| Command::AppendLog(filler.clone())));
+        commands.push(Command::AppendLog(format!("y{big}")));
+        commands.push(Command::AppendLog("later\n".into()));
+        let (state, outcomes) = script(&commands);
+        let run = &state.runs[&RunId(1)];
+        assert_eq!(outcomes[outcomes.len() - 2], "ok LogAppended LogAppended");
+        assert_eq!(outcomes[outcomes.len() - 1], "ok ");
+        assert_eq!(
+            run.log_bytes as usize,
+            RUN_LOG_MAX - 1 + LOG_LIMIT_NOTICE.len(),
+            "the cut falls before a 2-byte char"
+        );
+
+        // A finished run takes no output.
+        let mut commands = setup.to_vec();
+        commands.push(finish(SubStatus::Completed));
+        commands.push(Command::AppendLog("late\n".into()));
+        let (_, outcomes) = script(&commands);
+        assert_eq!(outcomes[4], "rejected: Run ID 1 is already finished");
     }
 }

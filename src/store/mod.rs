@@ -557,6 +557,36 @@ fn collect_rows<T>(
     rows.collect::<rusqlite::Result<_>>().map_err(sqlite)
 }
 
+/// Like [`collect_rows`], but stops before the row that would take the
+/// rows' total `size` beyond `max_bytes` (the first row is always taken):
+/// a page that never holds more than it must, however many rows match.
+fn collect_rows_within<T>(
+    connection: &Connection,
+    path: &Path,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+    mut map: impl FnMut(&Row) -> rusqlite::Result<T>,
+    size: impl Fn(&T) -> usize,
+    max_bytes: usize,
+) -> Result<Vec<T>> {
+    let sqlite = |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut statement = connection.prepare_cached(sql).map_err(sqlite)?;
+    let mut rows = statement.query(params).map_err(sqlite)?;
+    let (mut page, mut total) = (Vec::new(), 0usize);
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        let item = map(row).map_err(sqlite)?;
+        total = total.saturating_add(size(&item));
+        if !page.is_empty() && total > max_bytes {
+            break;
+        }
+        page.push(item);
+    }
+    Ok(page)
+}
+
 fn query_runs(connection: &Connection, path: &Path, filter: RunFilter) -> Result<Vec<Run>> {
     let ordered = format!("SELECT {RUN_COLUMNS} FROM {RUNS} ORDER BY pending_at_us DESC, run_id");
     let raws = match filter {
@@ -640,15 +670,17 @@ pub struct RawEvent {
     pub at: Micros,
 }
 
-/// Up to `limit` events of a run after sequence number `after`, undecoded.
+/// Up to `limit` events of a run after sequence number `after`, undecoded,
+/// of at most `max_bytes` of payload (or one event).
 fn query_raw_events(
     connection: &Connection,
     path: &Path,
     run_id: RunId,
     after: Seq,
     limit: usize,
+    max_bytes: usize,
 ) -> Result<Vec<RawEvent>> {
-    collect_rows(
+    collect_rows_within(
         connection,
         path,
         &format!(
@@ -665,10 +697,20 @@ fn query_raw_events(
                 at: Micros(row.get(4)?),
             })
         },
+        |event| event.payload.len() + event.kind.len(),
+        max_bytes,
     )
 }
 
-fn query_logs(connection: &Connection, path: &Path, run_id: Option<RunId>, after: Micros) -> Result<Vec<LogChunk>> {
+/// Log rows of every run, or of one run after `after` and of at most
+/// `max_bytes` of text (or one row).
+fn query_logs(
+    connection: &Connection,
+    path: &Path,
+    run_id: Option<RunId>,
+    after: Micros,
+    max_bytes: usize,
+) -> Result<Vec<LogChunk>> {
     let select = format!("SELECT seq, run_id, recorded_at_us, text FROM {RUN_LOGS}");
     let map = |row: &Row| -> rusqlite::Result<LogChunk> {
         Ok(LogChunk {
@@ -680,12 +722,14 @@ fn query_logs(connection: &Connection, path: &Path, run_id: Option<RunId>, after
     };
     match run_id {
         None => collect_rows(connection, path, &format!("{select} ORDER BY seq"), &[], map),
-        Some(run_id) => collect_rows(
+        Some(run_id) => collect_rows_within(
             connection,
             path,
             &format!("{select} WHERE run_id = ?1 AND recorded_at_us > ?2 ORDER BY recorded_at_us"),
             &[&run_id.to_sql(), &after.0],
             map,
+            |chunk| chunk.text.len(),
+            max_bytes,
         ),
     }
 }
@@ -751,7 +795,7 @@ fn load_projections(connection: &Connection, path: &Path) -> Result<Projections>
         state: State {
             runs: runs.into_iter().map(|run| (run.run_id(), run)).collect(),
         },
-        logs: query_logs(connection, path, None, Micros(0))?,
+        logs: query_logs(connection, path, None, Micros(0), usize::MAX)?,
         rounds: rounds.into_iter().map(|r| ((r.run_id, r.round, r.source), r)).collect(),
     })
 }
@@ -767,9 +811,25 @@ impl ReadView<'_> {
         query_runs(self.connection, self.path, filter)
     }
 
-    /// Log chunks of a run recorded strictly after `after`.
-    pub fn logs_after(&self, run_id: RunId, after: Micros) -> Result<Vec<LogChunk>> {
-        query_logs(self.connection, self.path, Some(run_id), after)
+    /// Log chunks of a run recorded strictly after `after`, in order, of at
+    /// most `max_bytes` of text (at least one chunk when there is one).
+    pub fn logs_after(&self, run_id: RunId, after: Micros, max_bytes: usize) -> Result<Vec<LogChunk>> {
+        query_logs(self.connection, self.path, Some(run_id), after, max_bytes)
+    }
+
+    /// When the last log chunk of a run was recorded, if it has one.
+    pub fn last_log_at(&self, run_id: RunId) -> Result<Option<Micros>> {
+        self.connection
+            .query_row(
+                &format!("SELECT MAX(recorded_at_us) FROM {RUN_LOGS} WHERE run_id = ?1"),
+                [run_id.to_sql()],
+                |row| row.get::<_, Option<i64>>(0),
+            )
+            .map(|at| at.map(Micros))
+            .map_err(|source| Error::Sqlite {
+                path: self.path.to_path_buf(),
+                source,
+            })
     }
 
     pub fn round_metrics(&self, run_id: RunId) -> Result<Vec<RoundMetrics>> {
@@ -777,9 +837,10 @@ impl ReadView<'_> {
     }
 
     /// A page of a run's events after `after`, undecoded (what replay
-    /// compares), at most `limit` of them.
-    pub fn raw_events(&self, run_id: RunId, after: Seq, limit: usize) -> Result<Vec<RawEvent>> {
-        query_raw_events(self.connection, self.path, run_id, after, limit)
+    /// compares): at most `limit` of them and `max_bytes` of payload (at
+    /// least one event when there is one).
+    pub fn raw_events(&self, run_id: RunId, after: Seq, limit: usize, max_bytes: usize) -> Result<Vec<RawEvent>> {
+        query_raw_events(self.connection, self.path, run_id, after, limit, max_bytes)
     }
 
     pub fn run_events(&self, run_id: RunId) -> Result<Vec<StoredEvent>> {

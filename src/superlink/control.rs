@@ -6,6 +6,12 @@
 //! input is refused with a status that says what is wrong, and then nothing
 //! is written.
 //!
+//! StreamLogs sends a run's log in pages of at most `LOG_PAGE_MAX` bytes,
+//! whatever its size, and tells in its response metadata
+//! ([`LOG_END_HEADER`]) where the log stood when the stream began, so that
+//! `flwr log --show` reads every page of it and no more (Flower's `--show`
+//! prints the first message only).
+//!
 //! Handlers never write the store directly: every change goes through the engine.
 
 use std::pin::Pin;
@@ -23,10 +29,14 @@ use crate::proto::flwr::proto as pb;
 use crate::proto::{self, DEFAULT_FEDERATION};
 use crate::store::RunFilter;
 use crate::superlink::engine::{wall_clock, ExecError};
-use crate::superlink::Shared;
+use crate::superlink::{Shared, LOG_PAGE_MAX};
 
 /// Flower's maximum FAB size: 10 MiB.
 pub const FAB_SIZE_MAX: usize = 10 * 1024 * 1024;
+
+/// StreamLogs response metadata: the time (µs since the epoch) of the run's
+/// last log row when the stream began; 0 when it had none.
+pub const LOG_END_HEADER: &str = "floret-log-end-us";
 
 /// How long StopRun waits for a running simulation to stop by itself before
 /// it finishes the run and kills the process.
@@ -260,15 +270,20 @@ impl pb::control_server::Control for ControlService {
         }
         // Flower: rows with timestamp > after_timestamp (+1e-6 s).
         let after = Micros::from_secs_f64(request.after_timestamp.max(0.0));
+        let end = engine
+            .query(move |store| store.reader().last_log_at(run_id))
+            .await
+            .map_err(exec_status)?
+            .map_err(|e| Status::internal(e.to_string()))?;
         let mut committed = engine.committed();
         let stream = response_stream(move |sender| async move {
             let mut after = after;
             loop {
-                // Read the status first: if the run was finished before the
-                // logs were read, these logs are the last ones.
+                // Read the status first: if the run was finished before an
+                // empty page was read, the log is complete.
                 let finished = engine.run(run_id).await.is_none_or(|run| run.status.is_finished());
                 let chunks = match engine
-                    .query(move |store| store.reader().logs_after(run_id, after))
+                    .query(move |store| store.reader().logs_after(run_id, after, LOG_PAGE_MAX))
                     .await
                 {
                     Ok(Ok(chunks)) => chunks,
@@ -288,6 +303,8 @@ impl pb::control_server::Control for ControlService {
                     if sender.send(Ok(response)).await.is_err() {
                         return;
                     }
+                    // More may follow at once: read the next page.
+                    continue;
                 }
                 if finished {
                     return;
@@ -298,7 +315,12 @@ impl pb::control_server::Control for ControlService {
                 }
             }
         });
-        Ok(Response::new(stream))
+        let mut response = Response::new(stream);
+        let end = end.map_or(0, |at| at.0).to_string();
+        response
+            .metadata_mut()
+            .insert(LOG_END_HEADER, end.parse().expect("digits are valid metadata"));
+        Ok(response)
     }
 
     async fn list_runs(&self, request: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsResponse>, Status> {

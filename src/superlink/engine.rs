@@ -10,7 +10,8 @@
 //!
 //! The engine also keeps what is not history and therefore not in events: the
 //! app tokens of active runs and their heartbeat deadlines (Flower keeps them
-//! in a `token_store` table that it never replays either).
+//! in a `token_store` table that it never replays either). A token lives from
+//! the claim until the run finishes (or its heartbeat expires).
 //!
 //! Why a thread and not a task: SQLite calls block; a dedicated thread keeps
 //! them off the async runtime's workers.
@@ -61,9 +62,6 @@ enum Request {
     Heartbeat {
         token: String,
         reply: oneshot::Sender<bool>,
-    },
-    Release {
-        run_id: RunId,
     },
     Expire {
         reply: oneshot::Sender<Vec<RunId>>,
@@ -142,7 +140,6 @@ impl Engine {
                 Request::Heartbeat { token, reply } => {
                     let _ = reply.send(self.heartbeat(&token));
                 }
-                Request::Release { run_id } => self.release(run_id),
                 Request::Expire { reply } => {
                     let _ = reply.send(self.expire());
                 }
@@ -270,11 +267,6 @@ impl Handle {
             return false;
         }
         response.await.unwrap_or(false)
-    }
-
-    /// Forgets the run's token (Flower deletes it on PushAppOutputs/StopRun).
-    pub fn release(&self, run_id: RunId) {
-        let _ = self.send(Request::Release { run_id });
     }
 
     /// Fails runs whose heartbeat expired.

@@ -2,7 +2,9 @@
 //! Flower 1.27's `DiskFfs` keeps them (`<sha256>` and `<sha256>.META`).
 //!
 //! Files are written to a temporary name and renamed, so a reader never sees
-//! half a FAB; bytes are checked against their name when read back.
+//! half a FAB; bytes are checked against their name when read back. The
+//! directory and its files are private to their owner (a FAB may hold
+//! anything an app directory linked to).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 impl Ffs {
     pub fn open(directory: &Path) -> std::io::Result<Ffs> {
-        std::fs::create_dir_all(directory)?;
+        crate::owner_only::create_dir_all(directory)?;
         Ok(Ffs {
             directory: directory.to_path_buf(),
         })
@@ -46,14 +48,23 @@ impl Ffs {
         let path = self.path(&hash)?;
         if !path.exists() {
             let temporary = self.directory.join(format!(".{hash}.{}.tmp", std::process::id()));
-            let mut file = std::fs::File::create(&temporary)?;
+            let mut file = crate::owner_only::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temporary)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             std::fs::rename(&temporary, &path)?;
         }
         let meta = self.directory.join(format!("{hash}.META"));
         if !meta.exists() {
-            std::fs::write(meta, b"{}")?;
+            let mut file = crate::owner_only::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(meta)?;
+            file.write_all(b"{}")?;
         }
         Ok(hash)
     }

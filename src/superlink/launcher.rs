@@ -1,10 +1,13 @@
 //! Launches one `flwr-simulation` process per pending run and watches it.
 //!
 //! Flower 1.27 has a separate `flower-superexec` poll for pending runs every
-//! second; the SuperLink here launches the process the moment a run is
-//! submitted (and, after a restart, for every run still pending). The process
-//! claims its run itself through SimulationIo (`ListAppsToLaunch`,
-//! `RequestToken`), as Flower's does.
+//! second, claim a run (`RequestToken`) and launch `flwr-simulation --token`;
+//! the SuperLink here claims the run itself the moment it is submitted (and,
+//! after a restart, every run still pending) and hands the token to the
+//! process it launches, so no other local process can win the run: with a
+//! launcher, SimulationIo offers no run to others. The token travels in the
+//! child's environment (`FLORET_APP_TOKEN`), which other users cannot read,
+//! not on its command line, which they can.
 //!
 //! When a process exits before its run finished, the run fails at once with
 //! the exit status (no need to wait for a heartbeat to expire). Children die
@@ -25,6 +28,9 @@ use tokio::process::Command as Process;
 use crate::domain::ids::RunId;
 use crate::domain::run::Command;
 use crate::superlink::engine::Handle;
+
+/// The environment variable that hands the run's token to `flwr-simulation`.
+pub const TOKEN_VARIABLE: &str = "FLORET_APP_TOKEN";
 
 pub struct Launcher {
     /// The `flwr-simulation` executable.
@@ -54,8 +60,21 @@ impl Launcher {
         })
     }
 
-    /// Starts the app process of `run_id`; a failure to start fails the run.
+    /// Claims `run_id` and starts its app process with the token; a failure
+    /// to start fails the run. A run that cannot be claimed (it was stopped
+    /// meanwhile) gets no process.
     pub fn launch(self: &Arc<Self>, run_id: RunId) {
+        let launcher = Arc::clone(self);
+        tokio::spawn(async move {
+            match launcher.engine.claim(run_id).await {
+                Ok(Some(token)) => launcher.spawn(run_id, &token),
+                Ok(None) => tracing::warn!(%run_id, "the run already has an app process"),
+                Err(error) => tracing::info!(%run_id, %error, "the run was not launched"),
+            }
+        });
+    }
+
+    fn spawn(self: &Arc<Self>, run_id: RunId, token: &str) {
         let mut command = Process::new(&self.executable);
         command
             .arg("--insecure")
@@ -65,23 +84,29 @@ impl Launcher {
             .arg(run_id.0.to_string())
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
+            .env(TOKEN_VARIABLE, token)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(false);
         match self
             .log_file
             .as_ref()
-            .and_then(|p| std::fs::OpenOptions::new().append(true).create(true).open(p).ok())
+            .and_then(|p| crate::owner_only::open_append(p).ok())
         {
             Some(file) => command.stderr(file),
             None => command.stderr(Stdio::inherit()),
         };
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe and only changes this child's
-        // own death signal.
+        let umask = crate::owner_only::inherited_umask();
+        // SAFETY: prctl and umask are async-signal-safe and only change this
+        // child's own death signal and file creation mask (apps write their
+        // users' files with the umask the SuperLink inherited).
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
+                #[cfg(target_os = "linux")]
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(umask) = umask {
+                    libc::umask(umask);
+                }
                 Ok(())
             });
         }

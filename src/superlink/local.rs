@@ -3,6 +3,11 @@
 //! one serving another `FLWR_HOME` from the one it wants), shut it down, and
 //! hand out a run's recorded events and FAB for `flwr replay`.
 //!
+//! Identify is open (it is how a client tells what answers on the port);
+//! Shutdown and StreamRunRecord need the Local API secret (`access`), which
+//! only the owner of the state directory can read. The record is sent in
+//! pages of bounded size, the FAB first in a chunk of its own.
+//!
 //! It never changes runs, except through the engine at shutdown.
 
 use std::sync::Arc;
@@ -13,9 +18,9 @@ use crate::domain::ids::{RunId, Seq};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::superlink::control::{exec_status, response_stream};
-use crate::superlink::Shared;
+use crate::superlink::{access, Shared, RECORD_PAGE_MAX};
 
-/// Events per `RunRecordChunk`.
+/// Events per `RunRecordChunk`, at most (and [`RECORD_PAGE_MAX`] bytes).
 const EVENTS_PER_CHUNK: usize = 2000;
 
 pub struct LocalService {
@@ -60,8 +65,9 @@ impl ext::local_server::Local for LocalService {
 
     async fn shutdown(
         &self,
-        _request: Request<ext::ShutdownRequest>,
+        request: Request<ext::ShutdownRequest>,
     ) -> Result<Response<ext::ShutdownResponse>, Status> {
+        access::check_local_secret(self.shared.local_secret.as_deref(), &request)?;
         let active = self
             .shared
             .engine
@@ -80,6 +86,7 @@ impl ext::local_server::Local for LocalService {
         &self,
         request: Request<ext::RunRecordRequest>,
     ) -> Result<Response<RecordStream>, Status> {
+        access::check_local_secret(self.shared.local_secret.as_deref(), &request)?;
         let run_id = RunId(request.into_inner().run_id);
         let run = self
             .shared
@@ -99,49 +106,66 @@ impl ext::local_server::Local for LocalService {
             verifications: Default::default(),
         };
         let engine = self.shared.engine.clone();
-        // Pages of events, so that a run of millions of events is never
-        // held in memory at once.
+        // The FAB alone, then pages of events, so that a run of millions of
+        // events is never held in memory at once, nor sent in one message.
         let stream = response_stream(move |sender| async move {
-            let mut fab = Some(fab);
-            let mut after = Seq(0);
-            loop {
-                let page = engine
-                    .query(move |store| store.reader().raw_events(run_id, after, EVENTS_PER_CHUNK))
-                    .await;
-                let events = match page {
-                    Ok(Ok(events)) => events,
-                    Ok(Err(error)) => {
-                        let _ = sender.send(Err(Status::internal(error.to_string()))).await;
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let last = events.last().map(|e| e.seq);
-                let done = events.len() < EVENTS_PER_CHUNK;
-                let events = events
-                    .into_iter()
-                    .map(|e| ext::RecordedEvent {
-                        seq: e.seq.0,
-                        kind: e.kind,
-                        version: e.version,
-                        payload: e.payload,
-                        recorded_at_us: e.at.0,
-                    })
-                    .collect();
-                if sender
-                    .send(Ok(ext::RunRecordChunk {
-                        events,
-                        fab: fab.take(),
-                    }))
-                    .await
-                    .is_err()
-                    || done
-                {
-                    return;
-                }
-                after = last.expect("a full page has a last event");
+            let first = ext::RunRecordChunk {
+                events: Vec::new(),
+                fab: Some(fab),
+            };
+            if sender.send(Ok(first)).await.is_err() {
+                return;
             }
+            send_event_pages(&engine, run_id, &sender).await;
         });
         Ok(Response::new(stream))
+    }
+}
+
+/// Sends the run's events in pages of at most [`EVENTS_PER_CHUNK`] events
+/// and [`RECORD_PAGE_MAX`] bytes, until there are no more.
+async fn send_event_pages(
+    engine: &crate::superlink::engine::Handle,
+    run_id: RunId,
+    sender: &tokio::sync::mpsc::Sender<Result<ext::RunRecordChunk, Status>>,
+) {
+    let mut after = Seq(0);
+    loop {
+        let page = engine
+            .query(move |store| {
+                store
+                    .reader()
+                    .raw_events(run_id, after, EVENTS_PER_CHUNK, RECORD_PAGE_MAX)
+            })
+            .await;
+        let events = match page {
+            Ok(Ok(events)) => events,
+            Ok(Err(error)) => {
+                let _ = sender.send(Err(Status::internal(error.to_string()))).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return;
+        };
+        let events = events
+            .into_iter()
+            .map(|e| ext::RecordedEvent {
+                seq: e.seq.0,
+                kind: e.kind,
+                version: e.version,
+                payload: e.payload,
+                recorded_at_us: e.at.0,
+            })
+            .collect();
+        if sender
+            .send(Ok(ext::RunRecordChunk { events, fab: None }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        after = last;
     }
 }

@@ -8,7 +8,12 @@
 //!
 //! Only this module and its children speak gRPC on the server side; all state
 //! changes go through the [`engine`].
+//!
+//! Every inbound message is bounded per API (`*_REQUEST_MAX`), and no answer
+//! is built over [`RESPONSE_MAX`]: logs and run records are sent in pages
+//! ([`LOG_PAGE_MAX`], [`RECORD_PAGE_MAX`]) whatever the run's size.
 
+pub mod access;
 pub mod control;
 pub mod engine;
 pub mod ffs;
@@ -33,8 +38,42 @@ use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::store::{self, Store};
 
-/// Largest gRPC message accepted (a FAB is at most 10 MiB).
-const MESSAGE_SIZE_MAX: usize = 64 * 1024 * 1024;
+const MIB: usize = 1024 * 1024;
+/// The transport limit: the largest message the SuperLink sends on any API.
+/// What can grow with a run (logs, records) is paged far below it.
+pub const RESPONSE_MAX: usize = 64 * MIB;
+/// Largest Control request: StartRun carries a FAB of at most 10 MiB
+/// (larger FABs up to this size get Flower's "FAB size exceeds" message).
+pub const CONTROL_REQUEST_MAX: usize = 16 * MIB;
+/// Largest Local request (they are all a few bytes).
+pub const LOCAL_REQUEST_MAX: usize = 64 * 1024;
+/// Largest SimulationIo request (app processes push logs in pieces of at
+/// most 1 MiB; a run's context and status are small).
+pub const SIMULATIONIO_REQUEST_MAX: usize = 16 * MIB;
+/// Largest SimulationEvents request (app processes push at most 8 MiB of
+/// events at a time); one event is therefore smaller than a record page
+/// can be.
+pub const EVENTS_REQUEST_MAX: usize = 32 * MIB;
+/// Log text per StreamLogs message (one log row more at most, and rows are
+/// at most `domain::run::LOG_EVENT_MAX`).
+pub const LOG_PAGE_MAX: usize = MIB;
+/// Event payload bytes per RunRecordChunk (or one event, at most
+/// [`EVENTS_REQUEST_MAX`]); the FAB (at most 10 MiB) has a chunk of its own.
+pub const RECORD_PAGE_MAX: usize = 4 * MIB;
+
+// What grows with a run is paged far below the transport limit, checked
+// when this compiles.
+const _: () = {
+    use crate::domain::run::{LOG_EVENT_MAX, RUN_LOG_MAX};
+    // A StreamLogs message: log rows up to the page (a row is smaller).
+    assert!(LOG_EVENT_MAX <= LOG_PAGE_MAX && LOG_PAGE_MAX < RESPONSE_MAX / 16);
+    // A whole stored log would even fit in one message.
+    assert!(RUN_LOG_MAX < RESPONSE_MAX / 2);
+    // A RunRecordChunk: events up to the page, or one event alone (at most
+    // one whole request), or the FAB alone.
+    assert!(RECORD_PAGE_MAX < RESPONSE_MAX / 2 && EVENTS_REQUEST_MAX <= RESPONSE_MAX / 2);
+    assert!(control::FAB_SIZE_MAX < RESPONSE_MAX / 2 && control::FAB_SIZE_MAX < CONTROL_REQUEST_MAX);
+};
 
 /// How the SuperLink is set up.
 #[derive(Clone, Debug)]
@@ -61,6 +100,8 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
     #[error("cannot read a listener's address: {0}")]
     Listener(std::io::Error),
+    #[error(transparent)]
+    Access(#[from] access::Error),
 }
 
 /// What every service shares.
@@ -74,6 +115,9 @@ pub struct Shared {
     pub started_at: Micros,
     /// Signalled by the Local API's Shutdown.
     pub shutdown: Notify,
+    /// The Local API secret (also in `<database>.secret`); `None` for a
+    /// database in memory.
+    pub local_secret: Option<String>,
 }
 
 /// Details of runs found active when the SuperLink starts.
@@ -89,6 +133,28 @@ fn open_store(database: &std::path::Path) -> Result<Store, store::Error> {
     }
 }
 
+/// Makes the SuperLink's existing files private (an earlier version or a
+/// lax umask may have left them open to others); `flower-superlink` creates
+/// new ones private (umask 077).
+fn tighten_state(config: &Config) {
+    let mut paths = vec![config.storage_dir.clone()];
+    if let Some(home) = &config.flwr_home {
+        paths.push(home.join("local-superlink"));
+    }
+    if access::secret_path(&config.database).is_some() {
+        let database = config.database.display();
+        for suffix in ["", "-wal", "-shm", "-journal", ".lock", ".secret"] {
+            paths.push(PathBuf::from(format!("{database}{suffix}")));
+        }
+    }
+    paths.extend(config.log_file.clone());
+    for path in paths {
+        if let Err(error) = crate::owner_only::restrict_tree(&path) {
+            tracing::warn!(path = %path.display(), %error, "cannot make the file private to its owner");
+        }
+    }
+}
+
 /// Serves the Control API on `control` and SimulationIo on `simulationio`
 /// until `shutdown` completes or a client calls Local/Shutdown.
 pub async fn run(
@@ -97,10 +163,14 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    tighten_state(&config);
     let database = config.database.clone();
     let store = tokio::task::spawn_blocking(move || open_store(&database))
         .await
         .expect("open the store")?;
+    let local_secret = access::secret_path(&config.database)
+        .map(|path| access::create_secret(&path))
+        .transpose()?;
     let engine = engine::start(store);
     let ffs = ffs::Ffs::open(&config.storage_dir).map_err(|source| Error::Storage {
         path: config.storage_dir.clone(),
@@ -125,6 +195,7 @@ pub async fn run(
         simulationio_address,
         started_at: engine::wall_clock(),
         shutdown: Notify::new(),
+        local_secret,
     });
     recover(&shared).await;
 
@@ -151,14 +222,15 @@ pub async fn run(
             pb::control_server::ControlServer::new(control::ControlService {
                 shared: Arc::clone(&shared),
             })
-            .max_decoding_message_size(MESSAGE_SIZE_MAX)
-            .max_encoding_message_size(MESSAGE_SIZE_MAX),
+            .max_decoding_message_size(CONTROL_REQUEST_MAX)
+            .max_encoding_message_size(RESPONSE_MAX),
         )
         .add_service(
             ext::local_server::LocalServer::new(local::LocalService {
                 shared: Arc::clone(&shared),
             })
-            .max_encoding_message_size(MESSAGE_SIZE_MAX),
+            .max_decoding_message_size(LOCAL_REQUEST_MAX)
+            .max_encoding_message_size(RESPONSE_MAX),
         )
         .serve_with_incoming_shutdown(nodelay(control), stopped(servers_stopping.clone()));
     let simulationio_server = tonic::transport::Server::builder()
@@ -167,14 +239,15 @@ pub async fn run(
             pb::simulation_io_server::SimulationIoServer::new(simulationio::SimulationIoService {
                 shared: Arc::clone(&shared),
             })
-            .max_decoding_message_size(MESSAGE_SIZE_MAX)
-            .max_encoding_message_size(MESSAGE_SIZE_MAX),
+            .max_decoding_message_size(SIMULATIONIO_REQUEST_MAX)
+            .max_encoding_message_size(RESPONSE_MAX),
         )
         .add_service(
             ext::simulation_events_server::SimulationEventsServer::new(simulationio::SimulationEventsService {
                 shared: Arc::clone(&shared),
             })
-            .max_decoding_message_size(MESSAGE_SIZE_MAX),
+            .max_decoding_message_size(EVENTS_REQUEST_MAX)
+            .max_encoding_message_size(RESPONSE_MAX),
         )
         .serve_with_incoming_shutdown(nodelay(simulationio), stopped(servers_stopping));
     let control_task = tokio::spawn(control_server);

@@ -3,7 +3,11 @@
 //! `SimulationEvents` service beside it, through which the simulation engine
 //! streams its events into the run's log.
 //!
-//! Status codes and messages follow Flower 1.27's servicer.
+//! Status codes and messages follow Flower 1.27's servicer, except where
+//! Flower lets any local process write (see `access`): PushLogs and
+//! UpdateRunStatus need the run's token (gRPC metadata), and a SuperLink that
+//! launches app processes itself offers its runs to nobody else
+//! (ListAppsToLaunch lists none, RequestToken grants none).
 //!
 //! Handlers never write the store directly: every change goes through the engine.
 
@@ -20,7 +24,7 @@ use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Record, RecordDict};
 use crate::store::codec;
 use crate::superlink::control::exec_status;
-use crate::superlink::Shared;
+use crate::superlink::{access, Shared};
 
 pub struct SimulationIoService {
     pub shared: Arc<Shared>,
@@ -49,6 +53,20 @@ impl SimulationIoService {
             .ok_or_else(|| Status::permission_denied("Invalid token."))
     }
 
+    /// Refuses a write to `run_id` that does not carry the run's token.
+    async fn authorize<T>(&self, request: &Request<T>, run_id: RunId) -> Result<(), Status> {
+        let token = access::app_token(request).ok_or_else(|| Status::permission_denied("Invalid token."))?;
+        match self.run_of_token(token).await? {
+            owner if owner == run_id => Ok(()),
+            _ => Err(Status::permission_denied("Invalid token.")),
+        }
+    }
+
+    /// Whether this SuperLink launches app processes itself.
+    fn launches_apps(&self) -> bool {
+        self.shared.launcher.is_some()
+    }
+
     async fn existing_run(&self, run_id: RunId) -> Result<Run, Status> {
         self.shared
             .engine
@@ -64,6 +82,9 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
         &self,
         _request: Request<pb::ListAppsToLaunchRequest>,
     ) -> Result<Response<pb::ListAppsToLaunchResponse>, Status> {
+        if self.launches_apps() {
+            return Ok(Response::new(pb::ListAppsToLaunchResponse { run_ids: Vec::new() }));
+        }
         let run_ids = self
             .shared
             .engine
@@ -86,6 +107,10 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
         request: Request<pb::RequestTokenRequest>,
     ) -> Result<Response<pb::RequestTokenResponse>, Status> {
         let run_id = RunId(request.into_inner().run_id);
+        if self.launches_apps() {
+            tracing::warn!(%run_id, "refused RequestToken: this SuperLink launches the run's app process itself");
+            return Ok(Response::new(pb::RequestTokenResponse { token: String::new() }));
+        }
         let token = match self.shared.engine.claim(run_id).await {
             Ok(token) => token.unwrap_or_default(),
             // Not pending (already claimed, finished) or unknown: no token.
@@ -167,7 +192,8 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
             return Err(Status::permission_denied(finished_message(&run)));
         }
         // The final context is not needed later: the events hold the run.
-        self.shared.engine.release(run_id);
+        // The token lives on until the run finishes: the final
+        // UpdateRunStatus needs it (Flower deletes it here).
         Ok(Response::new(pb::PushAppOutputsResponse {}))
     }
 
@@ -175,8 +201,9 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
         &self,
         request: Request<pb::UpdateRunStatusRequest>,
     ) -> Result<Response<pb::UpdateRunStatusResponse>, Status> {
+        let run_id = RunId(request.get_ref().run_id);
+        self.authorize(&request, run_id).await?;
         let request = request.into_inner();
-        let run_id = RunId(request.run_id);
         let run = self.existing_run(run_id).await?;
         if run.status.is_finished() {
             return Err(Status::permission_denied(finished_message(&run)));
@@ -200,13 +227,16 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
         Ok(Response::new(pb::UpdateRunStatusResponse {}))
     }
 
+    /// Stores the text (in events of at most `LOG_EVENT_MAX` bytes, up to
+    /// the run's `RUN_LOG_MAX`, then a notice; later text is dropped).
     async fn push_logs(&self, request: Request<pb::PushLogsRequest>) -> Result<Response<pb::PushLogsResponse>, Status> {
-        let request = request.into_inner();
-        let text: String = request.logs.concat();
+        let run_id = RunId(request.get_ref().run_id);
+        self.authorize(&request, run_id).await?;
+        let text: String = request.into_inner().logs.concat();
         if !text.is_empty() {
             self.shared
                 .engine
-                .execute(RunId(request.run_id), Command::AppendLog(text))
+                .execute(run_id, Command::AppendLog(text))
                 .await
                 .map_err(exec_status)?;
         }

@@ -13,20 +13,27 @@
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
 //! - `interop`: the real Flower 1.27 (PyPI) CLI against our SuperLink, and our
 //!   CLI and app process against its SuperLink.
+//! - `python_apps`: the reference results of the Python Flower Apps in
+//!   `examples/` match those examples and show them learning.
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `strategies`: every strategy and DP wrapper learns on digits and replays.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
+//! - `trust`: local processes that are not the owner: tokens on app writes,
+//!   runs nobody else can take, the Local API secret, private files, bounded
+//!   messages and logs.
 
 mod bad_input;
 mod cli_output;
 mod e2e;
 mod fab_fixtures;
 mod interop;
+mod python_apps;
 mod replay;
 mod sim;
 mod store;
 mod strategies;
 mod support;
 mod tidy;
+mod trust;

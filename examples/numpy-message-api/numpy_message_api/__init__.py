@@ -1,0 +1,1 @@
+"""Federated logistic regression in pure NumPy with Flower's Message API."""

@@ -1,0 +1,1 @@
+"""Federated scikit-learn LogisticRegression with Flower's legacy NumPyClient API."""

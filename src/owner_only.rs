@@ -1,0 +1,159 @@
+//! Files and directories only their owner can use: directories 0700, files
+//! 0600, whatever the umask of the process that creates them.
+//!
+//! The SuperLink's state (`state.db` and its `-wal`/`-shm`, FABs in `ffs/`,
+//! `superlink.log` and its rotations, lock files, the Local API secret) is
+//! the owner's alone: a FAB may hold a secret an app directory linked to, a
+//! log may hold anything an app printed. The SuperLink runs with umask 077
+//! (so that every file it or SQLite creates is private) and gives its
+//! children back the umask it inherited; what existed before is tightened at
+//! start; what the CLI creates in the state directory is created private.
+//!
+//! It never follows symbolic links when it tightens, and never widens a mode.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Mode of private directories.
+pub const DIRECTORY_MODE: u32 = 0o700;
+/// Mode of private files.
+pub const FILE_MODE: u32 = 0o600;
+
+/// The umask this process inherited, before [`restrict_umask`].
+static INHERITED_UMASK: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Makes every file this process creates from now on private (umask 077),
+/// remembering the inherited umask for [`inherited_umask`].
+pub fn restrict_umask() {
+    // SAFETY: umask(2) only changes this process's file creation mask.
+    let inherited = unsafe { libc::umask(0o077) };
+    let _ = INHERITED_UMASK.compare_exchange(u32::MAX, inherited as u32, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// The umask to give child processes that run users' code: the one this
+/// process inherited (files an app writes for its user are not ours to
+/// restrict).
+pub fn inherited_umask() -> Option<libc::mode_t> {
+    match INHERITED_UMASK.load(Ordering::SeqCst) {
+        u32::MAX => None,
+        mask => Some(mask as libc::mode_t),
+    }
+}
+
+/// Creates `path` and its missing parents as private directories, and makes
+/// `path` itself private if it already existed.
+pub fn create_dir_all(path: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIRECTORY_MODE)
+        .create(path)?;
+    restrict(path)
+}
+
+/// Options that create a file private (mode 0600 before the umask, which can
+/// only remove bits).
+pub fn options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(FILE_MODE);
+    options
+}
+
+/// Opens `path` for appending, creating it private.
+pub fn open_append(path: &Path) -> std::io::Result<File> {
+    let file = options().create(true).append(true).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
+
+/// Replaces `path` with `bytes` atomically (a private temporary file in the
+/// same directory, synced, then renamed over it): a reader sees the old
+/// content or the new, never a part, and never a moment where others could
+/// read it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = directory.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let written = (|| {
+        let mut file = options().write(true).create_new(true).open(&temporary)?;
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Removes group and other permissions from `path` (not following a
+/// symbolic link). A missing path is fine.
+pub fn restrict(path: &Path) -> std::io::Result<()> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    if metadata.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
+    let private = mode & 0o700;
+    if mode != private {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(private))?;
+    }
+    Ok(())
+}
+
+/// [`restrict`] on `path` and everything under it.
+pub fn restrict_tree(path: &Path) -> std::io::Result<()> {
+    restrict(path)?;
+    let is_directory = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if is_directory {
+        for entry in std::fs::read_dir(path)? {
+            restrict_tree(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn creates_private_and_tightens_what_exists() {
+        let root = tempfile::tempdir().unwrap();
+        let directory = root.path().join("a/b");
+        create_dir_all(&directory).unwrap();
+        assert_eq!((mode(&root.path().join("a")), mode(&directory)), (0o700, 0o700));
+
+        let log = directory.join("log");
+        drop(open_append(&log).unwrap());
+        assert_eq!(mode(&log), 0o600);
+        write_atomically(&directory.join("secret"), b"s").unwrap();
+        assert_eq!(mode(&directory.join("secret")), 0o600);
+        assert_eq!(std::fs::read(directory.join("secret")).unwrap(), b"s");
+
+        let open = directory.join("open");
+        std::fs::write(&open, b"x").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let target = root.path().join("target");
+        std::fs::write(&target, b"t").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&target, directory.join("link")).unwrap();
+        restrict_tree(&root.path().join("a")).unwrap();
+        assert_eq!((mode(&directory), mode(&open)), (0o700, 0o700));
+        // A link's target is not ours to change.
+        assert_eq!(mode(&target), 0o644);
+    }
+}
