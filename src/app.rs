@@ -63,8 +63,30 @@ pub enum AppError {
     #[error("failed to read run config file '{path}': {reason}")]
     RunConfigFile { path: String, reason: String },
     /// An override names a key the app does not define.
-    #[error("Key '{key}' is not present in the main dictionary{}", known_keys_hint(.known))]
+    #[error("Key '{}' is not present in the main dictionary{}", clip(.key), known_keys_hint(.known))]
     UnknownOverrideKey { key: String, known: Vec<String> },
+    /// A `--run-config` word without `=` (Flower skips it silently).
+    #[error("--run-config `{}` is not a key=value pair: write e.g. -c '{}=5' (strings in quotes: -c '{}=\"text\"')", clip(.0), clip(.0), clip(.0))]
+    OverrideWithoutValue(String),
+    /// A `--run-config` word that starts with `=` (Flower skips it silently).
+    #[error("--run-config `{}` has no key before `=`: write key=value pairs, e.g. -c 'lr=0.1'", clip(.0))]
+    OverrideEmptyKey(String),
+    /// A `--run-config` word that ends with `=` (Flower skips it silently).
+    #[error("--run-config `{}=` has no value after `=`: write e.g. -c '{}=5' (an empty string is {}=\"\")", clip(.0), clip(.0), clip(.0))]
+    OverrideEmptyValue(String),
+}
+
+/// How much of a value an error message shows.
+const CLIP_CHARS: usize = 80;
+
+/// `text` as an error message shows it: at most 80 characters, else its
+/// first 80 and "…" (a message echoes what the user typed, and a message
+/// of many kilobytes breaks gRPC's status header).
+pub(crate) fn clip(text: &str) -> String {
+    match text.char_indices().nth(CLIP_CHARS) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
 }
 
 impl AppError {
@@ -96,6 +118,7 @@ fn known_keys_hint(known: &[String]) -> String {
     if known.is_empty() {
         " (the app's [tool.flwr.app.config] defines no keys)".to_string()
     } else if known.len() <= 12 {
+        let known: Vec<String> = known.iter().map(|k| clip(k)).collect();
         format!(" (known keys: {})", known.join(", "))
     } else {
         String::new()
@@ -480,6 +503,15 @@ fn py_isspace(c: char) -> bool {
 /// `arg`, left to right, as `(key, value)` (the value keeps its quotes).
 pub fn scan_config_pairs(arg: &str) -> Vec<(String, String)> {
     let c: Vec<char> = arg.chars().collect();
+    scan_config_spans(&c)
+        .into_iter()
+        .map(|(start, key_end, end)| (c[start..key_end].iter().collect(), c[key_end + 1..end].iter().collect()))
+        .collect()
+}
+
+/// The matches of Flower's pattern in `c` as character positions `(start,
+/// position of '=', end)`.
+fn scan_config_spans(c: &[char]) -> Vec<(usize, usize, usize)> {
     let n = c.len();
     let value_end = |v: usize| -> Option<usize> {
         for quote in ['\'', '"'] {
@@ -495,7 +527,7 @@ pub fn scan_config_pairs(arg: &str) -> Vec<(String, String)> {
         }
         (j > v).then_some(j)
     };
-    let mut pairs = Vec::new();
+    let mut spans = Vec::new();
     let mut pos = 0;
     while pos < n {
         let mut matched = None;
@@ -519,13 +551,39 @@ pub fn scan_config_pairs(arg: &str) -> Vec<(String, String)> {
         }
         match matched {
             Some((key_end, end)) => {
-                pairs.push((c[pos..key_end].iter().collect(), c[key_end + 1..end].iter().collect()));
+                spans.push((pos, key_end, end));
                 pos = end;
             }
             None => pos += 1,
         }
     }
-    pairs
+    spans
+}
+
+/// The first word of `arg` that Flower's pattern skips (Flower ignores such
+/// words; a typo like `-c num-server-rounds` or `-c k=` would then start a
+/// run without the override), as an error.
+fn check_skipped_words(arg: &str) -> Result<(), AppError> {
+    let c: Vec<char> = arg.chars().collect();
+    let mut skipped = vec![true; c.len()];
+    for (start, _, end) in scan_config_spans(&c) {
+        skipped[start..end].iter_mut().for_each(|s| *s = false);
+    }
+    let text: String = c
+        .iter()
+        .zip(&skipped)
+        .map(|(&ch, &skip)| if skip { ch } else { ' ' })
+        .collect();
+    let Some(word) = text.split(py_isspace).find(|w| !w.is_empty()) else {
+        return Ok(());
+    };
+    Err(if word.starts_with('=') {
+        AppError::OverrideEmptyKey(word.to_string())
+    } else if let Some(key) = word.strip_suffix('=') {
+        AppError::OverrideEmptyValue(key.to_string())
+    } else {
+        AppError::OverrideWithoutValue(word.to_string())
+    })
 }
 
 /// Flower's `parse_config_args` (`flwr run --run-config/-c`), flattened.
@@ -566,6 +624,7 @@ pub fn parse_run_config_args(args: &[String]) -> Result<UserConfig, AppError> {
         if arg.ends_with(".toml") {
             return Err(AppError::TomlAlongsidePairs);
         }
+        check_skipped_words(arg)?;
         let pairs = scan_config_pairs(arg);
         let lines: Vec<String> = pairs
             .iter()
@@ -599,16 +658,17 @@ fn run_config_hint(arg: &str, pairs: &[(String, String)], message: &str) -> Stri
         if parse_toml(&format!("{k} = {v}")).is_err() {
             let key_ok = parse_toml(&format!("{k} = 0")).is_ok();
             let value_ok = parse_toml(&format!("k = {v}")).is_ok();
+            let (pair, key, value) = (clip(&format!("{k}={v}")), clip(k), clip(v));
             return if !key_ok {
-                format!("The key of `{k}={v}` is not a valid TOML key (use letters, digits, `-`, `_` and `.`).")
+                format!("The key of `{pair}` is not a valid TOML key (use letters, digits, `-`, `_` and `.`).")
             } else if !value_ok && !v.starts_with(['"', '\'']) {
-                format!("The value of `{k}={v}` is not a TOML value; quote strings, e.g. {k}=\"{v}\".")
+                format!("The value of `{pair}` is not a TOML value; quote strings, e.g. {key}=\"{value}\".")
             } else {
-                format!("The pair `{k}={v}` is not valid TOML.")
+                format!("The pair `{pair}` is not valid TOML.")
             };
         }
     }
-    format!("`{arg}` is not valid TOML: {message}.")
+    format!("`{}` is not valid TOML: {}.", clip(arg), clip(message))
 }
 
 fn expand_user(p: &str) -> PathBuf {
@@ -914,7 +974,7 @@ deeper.y = "z"
         assert_eq!(c["a.b"], Scalar::Int(1));
         assert_eq!(c["h"], Scalar::Int(16));
         assert_eq!(c["f"], Scalar::Float(1000.0));
-        assert!(parse_run_config_args(&args(&["x", ""])).unwrap().is_empty());
+        assert!(parse_run_config_args(&args(&["", "  "])).unwrap().is_empty());
         assert!(parse_run_config_args(&[]).unwrap().is_empty());
     }
 
@@ -937,6 +997,53 @@ deeper.y = "z"
         assert!(matches!(err, AppError::ConfigValueType { ref key } if key == "a"));
         let err = parse_run_config_args(&args(&["a=1979-05-27"])).unwrap_err();
         assert!(matches!(err, AppError::ConfigValueType { .. }));
+    }
+
+    #[test]
+    fn words_flower_would_skip_are_errors() {
+        let message = |arg: &str| parse_run_config_args(&args(&[arg])).unwrap_err().to_string();
+        assert_eq!(
+            message("num-server-rounds"),
+            "--run-config `num-server-rounds` is not a key=value pair: write e.g. -c 'num-server-rounds=5' \
+             (strings in quotes: -c 'num-server-rounds=\"text\"')"
+        );
+        assert_eq!(
+            message("=5"),
+            "--run-config `=5` has no key before `=`: write key=value pairs, e.g. -c 'lr=0.1'"
+        );
+        assert_eq!(
+            message("k="),
+            "--run-config `k=` has no value after `=`: write e.g. -c 'k=5' (an empty string is k=\"\")"
+        );
+        assert!(message("lr=0.1 k=").starts_with("--run-config `k=` has no value"));
+        assert!(message("a= 1").starts_with("--run-config `a=` has no value"));
+        assert!(message("lr=0.1 x").starts_with("--run-config `x` is not a key=value pair"));
+        // An explicitly empty string is a value.
+        let c = parse_run_config_args(&args(&["k=\"\" j=''"])).unwrap();
+        assert_eq!(c["k"], Scalar::Str(String::new()));
+        assert_eq!(c["j"], Scalar::Str(String::new()));
+    }
+
+    #[test]
+    fn messages_clip_what_they_echo() {
+        let long = "x".repeat(16_000);
+        for arg in [
+            format!("lr={long}"),
+            format!("{long}="),
+            long.clone(),
+            format!("lr=\"{long}"),
+        ] {
+            let message = parse_run_config_args(&[arg]).unwrap_err().to_string();
+            assert!(message.len() < 600, "{} bytes: {}", message.len(), &message[..200]);
+            assert!(message.contains(&format!("{}…", "x".repeat(40))), "{message}");
+        }
+        let over = parse_run_config_args(&[format!("k{long}=1")]).unwrap();
+        let message = fuse_run_config(&parse_pyproject(VALID).unwrap().0.config, &over)
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 600, "{message}");
+        assert_eq!(clip("short"), "short");
+        assert_eq!(clip(&"é".repeat(81)), format!("{}…", "é".repeat(80)));
     }
 
     #[test]

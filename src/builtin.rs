@@ -203,7 +203,7 @@ fn show(value: &Scalar) -> String {
         Scalar::Bool(b) => b.to_string(),
         Scalar::Int(i) => i.to_string(),
         Scalar::Float(f) => crate::pyfmt::float_repr(*f),
-        Scalar::Str(s) => format!("{s:?}"),
+        Scalar::Str(s) => format!("{:?}", crate::app::clip(s)),
     }
 }
 
@@ -237,7 +237,8 @@ impl WorkloadConfig {
                 }
                 other => {
                     return Err(format!(
-                        "run config `partitioning` must be \"iid\" or \"dirichlet\", found {other:?}"
+                        "run config `partitioning` must be \"iid\" or \"dirichlet\", found {:?}",
+                        crate::app::clip(other)
                     ))
                 }
             }),
@@ -257,7 +258,8 @@ impl WorkloadConfig {
             }
             other => {
                 return Err(format!(
-                    "run config `dataset` must be \"digits\" or \"synthetic\", found {other:?}"
+                    "run config `dataset` must be \"digits\" or \"synthetic\", found {:?}",
+                    crate::app::clip(other)
                 ))
             }
         };
@@ -346,17 +348,10 @@ pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &C
     Ok(())
 }
 
-/// The default federation size of Flower 1.27's local profile.
-pub const DEFAULT_NUM_SUPERNODES: u64 = 10;
-
 /// `num-supernodes` of the federation options (Flower 1.27's
-/// `options.num-supernodes`), default 10.
+/// `options.num-supernodes`), default 10; see [`crate::federation`].
 pub fn num_supernodes(options: &ConfigRecord) -> Result<u64, String> {
-    match options.get("num-supernodes") {
-        None => Ok(DEFAULT_NUM_SUPERNODES),
-        Some(ConfigValue::Int(n)) if *n >= 1 => Ok(*n as u64),
-        Some(_) => Err("Invalid simulation options: num-supernodes must be a positive integer.".into()),
-    }
+    crate::federation::num_supernodes(options).map_err(|e| e.to_string())
 }
 
 /// Worker threads for ClientApps: the CPUs the backend may use divided by the

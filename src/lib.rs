@@ -15,7 +15,7 @@
 //! - [`simulation`]: the `flwr-simulation` app process around the engine.
 //! - [`replay`]: re-execution of a recorded run and the comparison.
 //! - [`cli`]: the `flwr` command line.
-//! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`],
+//! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`], [`federation`],
 //!   [`proto`]: values, formatting and formats shared by the above;
 //!   [`math`]: the pinned transcendental functions of the recorded path;
 //!   [`provenance`]: this build's identity and the platform it runs on;
@@ -30,6 +30,7 @@ pub mod cli;
 pub mod clientapp;
 pub mod domain;
 pub mod fab;
+pub mod federation;
 pub mod flwr_log;
 pub mod logfile;
 pub mod math;

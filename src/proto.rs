@@ -73,7 +73,7 @@ pub fn user_config_from_proto(map: &BTreeMap<String, pb::Scalar>) -> Result<User
         .map(|(k, v)| {
             scalar_from_proto(v)
                 .map(|v| (k.clone(), v))
-                .map_err(|e| format!("key '{k}': {e}"))
+                .map_err(|e| format!("key '{}': {e}", crate::app::clip(k)))
         })
         .collect()
 }

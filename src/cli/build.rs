@@ -22,6 +22,12 @@ pub fn build(args: BuildArgs, out: &mut Output) -> Result<i32, CliError> {
     let fab = crate::fab::build_fab(&app_dir).map_err(|e| CliError::new(e.to_string()))?;
     std::fs::write(&fab.filename, &fab.bytes)
         .map_err(|e| CliError::new(format!("Cannot write {}: {e}", fab.filename)))?;
-    out.say(&format!("🎊 Successfully built {}", fab.filename), Style::Green);
+    say_built(&fab, out);
     Ok(exit::SUCCESS)
+}
+
+/// Flower's line for a built FAB (`flwr build`, and `flwr run` before it
+/// submits, as Flower's "Run Flower locally" page shows it).
+pub(crate) fn say_built(fab: &crate::fab::BuiltFab, out: &mut Output) {
+    out.say(&format!("🎊 Successfully built {}", fab.filename), Style::Green);
 }

@@ -178,6 +178,9 @@ pub async fn follow(
 pub async fn log(args: LogArgs, out: &mut Output) -> Result<i32, CliError> {
     let (profile, flwr_home) = connection::load_profile(args.superlink.as_deref(), out)?;
     let mut connection = connection::connect(profile, &flwr_home, out).await?;
+    // An unknown run id is the only thing said about it (Flower first logs
+    // that it starts the stream).
+    status_of(&mut connection, args.run_id).await?;
     if args.show {
         out.log(Level::Info, &format!("Printing logstream for run_id `{}`", args.run_id));
         follow(&mut connection, args.run_id, Follow::Show, out).await?;

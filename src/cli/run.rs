@@ -7,14 +7,17 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::app::AppConfig;
 use crate::cli::connection::{self, status_error};
+use crate::cli::flower_config::Profile;
 use crate::cli::log::{follow, Follow};
 use crate::cli::table::Style;
 use crate::cli::{exit, CliError, Format, Output};
+use crate::federation;
 use crate::flwr_log::Level;
 use crate::proto::flwr::proto as pb;
 use crate::proto::{self};
-use crate::records::{ConfigRecord, ConfigValue, Scalar};
+use crate::records::{ConfigRecord, ConfigValue, UserConfig};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -46,51 +49,36 @@ pub struct RunArgs {
     pub format: Format,
 }
 
-/// The simulation options `--federation-config` may set, with their types.
-const FEDERATION_KEYS: &[(&str, &str)] = &[
-    ("num-supernodes", "int"),
-    ("verbose", "bool"),
-    ("backend.name", "str"),
-    ("backend.client-resources.num-cpus", "number"),
-    ("backend.client-resources.num-gpus", "number"),
-    ("backend.init-args.num-cpus", "int"),
-    ("backend.init-args.num-gpus", "int"),
-    ("backend.init-args.logging-level", "str"),
-    ("backend.init-args.log-to-driver", "bool"),
-    // floret: the Python interpreter of a run with Python components.
-    ("python", "str"),
-];
-
-/// Applies `--federation-config` pairs to the profile's options.
-fn apply_federation_config(options: &mut ConfigRecord, args: &[String]) -> Result<(), CliError> {
-    if args.is_empty() {
-        return Ok(());
+/// The run's federation options: the profile's `options.*`, then the app's
+/// `[tool.floret.options]`, then `--federation-config`; checked as the
+/// SuperLink will check them (the machine's memory only for the managed
+/// local SuperLink, which runs here).
+fn federation_options(
+    profile: &Profile,
+    app: &AppConfig,
+    overrides: &UserConfig,
+    args: &[String],
+) -> Result<ConfigRecord, CliError> {
+    let mut options = profile
+        .options
+        .as_ref()
+        .map(|o| o.to_federation_options())
+        .unwrap_or_default();
+    let cli_error = |e: federation::Error| CliError::new(e.to_string());
+    let from_app = federation::app_options(&app.document).map_err(|e| CliError::new(e.to_string()))?;
+    federation::apply(&mut options, &from_app, "[tool.floret.options]").map_err(cli_error)?;
+    if !args.is_empty() {
+        let pairs = crate::app::parse_run_config_args(args).map_err(|e| CliError::new(e.to_string()))?;
+        federation::apply(&mut options, &pairs, "--federation-config").map_err(cli_error)?;
     }
-    let parsed = crate::app::parse_run_config_args(args).map_err(|e| CliError::new(e.to_string()))?;
-    for (key, value) in parsed {
-        let Some((_, kind)) = FEDERATION_KEYS.iter().find(|(k, _)| *k == key) else {
-            let known: Vec<&str> = FEDERATION_KEYS.iter().map(|(k, _)| *k).collect();
-            return Err(CliError::new(format!(
-                "Unknown simulation config field(s): {key}. Known fields: {}.",
-                known.join(", ")
-            )));
-        };
-        let converted = match (*kind, &value) {
-            ("int", Scalar::Int(i)) => ConfigValue::Int(*i),
-            ("number", Scalar::Int(i)) => ConfigValue::Int(*i),
-            ("number", Scalar::Float(f)) => ConfigValue::Float(*f),
-            ("bool", Scalar::Bool(b)) => ConfigValue::Bool(*b),
-            ("str", Scalar::Str(s)) => ConfigValue::Str(s.clone()),
-            _ => {
-                return Err(CliError::new(format!(
-                    "--federation-config {key} must be of type {kind}, found {} ({value:?}).",
-                    value.type_name()
-                )))
-            }
-        };
-        options.insert(key, converted);
+    federation::check_values(&options).map_err(cli_error)?;
+    // An unknown override key is the SuperLink's to report.
+    let run_config = crate::builtin::fuse_run_config(&app.config, overrides);
+    if let (true, Ok(run_config), Some(memory)) = (profile.is_managed_local(), run_config, federation::machine_memory())
+    {
+        federation::check_capacity(&options, &run_config, memory).map_err(cli_error)?;
     }
-    Ok(())
+    Ok(options)
 }
 
 /// A run with Python components runs in the Python of the environment the
@@ -131,12 +119,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
     }
     let overrides = crate::app::parse_run_config_args(&args.run_config).map_err(|e| CliError::new(e.to_string()))?;
     let (profile, flwr_home) = connection::load_profile(args.superlink.as_deref(), out)?;
-    let mut options = profile
-        .options
-        .as_ref()
-        .map(|o| o.to_federation_options())
-        .unwrap_or_default();
-    apply_federation_config(&mut options, &args.federation_config)?;
+    let mut options = federation_options(&profile, &app, &overrides, &args.federation_config)?;
     choose_python(&app, &mut options)?;
     let federation = args
         .federation
@@ -149,6 +132,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
         )));
     }
     let fab = crate::fab::build_fab(&app_dir).map_err(|e| CliError::new(e.to_string()))?;
+    crate::cli::build::say_built(&fab, out);
     let mut connection = connection::connect(profile, &flwr_home, out).await?;
     let request = pb::StartRunRequest {
         fab: Some(pb::Fab {
@@ -231,22 +215,5 @@ mod tests {
         assert!(!valid_federation("none/default"));
         assert!(!valid_federation("@none"));
         assert!(!valid_federation("@no ne/x"));
-    }
-
-    #[test]
-    fn federation_config_is_typed() {
-        let mut options = ConfigRecord::new();
-        apply_federation_config(
-            &mut options,
-            &["num-supernodes=100 backend.init-args.num-cpus=4".into()],
-        )
-        .unwrap();
-        assert_eq!(options.get("num-supernodes"), Some(&ConfigValue::Int(100)));
-        let error = apply_federation_config(&mut options, &["num-supernode=3".into()]).unwrap_err();
-        assert!(error
-            .message
-            .starts_with("Unknown simulation config field(s): num-supernode."));
-        let error = apply_federation_config(&mut options, &["num-supernodes=0.5".into()]).unwrap_err();
-        assert!(error.message.contains("must be of type int"), "{}", error.message);
     }
 }

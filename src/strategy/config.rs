@@ -210,7 +210,7 @@ pub fn describe_scalar(value: &Scalar) -> String {
         Scalar::Bool(b) => format!("bool ({b})"),
         Scalar::Int(i) => format!("int ({i})"),
         Scalar::Float(f) => format!("float ({})", float_repr(*f)),
-        Scalar::Str(s) => format!("str ({s:?})"),
+        Scalar::Str(s) => format!("str ({:?})", crate::app::clip(s)),
     }
 }
 
@@ -382,7 +382,8 @@ fn strategy_name(config: &UserConfig) -> Result<&'static str, StrategyError> {
         .map(|n| format!(" (did you mean `{n}`?)"))
         .unwrap_or_default();
     invalid(format!(
-        "unknown strategy `{name}` in `strategy.name`{hint}; valid names: {}",
+        "unknown strategy `{}` in `strategy.name`{hint}; valid names: {}",
+        crate::app::clip(name),
         STRATEGY_NAMES.join(", ")
     ))
 }
@@ -406,7 +407,8 @@ pub fn build_strategy(config: &UserConfig, log: &mut Logger) -> Result<Box<dyn S
             Some((mode, _)) => Some(*mode),
             None => {
                 return invalid(format!(
-                    "unknown `dp.mode` \"{mode}\"; valid modes: {}",
+                    "unknown `dp.mode` \"{}\"; valid modes: {}",
+                    crate::app::clip(mode),
                     dp_modes().join(", ")
                 ));
             }

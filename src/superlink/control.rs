@@ -74,23 +74,76 @@ pub fn random_seed() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// The most bytes of run-config overrides a run accepts (keys and encoded
+/// values together): they are recorded in the run's first event and sent
+/// to its app process.
+pub const OVERRIDES_SIZE_MAX: usize = 64 * 1024;
+
+/// The most bytes of an error message the Control API sends: gRPC carries it
+/// in a header (percent-encoded), which clients cap at 8 KiB (Python) or
+/// 16 KiB (h2) and otherwise fail with a protocol error.
+pub const STATUS_MESSAGE_MAX: usize = 2048;
+
+/// `status` with its message cut to [`STATUS_MESSAGE_MAX`] bytes.
+pub(crate) fn bounded(status: Status) -> Status {
+    let message = status.message();
+    if message.len() <= STATUS_MESSAGE_MAX {
+        return status;
+    }
+    let mut end = STATUS_MESSAGE_MAX - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    Status::new(status.code(), format!("{}…", &message[..end]))
+}
+
+/// The checks of a StartRun request that need nothing but the request:
+/// a local app, a FAB with its hash, overrides of a bounded size.
+fn check_start_request(request: &pb::StartRunRequest) -> Result<&pb::Fab, Status> {
+    if !request.app_spec.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "Cannot run '{}': the local SuperLink runs local apps only (Flower Hub apps need a network connection).",
+            crate::app::clip(&request.app_spec)
+        )));
+    }
+    let fab = request
+        .fab
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("StartRun needs a FAB"))?;
+    if fab.content.len() > FAB_SIZE_MAX {
+        return Err(Status::invalid_argument(format!(
+            "FAB size exceeds maximum allowed size of 10,485,760 bytes ({} bytes).",
+            fab.content.len()
+        )));
+    }
+    let is_sha256 = fab.hash_str.len() == 64 && fab.hash_str.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if fab.hash_str.is_empty() {
+        return Err(Status::invalid_argument(
+            "StartRun's Fab.hash_str is empty: it must be the FAB's SHA-256 (64 lowercase hex digits)",
+        ));
+    } else if !is_sha256 {
+        return Err(Status::invalid_argument(format!(
+            "StartRun's Fab.hash_str '{}' is not a SHA-256: it must be 64 lowercase hex digits",
+            crate::app::clip(&fab.hash_str)
+        )));
+    }
+    let overrides_size: usize = request
+        .override_config
+        .iter()
+        .map(|(key, value)| key.len() + prost::Message::encoded_len(value))
+        .sum();
+    if overrides_size > OVERRIDES_SIZE_MAX {
+        return Err(Status::failed_precondition(format!(
+            "Invalid run configuration: the overrides take {overrides_size} bytes, more than the {OVERRIDES_SIZE_MAX} \
+             a run accepts; put large values in the app's files instead"
+        )));
+    }
+    Ok(fab)
+}
+
 impl ControlService {
     async fn start_run(&self, request: pb::StartRunRequest) -> Result<RunId, Status> {
-        if !request.app_spec.is_empty() {
-            return Err(Status::failed_precondition(format!(
-                "Cannot run '{}': the local SuperLink runs local apps only (Flower Hub apps need a network connection).",
-                request.app_spec
-            )));
-        }
-        let fab = request
-            .fab
-            .ok_or_else(|| Status::invalid_argument("StartRun needs a FAB"))?;
-        if fab.content.len() > FAB_SIZE_MAX {
-            return Err(Status::invalid_argument(format!(
-                "FAB size exceeds maximum allowed size of 10,485,760 bytes ({} bytes).",
-                fab.content.len()
-            )));
-        }
+        let fab = check_start_request(&request)?;
         let verified =
             crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let overrides = proto::user_config_from_proto(&request.override_config)
@@ -104,7 +157,8 @@ impl ControlService {
         };
         if federation != DEFAULT_FEDERATION {
             return Err(Status::failed_precondition(format!(
-                "Federation '{federation}' does not exist"
+                "Federation '{}' does not exist",
+                crate::app::clip(&federation)
             )));
         }
         let federation_options = match &request.federation_options {
@@ -112,6 +166,8 @@ impl ControlService {
                 .map_err(|e| Status::invalid_argument(format!("Invalid federation options: {e}")))?,
             None => Default::default(),
         };
+        crate::federation::validate(&federation_options, &run_config)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
         tokio::task::spawn_blocking(move || crate::builtin::validate(&app, &config, &options))
             .await
@@ -119,7 +175,7 @@ impl ControlService {
             .map_err(Status::failed_precondition)?;
         let seed = crate::builtin::seed_from_config(&run_config).unwrap_or_else(random_seed);
         let ffs = Arc::clone(&self.shared.ffs);
-        let content = fab.content;
+        let content = request.fab.map(|fab| fab.content).unwrap_or_default();
         let fab_hash = tokio::task::spawn_blocking(move || ffs.put(&content))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
@@ -194,7 +250,9 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<pb::StreamLogsResponse, Status
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
     async fn start_run(&self, request: Request<pb::StartRunRequest>) -> Result<Response<pb::StartRunResponse>, Status> {
-        let run_id = ControlService::start_run(self, request.into_inner()).await?;
+        let run_id = ControlService::start_run(self, request.into_inner())
+            .await
+            .map_err(bounded)?;
         Ok(Response::new(pb::StartRunResponse { run_id: Some(run_id.0) }))
     }
 

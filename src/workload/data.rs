@@ -222,6 +222,7 @@ pub fn partition_dirichlet(
             .ok_or_else(|| format!("label {label} at index {i} is not below num_classes = {num_classes}"))?;
         slot.push(i);
     }
+    let mut best_smallest = 0;
     for _ in 0..MAX_ATTEMPTS {
         let mut partitions: Vec<Vec<usize>> = vec![Vec::new(); num_partitions];
         for class_indices in by_class.iter().filter(|c| !c.is_empty()) {
@@ -248,10 +249,19 @@ pub fn partition_dirichlet(
             }
             return Ok(partitions);
         }
+        best_smallest = best_smallest.max(smallest);
     }
-    Err("The max number of attempts (10) was reached. \
-         Please update the values of alpha and try again."
-        .into())
+    // flwr-datasets says "Please update the values of alpha"; the usual
+    // cause is too few examples per partition, so say both, with numbers.
+    Err(format!(
+        "cannot split {} examples into {num_partitions} label-skewed partitions of at least {min_partition_size} \
+         examples each: that is {:.1} examples per partition on average, and in {MAX_ATTEMPTS} Dirichlet draws \
+         (alpha {}) the smallest partition got at most {best_smallest}; use fewer partitions (SuperNodes), \
+         a larger alpha, or IID partitioning",
+        labels.len(),
+        labels.len() as f64 / num_partitions as f64,
+        crate::pyfmt::float_repr(alpha),
+    ))
 }
 
 /// Splits `indices` without shuffling: the last `round(len * test_fraction)`
@@ -594,8 +604,9 @@ mod tests {
             .contains("must not exceed"));
         assert_eq!(
             partition_dirichlet(&labels, 2, 4, 1.0, 2, &mut prng).unwrap_err(),
-            "The max number of attempts (10) was reached. \
-             Please update the values of alpha and try again."
+            "cannot split 4 examples into 4 label-skewed partitions of at least 2 examples each: that is 1.0 \
+             examples per partition on average, and in 10 Dirichlet draws (alpha 1.0) the smallest partition \
+             got at most 0; use fewer partitions (SuperNodes), a larger alpha, or IID partitioning"
         );
         assert!(partition_dirichlet(&labels, 1, 2, 1.0, 0, &mut prng).is_err());
         assert!(partition_dirichlet(&labels, 2, 2, 0.0, 0, &mut prng).is_err());

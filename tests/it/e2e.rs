@@ -39,7 +39,7 @@ fn quickstart_runs_lists_and_shows_its_log() {
         ran.stdout
     );
     assert!(ran.stderr.contains("Starting logstream for run_id `"), "{}", ran.stderr);
-    let log_start = ran.stdout.find("🎊").unwrap();
+    let log_start = ran.stdout.find("🎊 Successfully started run").unwrap();
     insta::assert_snapshot!("quickstart_stream_seed_7", stable_log(&ran.stdout[log_start..]));
 
     let run_id: u64 = ran.stdout[log_start..]
@@ -189,7 +189,7 @@ fn a_streamed_run_that_is_stopped_exits_4() {
     let started = lines
         .by_ref()
         .map(|l| l.unwrap())
-        .find(|l| l.starts_with("🎊"))
+        .find(|l| l.starts_with("🎊 Successfully started run"))
         .unwrap();
     let run_id = started.rsplit(' ').next().unwrap().to_string();
     for line in lines.by_ref() {
@@ -460,8 +460,14 @@ fn bad_input_gets_one_clear_line() {
         "{}",
         unknown_key.stderr
     );
+    // Refused for its value (the quickstart declares `strategy.name`).
     let bad_value = home.flwr(&["run", &path, "-c", "strategy.name=\"FedAvgg\""]);
     assert_eq!(bad_value.code, 1);
+    let message = crate::support::box_text(&bad_value.stderr);
+    assert!(
+        message.contains("unknown strategy `FedAvgg` in `strategy.name`; valid names: FedAvg,"),
+        "{message}"
+    );
 
     write(
         &std::fs::read_to_string(format!("{}/pyproject.toml", quickstart()))

@@ -4,6 +4,9 @@
 //! - `tidy`: architecture invariants (module docs, SQL only in the store, a pure
 //!   core, protobuf only at the boundary).
 //! - `support`: temporary directories, snapshot settings, process helpers.
+//! - `bad_input`: bad values refused with one clear line by the CLI and the
+//!   SuperLink (run config, federation options, StartRun), the seed page's
+//!   `flwr run` output, and every README command run as shown.
 //! - `cli_output`: snapshots of `flwr ls`'s table, detail view and JSON.
 //! - `e2e`: the real binaries end to end: run/list/log/stop, the managed
 //!   SuperLink's life, errors.
@@ -26,6 +29,7 @@
 //!   runs nobody else can take, the Local API secret, private files, bounded
 //!   messages and logs.
 
+mod bad_input;
 mod cli_output;
 mod e2e;
 mod fab_fixtures;

@@ -204,8 +204,14 @@ impl Home {
             other => panic!("unknown binary {other}"),
         };
         let mut command = std::process::Command::new(path);
+        command.args(args);
+        self.environment(&mut command);
         command
-            .args(args)
+    }
+
+    /// Sets this home's environment on `command`.
+    fn environment(&self, command: &mut std::process::Command) {
+        command
             .env("FLWR_HOME", self.path())
             .env("FLWR_LOCAL_CONTROL_API_PORT", self.control_port.to_string())
             .env("FLWR_LOCAL_SIMULATIONIO_API_PORT", self.simulationio_port.to_string())
@@ -213,7 +219,23 @@ impl Home {
             .env("COLUMNS", "120")
             .env_remove("FLORET_FAULTS")
             .stdin(std::process::Stdio::null());
-        command
+    }
+
+    /// `script` run by `sh` in `dir` with this home's environment, this
+    /// build's `flwr` first on the PATH: a command line as a user types it.
+    pub fn shell(&self, script: &str, dir: &std::path::Path) -> Ran {
+        let bin = temp_dir();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_flwr"), bin.path().join("flwr")).unwrap();
+        let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+        let mut command = std::process::Command::new("sh");
+        command.args(["-c", script]).current_dir(dir).env("PATH", path);
+        self.environment(&mut command);
+        let output = command.output().expect("run sh");
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     pub fn flwr(&self, args: &[&str]) -> Ran {
@@ -371,4 +393,14 @@ pub fn python_env(version: &str) -> PathBuf {
         std::fs::write(&ready, packages.join(" ")).unwrap();
     }
     venv
+}
+
+/// What an error box on stderr says, on one line.
+pub fn box_text(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix('│'))
+        .map(|line| line.trim_end().trim_end_matches('│').trim())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
