@@ -16,7 +16,8 @@
 //! - [`replay`]: re-execution of a recorded run and the comparison.
 //! - [`cli`]: the `flwr` command line.
 //! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`],
-//!   [`proto`]: values, formatting and formats shared by the above.
+//!   [`proto`], [`traffic`]: values, formatting and formats shared by the
+//!   above.
 //!
 //! See docs/ARCHITECTURE.md for the map and its invariants.
 
@@ -39,6 +40,7 @@ pub mod store;
 pub mod strategy;
 pub mod superlink;
 pub mod timeline;
+pub mod traffic;
 pub mod workload;
 
 /// The product name reported by the Local API.

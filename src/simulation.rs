@@ -5,9 +5,10 @@
 //! FAB, read the federation options, heartbeat, push logs, and at the end
 //! push outputs and the final status. In between it runs the deterministic
 //! engine (`sim::simulate`) and streams every simulation event to the
-//! SuperLink through `floret.v1.SimulationEvents/PushEvents`; the answer to
-//! each push says whether a stop was requested, so a stop is noticed at the
-//! next step.
+//! SuperLink through `floret.v1.SimulationEvents/PushEvents`, with the
+//! traffic and ClientApp time measured so far (what `flwr ls` shows); the
+//! answer to each push says whether a stop was requested, so a stop is
+//! noticed at the next step.
 //!
 //! This module is the imperative shell around the engine: all network I/O of
 //! a run happens here.
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
-use crate::domain::event::{Event, Outcome, Phase, SubStatus};
+use crate::domain::event::{Event, Outcome, Phase, SubStatus, Usage};
 use crate::flwr_log::{format_line, Level, Logger};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
@@ -140,19 +141,32 @@ struct LiveSink {
     /// The SuperLink has no SimulationEvents API (a Python Flower
     /// SuperLink): events are not recorded, the run goes on.
     events_unsupported: bool,
+    /// The latest usage the engine reported, and the last one pushed.
+    usage: Option<Usage>,
+    pushed_usage: Option<Usage>,
 }
 
 impl LiveSink {
     fn flush(&mut self) {
-        if self.pending.is_empty() || self.broken.is_some() || self.events_unsupported {
+        let usage_changed = self.usage != self.pushed_usage;
+        if (self.pending.is_empty() && !usage_changed) || self.broken.is_some() || self.events_unsupported {
             self.pending.clear();
             return;
         }
+        let usage = self.usage.clone().filter(|_| usage_changed);
         let request = ext::PushEventsRequest {
             token: self.token.clone(),
             run_id: self.run_id,
             events: std::mem::take(&mut self.pending),
+            usage: usage.as_ref().map(|u| ext::Usage {
+                bytes_sent: u.bytes_sent,
+                bytes_recv: u.bytes_recv,
+                clientapp_runtime: u.clientapp_runtime,
+            }),
         };
+        if usage.is_some() {
+            self.pushed_usage = usage;
+        }
         let mut client = self.events.clone();
         match self.runtime.block_on(client.push_events(request)) {
             Ok(response) => {
@@ -198,6 +212,10 @@ impl Sink for LiveSink {
 
     fn stop_flag(&self) -> Option<Arc<AtomicBool>> {
         Some(Arc::clone(&self.stop))
+    }
+
+    fn usage(&mut self, usage: &Usage) {
+        self.usage = Some(usage.clone());
     }
 
     fn injected_fault(&mut self, round: u64, phase: Phase, node_id: u64) -> Option<Error> {
@@ -293,6 +311,8 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         faults: args.faults.clone(),
         broken: None,
         events_unsupported: false,
+        usage: None,
+        pushed_usage: None,
     };
     let workers = crate::builtin::worker_threads(&options);
     let (outcome, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))

@@ -53,6 +53,10 @@ pub fn describe(event: &Event) -> String {
             let first: String = first.chars().take(60).collect();
             format!("{} lines, {} bytes: {first:?}", text.lines().count(), log.text.len())
         }
+        Event::UsageRecorded(u) => format!(
+            "{} bytes sent, {} bytes received, ClientApp {:.3}s",
+            u.bytes_sent, u.bytes_recv, u.clientapp_runtime
+        ),
         Event::SimulationStarted(s) => format!(
             "{} supernodes, {} + {}, {}, {} rounds; config {}",
             s.num_supernodes,

@@ -37,6 +37,9 @@ pub enum Event {
     RunFinished(RunFinished),
     /// Output of the app process (Flower's `PushLogs`), verbatim.
     LogAppended(LogAppended),
+    /// The app process measured the run's traffic and ClientApp time so far
+    /// (wall-clock figures: never compared by replay).
+    UsageRecorded(Usage),
 
     // Simulation events.
     SimulationStarted(SimulationStarted),
@@ -107,6 +110,20 @@ pub struct RunFinished {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogAppended {
     pub text: String,
+}
+
+/// A run's resource use so far, as Flower reports it in its `Run` message:
+/// totals since the run started, each record superseding the previous one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes the SuperLink sent to SuperNodes (Flower's `bytes_sent`, shown
+    /// as "Network traffic (outbound)").
+    pub bytes_sent: u64,
+    /// Bytes the SuperLink received from SuperNodes (`bytes_recv`, inbound).
+    pub bytes_recv: u64,
+    /// Seconds spent in ClientApp calls, summed over calls (Flower's
+    /// `clientapp_runtime`, "Compute Time (ClientApp)").
+    pub clientapp_runtime: f64,
 }
 
 /// The two halves of a federated round.
@@ -239,6 +256,7 @@ impl Event {
             Event::RunStopRequested => "RunStopRequested",
             Event::RunFinished(_) => "RunFinished",
             Event::LogAppended(_) => "LogAppended",
+            Event::UsageRecorded(_) => "UsageRecorded",
             Event::SimulationStarted(_) => "SimulationStarted",
             Event::NodesRegistered(_) => "NodesRegistered",
             Event::RoundStarted(_) => "RoundStarted",
@@ -261,6 +279,7 @@ impl Event {
                 | Event::RunStopRequested
                 | Event::RunFinished(_)
                 | Event::LogAppended(_)
+                | Event::UsageRecorded(_)
         )
     }
 

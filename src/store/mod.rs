@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
-use crate::domain::event::{Event, RunSubmitted, SubStatus};
+use crate::domain::event::{Event, RunSubmitted, SubStatus, Usage};
 use crate::domain::ids::{Micros, RunId, Seq};
 use crate::domain::run::{self, Run, State, Status};
 use crate::domain::views::{self, LogChunk, MetricSource, Projections, RoundMetrics, StoredEvent};
@@ -438,9 +438,10 @@ fn write_run(connection: &Connection, run: &Run) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO {RUNS} (run_id, fab_id, fab_version, fab_hash, federation, \
              override_config, federation_options, seed, build, status, sub_status, details, \
              pending_at_us, starting_at_us, running_at_us, finished_at_us, stop_requested_at_us, \
-             events, simulation_events, log_bytes, round, simulation_finished) \
+             events, simulation_events, log_bytes, round, simulation_finished, bytes_sent, \
+             bytes_recv, clientapp_runtime) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21, ?22)"
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
         ))?
         .execute(params![
             submitted.run_id.to_sql(),
@@ -465,6 +466,9 @@ fn write_run(connection: &Connection, run: &Run) -> rusqlite::Result<()> {
             run.log_bytes as i64,
             run.round as i64,
             run.simulation_finished,
+            run.usage.as_ref().map(|u| u.bytes_sent as i64),
+            run.usage.as_ref().map(|u| u.bytes_recv as i64),
+            run.usage.as_ref().map(|u| u.clientapp_runtime),
         ])?;
     Ok(())
 }
@@ -472,7 +476,7 @@ fn write_run(connection: &Connection, run: &Run) -> rusqlite::Result<()> {
 const RUN_COLUMNS: &str = "run_id, fab_id, fab_version, fab_hash, federation, override_config, \
     federation_options, seed, build, status, sub_status, details, pending_at_us, starting_at_us, \
     running_at_us, finished_at_us, stop_requested_at_us, events, simulation_events, log_bytes, \
-    round, simulation_finished";
+    round, simulation_finished, bytes_sent, bytes_recv, clientapp_runtime";
 
 /// A row of `runs` before its blobs are decoded.
 struct RawRun {
@@ -524,9 +528,25 @@ fn raw_run(row: &Row) -> rusqlite::Result<RawRun> {
             log_bytes: row.get::<_, i64>(19)? as u64,
             round: row.get::<_, i64>(20)? as u64,
             simulation_finished: row.get(21)?,
+            usage: usage(row)?,
         },
         override_config: row.get(5)?,
         federation_options: row.get(6)?,
+    })
+}
+
+/// The `usage` columns of a `runs` row: all set, or all NULL.
+fn usage(row: &Row) -> rusqlite::Result<Option<Usage>> {
+    let sent: Option<i64> = row.get(22)?;
+    let recv: Option<i64> = row.get(23)?;
+    let runtime: Option<f64> = row.get(24)?;
+    Ok(match (sent, recv, runtime) {
+        (Some(sent), Some(recv), Some(runtime)) => Some(Usage {
+            bytes_sent: sent as u64,
+            bytes_recv: recv as u64,
+            clientapp_runtime: runtime,
+        }),
+        _ => None,
     })
 }
 

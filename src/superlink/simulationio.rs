@@ -1,7 +1,8 @@
 //! Flower's `SimulationIo` service (1.27), which app processes use to claim a
 //! run, pull its inputs, heartbeat, push logs and report the end; and our
 //! `SimulationEvents` service beside it, through which the simulation engine
-//! streams its events into the run's log.
+//! streams its events into the run's log, with the traffic and ClientApp
+//! time measured so far.
 //!
 //! Status codes and messages follow Flower 1.27's servicer.
 //!
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::event::{RunFinished, SubStatus};
+use crate::domain::event::{RunFinished, SubStatus, Usage};
 use crate::domain::ids::RunId;
 use crate::domain::run::{Command, Run, Status as RunStatus};
 use crate::proto::floret::v1 as ext;
@@ -258,6 +259,18 @@ impl ext::simulation_events_server::SimulationEvents for SimulationEventsService
             self.shared
                 .engine
                 .execute(run_id, Command::AppendSimulation(events))
+                .await
+                .map_err(exec_status)?;
+        }
+        if let Some(usage) = request.usage {
+            let usage = Usage {
+                bytes_sent: usage.bytes_sent,
+                bytes_recv: usage.bytes_recv,
+                clientapp_runtime: usage.clientapp_runtime,
+            };
+            self.shared
+                .engine
+                .execute(run_id, Command::RecordUsage(usage))
                 .await
                 .map_err(exec_status)?;
         }

@@ -29,7 +29,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// A virtual environment with Flower 1.27.0, created once per target dir.
-fn flower_venv() -> PathBuf {
+pub(crate) fn flower_venv() -> PathBuf {
     let base = target_dir().join("interop");
     std::fs::create_dir_all(&base).unwrap();
     let venv = base.join("flwr-1.27.0");
@@ -121,6 +121,15 @@ fn the_python_flwr_cli_drives_our_superlink() {
     let json = shown.json();
     assert_eq!(json["runs"][0]["status"], "finished:completed");
     assert_eq!(json["runs"][0]["fab-id"], "floret/quickstart");
+    // The traffic and ClientApp time the run measured reach Flower's CLI.
+    assert!(
+        json["runs"][0]["network-traffic"]["total-bytes"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+    assert!(
+        json["runs"][0]["compute-time"]["clientapp-seconds"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
     // The FAB the Python CLI built is the one ours builds: same hash.
     let ours = floret::fab::build_fab(Path::new(&quickstart())).unwrap();
     assert_eq!(json["runs"][0]["fab-hash"], ours.hash[..8]);

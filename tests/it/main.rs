@@ -13,6 +13,8 @@
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `strategies`: every strategy and DP wrapper learns on digits and replays.
+//! - `traffic`: message weights equal Flower 1.27's own count; runs report
+//!   their traffic and ClientApp time.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
 
@@ -26,3 +28,4 @@ mod store;
 mod strategies;
 mod support;
 mod tidy;
+mod traffic;
