@@ -29,6 +29,7 @@ use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Error};
 use crate::sim::{self, Inputs, Sink};
 use crate::store::codec;
+use crate::superlink::control::STORE_FULL_METADATA;
 use crate::superlink::simulationio::FLORET_STATE_KEY;
 
 /// How often the process proves it is alive (Flower: every ~20 s).
@@ -37,6 +38,9 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 const LOG_UPLOAD_INTERVAL: Duration = Duration::from_millis(100);
 /// Events buffered before a push even between steps.
 const EVENTS_PER_PUSH: usize = 4096;
+/// How long a call the SuperLink could not record because its disk is full is
+/// retried before the process gives up (its run then fails, once recorded).
+const STORE_FULL_PATIENCE: Duration = Duration::from_secs(300);
 
 /// Command-line arguments, in Flower's spelling where Flower has one.
 #[derive(Clone, Debug)]
@@ -167,8 +171,13 @@ impl LiveSink {
         if usage.is_some() {
             self.pushed_usage = usage;
         }
-        let mut client = self.events.clone();
-        match self.runtime.block_on(client.push_events(request)) {
+        let client = &self.events;
+        let pushed = self.runtime.block_on(retry_while_full("push the run's events", || {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { client.push_events(request).await }
+        }));
+        match pushed {
             Ok(response) => {
                 if response.into_inner().stop_requested {
                     self.stop.store(true, Ordering::Relaxed);
@@ -257,11 +266,13 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
                 tracing::info!(run_id, "the run is not waiting to be launched");
                 return Ok(0);
             }
-            let token = simio
-                .request_token(pb::RequestTokenRequest { run_id })
-                .await?
-                .into_inner()
-                .token;
+            let token = retry_while_full("claim the run", || {
+                let mut simio = simio.clone();
+                async move { simio.request_token(pb::RequestTokenRequest { run_id }).await }
+            })
+            .await?
+            .into_inner()
+            .token;
             if token.is_empty() {
                 tracing::info!(run_id, "another process claimed the run");
                 return Ok(0);
@@ -284,10 +295,13 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     let color = std::env::var_os("NO_COLOR").is_none();
     let _ = log_sender.send(format_line(Level::Info, "Starting Flower Simulation", color));
 
-    let inputs = simio
-        .pull_app_inputs(pb::PullAppInputsRequest { token: token.clone() })
-        .await?
-        .into_inner();
+    let inputs = retry_while_full("pull the run's inputs", || {
+        let mut simio = simio.clone();
+        let request = pb::PullAppInputsRequest { token: token.clone() };
+        async move { simio.pull_app_inputs(request).await }
+    })
+    .await?
+    .into_inner();
     let options = simio
         .get_federation_options(pb::GetFederationOptionsRequest { run_id })
         .await?
@@ -358,13 +372,17 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         sub_status: sub_status.as_str().into(),
         details,
     };
-    if let Err(status) = simio
-        .update_run_status(pb::UpdateRunStatusRequest {
-            run_id,
-            run_status: Some(status),
-        })
-        .await
-    {
+    let request = pb::UpdateRunStatusRequest {
+        run_id,
+        run_status: Some(status),
+    };
+    let updated = retry_while_full("report the run's end", || {
+        let mut simio = simio.clone();
+        let request = request.clone();
+        async move { simio.update_run_status(request).await }
+    })
+    .await;
+    if let Err(status) = updated {
         tracing::warn!(
             run_id,
             "the SuperLink did not take the final status: {}",
@@ -428,6 +446,42 @@ fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> (Outcome, 
     };
     sink.flush();
     (outcome, sink.broken.take())
+}
+
+/// Whether the SuperLink refused a call because its disk is full (nothing
+/// was recorded; the same call can succeed later).
+fn is_store_full(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::ResourceExhausted && status.metadata().get(STORE_FULL_METADATA).is_some()
+}
+
+/// Makes `call` until it succeeds or fails for another reason than the
+/// SuperLink's full disk, for at most [`STORE_FULL_PATIENCE`].
+async fn retry_while_full<T, F, Fut>(what: &str, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + STORE_FULL_PATIENCE;
+    let mut delay = Duration::from_millis(50);
+    let mut waited = false;
+    loop {
+        match call().await {
+            Err(status) if is_store_full(&status) && tokio::time::Instant::now() < deadline => {
+                if !waited {
+                    tracing::warn!("cannot {what} yet: {}; retrying", status.message());
+                    waited = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            result => {
+                if waited && result.is_ok() {
+                    tracing::info!("could {what}: the SuperLink's disk has space again");
+                }
+                return result;
+            }
+        }
+    }
 }
 
 async fn connect(address: &str) -> Result<Channel, tonic::transport::Error> {
@@ -510,13 +564,17 @@ fn upload_logs(
         if batch.is_empty() {
             continue;
         }
-        let mut client = client.clone();
         let request = pb::PushLogsRequest {
             node: Some(pb::Node { node_id: 0 }),
             run_id,
             logs: batch,
         };
-        if let Err(status) = runtime.block_on(client.push_logs(request)) {
+        let pushed = runtime.block_on(retry_while_full("push the run's log", || {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { client.push_logs(request).await }
+        }));
+        if let Err(status) = pushed {
             tracing::warn!("cannot push logs: {}", status.message());
         }
     }

@@ -21,6 +21,7 @@ use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Record, RecordDict};
 use crate::store::codec;
 use crate::superlink::control::exec_status;
+use crate::superlink::engine::ExecError;
 use crate::superlink::Shared;
 
 pub struct SimulationIoService {
@@ -117,7 +118,10 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
         request: Request<pb::PullAppInputsRequest>,
     ) -> Result<Response<pb::PullAppInputsResponse>, Status> {
         let run_id = self.run_of_token(&request.into_inner().token).await?;
-        let failed = |_| Status::failed_precondition(format!("Failed to start run {run_id}"));
+        let failed = |error: ExecError| match error {
+            ExecError::Store(error) if error.is_full() => exec_status(ExecError::Store(error)),
+            _ => Status::failed_precondition(format!("Failed to start run {run_id}")),
+        };
         self.shared
             .engine
             .execute(run_id, Command::Activate)

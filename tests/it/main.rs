@@ -5,6 +5,8 @@
 //!   core, protobuf only at the boundary).
 //! - `support`: temporary directories, snapshot settings, process helpers.
 //! - `cli_output`: snapshots of `flwr ls`'s table, detail view and JSON.
+//! - `disk_full`: a full state database is reported plainly and the SuperLink
+//!   recovers by itself when space returns.
 //! - `e2e`: the real binaries end to end: run/list/log/stop, the managed
 //!   SuperLink's life, errors.
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
@@ -19,6 +21,7 @@
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
 
 mod cli_output;
+mod disk_full;
 mod e2e;
 mod fab_fixtures;
 mod interop;
