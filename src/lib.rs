@@ -12,11 +12,13 @@
 //! - [`sim`]: the deterministic simulation engine; [`strategy`] (Flower's
 //!   strategies and `Strategy.start()`), [`clientapp`] and [`mods`] (the
 //!   ClientApp boundary), [`builtin`] and [`workload`] (the Rust-native apps).
+//! - [`bridge`]: users' Python Flower Apps, run unmodified in their own
+//!   Python, driven by the engine.
 //! - [`simulation`]: the `flwr-simulation` app process around the engine.
 //! - [`replay`]: re-execution of a recorded run and the comparison.
 //! - [`cli`]: the `flwr` command line.
 //! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`], [`federation`],
-//!   [`proto`]: values, formatting and formats shared by the above;
+//!   [`proto`], [`traffic`]: values, formatting and formats shared by the above;
 //!   [`math`]: the pinned transcendental functions of the recorded path;
 //!   [`provenance`]: this build's identity and the platform it runs on;
 //!   [`owner_only`]: files and directories private to their owner.
@@ -47,6 +49,7 @@ pub mod store;
 pub mod strategy;
 pub mod superlink;
 pub mod timeline;
+pub mod traffic;
 pub mod workload;
 
 /// The product name reported by the Local API.

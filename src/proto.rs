@@ -279,9 +279,11 @@ pub fn run_to_proto(run: &Run) -> pb::Run {
         }),
         flwr_aid: FLWR_AID_NONE.to_string(),
         federation: submitted.federation.clone(),
-        bytes_sent: 0,
-        bytes_recv: 0,
-        clientapp_runtime: 0.0,
+        // A run without measured usage reads as Flower's runs without
+        // figures do: zeros.
+        bytes_sent: run.usage.as_ref().map_or(0, |u| u.bytes_sent),
+        bytes_recv: run.usage.as_ref().map_or(0, |u| u.bytes_recv),
+        clientapp_runtime: run.usage.as_ref().map_or(0.0, |u| u.clientapp_runtime),
     }
 }
 

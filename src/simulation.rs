@@ -6,9 +6,10 @@
 //! push outputs and the final status (logs and status with the run's token
 //! in gRPC metadata, which Flower's messages have no field for). In between it runs the deterministic
 //! engine (`sim::simulate`) and streams every simulation event to the
-//! SuperLink through `floret.v1.SimulationEvents/PushEvents`; the answer to
-//! each push says whether a stop was requested, so a stop is noticed at the
-//! next step.
+//! SuperLink through `floret.v1.SimulationEvents/PushEvents`, with the
+//! traffic and ClientApp time measured so far (what `flwr ls` shows); the
+//! answer to each push says whether a stop was requested, so a stop is
+//! noticed at the next step.
 //!
 //! This module is the imperative shell around the engine: all network I/O of
 //! a run happens here.
@@ -22,7 +23,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::bridge::{self, run::PythonRun};
-use crate::domain::event::{Event, Outcome, Phase, SubStatus};
+use crate::domain::event::{Event, Outcome, Phase, SubStatus, Usage};
 use crate::flwr_log::{format_line, Level, Logger};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
@@ -31,6 +32,7 @@ use crate::records::{ConfigRecord, ConfigValue, Error};
 use crate::sim::{self, Inputs, Sink};
 use crate::store::codec;
 use crate::superlink::access;
+use crate::superlink::control::STORE_FULL_METADATA;
 use crate::superlink::simulationio::FLORET_STATE_KEY;
 
 /// How often the process proves it is alive (Flower: every ~20 s).
@@ -43,6 +45,9 @@ const EVENTS_PER_PUSH: usize = 4096;
 const EVENT_BYTES_PER_PUSH: usize = 8 * 1024 * 1024;
 /// Log text per PushLogs request, at most (the SuperLink takes 16 MiB).
 const LOG_BYTES_PER_PUSH: usize = 1024 * 1024;
+/// How long a call the SuperLink could not record because its disk is full is
+/// retried before the process gives up (its run then fails, once recorded).
+const STORE_FULL_PATIENCE: Duration = Duration::from_secs(300);
 
 /// Command-line arguments, in Flower's spelling where Flower has one.
 #[derive(Clone, Debug)]
@@ -148,22 +153,40 @@ struct LiveSink {
     /// The SuperLink has no SimulationEvents API (a Python Flower
     /// SuperLink): events are not recorded, the run goes on.
     events_unsupported: bool,
+    /// The latest usage the engine reported, and the last one pushed.
+    usage: Option<Usage>,
+    pushed_usage: Option<Usage>,
 }
 
 impl LiveSink {
     fn flush(&mut self) {
         self.pending_bytes = 0;
-        if self.pending.is_empty() || self.broken.is_some() || self.events_unsupported {
+        let usage_changed = self.usage != self.pushed_usage;
+        if (self.pending.is_empty() && !usage_changed) || self.broken.is_some() || self.events_unsupported {
             self.pending.clear();
             return;
         }
+        let usage = self.usage.clone().filter(|_| usage_changed);
         let request = ext::PushEventsRequest {
             token: self.token.clone(),
             run_id: self.run_id,
             events: std::mem::take(&mut self.pending),
+            usage: usage.as_ref().map(|u| ext::Usage {
+                bytes_sent: u.bytes_sent,
+                bytes_recv: u.bytes_recv,
+                clientapp_runtime: u.clientapp_runtime,
+            }),
         };
-        let mut client = self.events.clone();
-        match self.runtime.block_on(client.push_events(request)) {
+        if usage.is_some() {
+            self.pushed_usage = usage;
+        }
+        let client = &self.events;
+        let pushed = self.runtime.block_on(retry_while_full("push the run's events", || {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { client.push_events(request).await }
+        }));
+        match pushed {
             Ok(response) => {
                 if response.into_inner().stop_requested {
                     self.stop.store(true, Ordering::Relaxed);
@@ -214,6 +237,10 @@ impl Sink for LiveSink {
         Some(Arc::clone(&self.stop))
     }
 
+    fn usage(&mut self, usage: &Usage) {
+        self.usage = Some(usage.clone());
+    }
+
     fn injected_fault(&mut self, round: u64, phase: Phase, node_id: u64) -> Option<Error> {
         self.faults.contains(&(round, phase, node_id)).then(|| Error {
             code: crate::records::error_code::CLIENT_APP_CRASHED,
@@ -253,11 +280,13 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
                 tracing::info!(run_id, "the run is not waiting to be launched");
                 return Ok(0);
             }
-            let token = simio
-                .request_token(pb::RequestTokenRequest { run_id })
-                .await?
-                .into_inner()
-                .token;
+            let token = retry_while_full("claim the run", || {
+                let mut simio = simio.clone();
+                async move { simio.request_token(pb::RequestTokenRequest { run_id }).await }
+            })
+            .await?
+            .into_inner()
+            .token;
             if token.is_empty() {
                 tracing::info!(run_id, "another process claimed the run");
                 return Ok(0);
@@ -282,10 +311,13 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     let color = std::env::var_os("NO_COLOR").is_none();
     let _ = log_sender.send(format_line(Level::Info, "Starting Flower Simulation", color));
 
-    let inputs = simio
-        .pull_app_inputs(pb::PullAppInputsRequest { token: token.clone() })
-        .await?
-        .into_inner();
+    let inputs = retry_while_full("pull the run's inputs", || {
+        let mut simio = simio.clone();
+        let request = pb::PullAppInputsRequest { token: token.clone() };
+        async move { simio.pull_app_inputs(request).await }
+    })
+    .await?
+    .into_inner();
     let options = simio
         .get_federation_options(pb::GetFederationOptionsRequest { run_id })
         .await?
@@ -310,6 +342,8 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         faults: args.faults.clone(),
         broken: None,
         events_unsupported: false,
+        usage: None,
+        pushed_usage: None,
     };
     // Which build computes the run, and on what: replay names them.
     sink.event(Event::AppProcessStarted(crate::provenance::app_process()));
@@ -360,11 +394,17 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         sub_status: sub_status.as_str().into(),
         details,
     };
-    let update = pb::UpdateRunStatusRequest {
+    let request = pb::UpdateRunStatusRequest {
         run_id,
         run_status: Some(status),
     };
-    if let Err(status) = simio.update_run_status(access::with_app_token(update, &token)).await {
+    let updated = retry_while_full("report the run's end", || {
+        let mut simio = simio.clone();
+        let request = access::with_app_token(request.clone(), &token);
+        async move { simio.update_run_status(request).await }
+    })
+    .await;
+    if let Err(status) = updated {
         tracing::warn!(
             run_id,
             "the SuperLink did not take the final status: {}",
@@ -480,6 +520,42 @@ fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> Executed {
     (outcome, context, sink.broken.take())
 }
 
+/// Whether the SuperLink refused a call because its disk is full (nothing
+/// was recorded; the same call can succeed later).
+fn is_store_full(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::ResourceExhausted && status.metadata().get(STORE_FULL_METADATA).is_some()
+}
+
+/// Makes `call` until it succeeds or fails for another reason than the
+/// SuperLink's full disk, for at most [`STORE_FULL_PATIENCE`].
+async fn retry_while_full<T, F, Fut>(what: &str, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + STORE_FULL_PATIENCE;
+    let mut delay = Duration::from_millis(50);
+    let mut waited = false;
+    loop {
+        match call().await {
+            Err(status) if is_store_full(&status) && tokio::time::Instant::now() < deadline => {
+                if !waited {
+                    tracing::warn!("cannot {what} yet: {}; retrying", status.message());
+                    waited = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            result => {
+                if waited && result.is_ok() {
+                    tracing::info!("could {what}: the SuperLink's disk has space again");
+                }
+                return result;
+            }
+        }
+    }
+}
+
 async fn connect(address: &str) -> Result<Channel, tonic::transport::Error> {
     let endpoint = Channel::from_shared(address.to_string())
         .expect("a valid URI")
@@ -586,13 +662,17 @@ fn upload_logs(
             }
         }
         for logs in crate::flwr_log::batches(batch, LOG_BYTES_PER_PUSH) {
-            let mut client = client.clone();
             let request = pb::PushLogsRequest {
                 node: Some(pb::Node { node_id: 0 }),
                 run_id,
                 logs,
             };
-            if let Err(status) = runtime.block_on(client.push_logs(access::with_app_token(request, token))) {
+            let pushed = runtime.block_on(retry_while_full("push the run's log", || {
+                let mut client = client.clone();
+                let request = access::with_app_token(request.clone(), token);
+                async move { client.push_logs(request).await }
+            }));
+            if let Err(status) = pushed {
                 tracing::warn!("cannot push logs: {}", status.message());
             }
         }

@@ -61,6 +61,10 @@ pub fn describe(event: &Event) -> String {
             p.platform.libc,
             p.platform.cpu_features.join(",")
         ),
+        Event::UsageRecorded(u) => format!(
+            "{} bytes sent, {} bytes received, ClientApp {:.3}s",
+            u.bytes_sent, u.bytes_recv, u.clientapp_runtime
+        ),
         Event::SimulationStarted(s) => format!(
             "{} supernodes, {} + {}, {}, {} rounds; config {}",
             s.num_supernodes,

@@ -175,6 +175,9 @@ fn main() {
         flwr_home: args.flwr_home.clone().map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
         log_file: args.log_file.clone(),
         simulation_executable,
+        // Test-only (documented in docs/ARCHITECTURE.md, Testing): cap the
+        // database's size without filling a disk.
+        page_cap_file: std::env::var_os("FLORET_TEST_MAX_PAGE_COUNT_FILE").map(PathBuf::from),
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async move {

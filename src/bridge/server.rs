@@ -36,7 +36,7 @@ use super::frame::{self, kind, Frame, Reader};
 use super::Bridge;
 use crate::domain::event::{
     Delivered, Event, MessageSent, NodesRegistered, Outcome as SimOutcome, ReplyDelivered, RoundStarted,
-    SimulationFinished, SimulationStarted, SimulationStopped,
+    SimulationFinished, SimulationStarted, SimulationStopped, Usage,
 };
 use crate::flwr_log::Level;
 use crate::proto::floret::v1 as ext;
@@ -173,6 +173,10 @@ struct Driver<'a> {
     round: u64,
     /// Messages sent to each node so far (the k of its calls' seeds).
     sent: BTreeMap<u64, u64>,
+    /// Traffic and ClientApp time so far (wall-clock figures, for
+    /// `flwr ls`: never in an event). Traffic counts the messages' protobuf
+    /// bytes.
+    usage: Usage,
 }
 
 impl<'a> Driver<'a> {
@@ -221,6 +225,7 @@ impl<'a> Driver<'a> {
             step: 0,
             round: 0,
             sent: BTreeMap::new(),
+            usage: Usage::default(),
         };
         let seed = Prng::stream(inputs.seed, &[purpose::PY_SERVER]).next_u64();
         let start = Frame::new(
@@ -521,6 +526,7 @@ impl<'a> Driver<'a> {
                 reply_id: format!("{}.reply", slot.message_id),
                 deadline,
             };
+            self.usage.bytes_sent += (call.metadata.len() + call.content.len()) as u64;
             if let Some(queue) = &self.queue {
                 let _ = queue.send((index, call));
             }
@@ -555,6 +561,7 @@ impl<'a> Driver<'a> {
                 }
                 blobs.extend(blob);
             }
+            self.sink.usage(&self.usage);
             let mut header = json!({"ok": true, "vtime": self.run.anchor + waiting.step as f64});
             if let Some(ids) = waiting.ids {
                 header["ids"] = json!(ids);
@@ -575,6 +582,10 @@ impl<'a> Driver<'a> {
             .expect("only settled calls are delivered");
         match settled {
             Settled::Ran(result) => {
+                self.usage.clientapp_runtime += result.elapsed.as_secs_f64();
+                if let Outcome::Replied { message, .. } = &result.outcome {
+                    self.usage.bytes_recv += message.len() as u64;
+                }
                 let output = result.output;
                 match result.outcome {
                     Outcome::Replied { message, .. } => (read_reply(&message), Some(message), output),

@@ -40,6 +40,9 @@ pub enum Event {
     /// The app process that computes the simulation: its build and platform
     /// (written once, before the first simulation event; not compared).
     AppProcessStarted(AppProcessStarted),
+    /// The app process measured the run's traffic and ClientApp time so far
+    /// (wall-clock figures: never compared by replay).
+    UsageRecorded(Usage),
 
     // Simulation events.
     SimulationStarted(SimulationStarted),
@@ -155,6 +158,20 @@ pub struct Platform {
     pub cpu_features: Vec<String>,
     /// The C library and its version, with `GLIBC_TUNABLES` when set.
     pub libc: String,
+}
+
+/// A run's resource use so far, as Flower reports it in its `Run` message:
+/// totals since the run started, each record superseding the previous one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Bytes the SuperLink sent to SuperNodes (Flower's `bytes_sent`, shown
+    /// as "Network traffic (outbound)").
+    pub bytes_sent: u64,
+    /// Bytes the SuperLink received from SuperNodes (`bytes_recv`, inbound).
+    pub bytes_recv: u64,
+    /// Seconds spent in ClientApp calls, summed over calls (Flower's
+    /// `clientapp_runtime`, "Compute Time (ClientApp)").
+    pub clientapp_runtime: f64,
 }
 
 /// The two halves of a federated round.
@@ -354,6 +371,7 @@ impl Event {
             Event::RunFinished(_) => "RunFinished",
             Event::LogAppended(_) => "LogAppended",
             Event::AppProcessStarted(_) => "AppProcessStarted",
+            Event::UsageRecorded(_) => "UsageRecorded",
             Event::SimulationStarted(_) => "SimulationStarted",
             Event::NodesRegistered(_) => "NodesRegistered",
             Event::RoundStarted(_) => "RoundStarted",
@@ -380,6 +398,7 @@ impl Event {
                 | Event::RunFinished(_)
                 | Event::LogAppended(_)
                 | Event::AppProcessStarted(_)
+                | Event::UsageRecorded(_)
         )
     }
 

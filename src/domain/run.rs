@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::domain::event::{Event, LogAppended, RunFinished, RunSubmitted, SubStatus};
+use crate::domain::event::{Event, LogAppended, RunFinished, RunSubmitted, SubStatus, Usage};
 use crate::domain::ids::{Micros, RunId};
 
 /// Where a run is in its life.
@@ -87,6 +87,10 @@ pub struct Run {
     pub round: u64,
     /// Whether the simulation engine recorded its final event.
     pub simulation_finished: bool,
+    /// The latest traffic and ClientApp time the app process measured;
+    /// `None` when it never reported any (runs recorded before floret
+    /// measured them, runs that never ran).
+    pub usage: Option<Usage>,
 }
 
 impl Run {
@@ -118,6 +122,8 @@ pub enum Command {
     AppendLog(String),
     /// Events produced by the simulation engine, in order.
     AppendSimulation(Vec<Event>),
+    /// The app process's measured totals of traffic and ClientApp time.
+    RecordUsage(Usage),
     /// The SuperLink found the run abandoned (no heartbeat, its process
     /// exited, the SuperLink restarted): finish it as failed unless finished.
     Abandon { reason: String },
@@ -139,6 +145,11 @@ pub enum Rejection {
         run_id: RunId,
         reason: String,
     },
+    /// Usage was reported for a run that is not running, or is not a usage.
+    UnexpectedUsage {
+        run_id: RunId,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -152,6 +163,9 @@ impl fmt::Display for Rejection {
             }
             Rejection::UnexpectedSimulationEvent { run_id, reason } => {
                 write!(f, "run {run_id} does not accept simulation events: {reason}")
+            }
+            Rejection::UnexpectedUsage { run_id, reason } => {
+                write!(f, "run {run_id} does not accept a usage report: {reason}")
             }
         }
     }
@@ -239,6 +253,19 @@ pub fn decide(state: &State, run_id: RunId, command: &Command) -> Result<Vec<Eve
             }
             Ok(events.clone())
         }
+        Command::RecordUsage(usage) => {
+            let refuse = |reason: String| Err(Rejection::UnexpectedUsage { run_id, reason });
+            if status != Status::Running {
+                return refuse(format!("its status is {status}"));
+            }
+            if !(usage.clientapp_runtime.is_finite() && usage.clientapp_runtime >= 0.0) {
+                return refuse(format!("ClientApp time {} is not a duration", usage.clientapp_runtime));
+            }
+            if run.usage.as_ref() == Some(usage) {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::UsageRecorded(usage.clone())])
+        }
         Command::Abandon { reason } => match status {
             Status::Finished(_) => Ok(vec![]),
             _ => Ok(vec![Event::RunFinished(RunFinished {
@@ -324,6 +351,7 @@ pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
                 log_bytes: 0,
                 round: 0,
                 simulation_finished: false,
+                usage: None,
             },
         );
         return;
@@ -358,6 +386,7 @@ pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
         }
         Event::LogAppended(log) => run.log_bytes += log.text.len() as u64,
         Event::AppProcessStarted(_) => {}
+        Event::UsageRecorded(usage) => run.usage = Some(usage.clone()),
         Event::RoundStarted(started) => run.round = started.round,
         Event::SimulationFinished(_) => run.simulation_finished = true,
         Event::SimulationStarted(_)
@@ -474,6 +503,43 @@ mod tests {
         ]);
         assert_eq!(outcomes[3..], ["ok RunStopRequested", "ok "]);
         assert_eq!(state.runs[&RunId(1)].status, Status::Running);
+    }
+
+    #[test]
+    fn usage_only_while_running_and_only_when_it_changed() {
+        let usage = |bytes_sent: u64, clientapp_runtime: f64| {
+            Command::RecordUsage(Usage {
+                bytes_sent,
+                bytes_recv: 1,
+                clientapp_runtime,
+            })
+        };
+        let (state, outcomes) = script(&[
+            Command::Submit(submitted(1)),
+            usage(10, 0.5),
+            Command::Claim,
+            Command::Activate,
+            usage(10, 0.5),
+            usage(10, 0.5),
+            usage(20, f64::NAN),
+            usage(20, 0.75),
+            finish(SubStatus::Completed),
+            usage(30, 1.0),
+        ]);
+        let lines: Vec<&str> = outcomes[1..].iter().map(|o| o.trim_end()).collect();
+        insta::assert_snapshot!(lines.join("\n"), @r#"
+        rejected: run 1 does not accept a usage report: its status is pending
+        ok RunStarting
+        ok RunRunning
+        ok UsageRecorded
+        ok
+        rejected: run 1 does not accept a usage report: ClientApp time NaN is not a duration
+        ok UsageRecorded
+        ok RunFinished
+        rejected: run 1 does not accept a usage report: its status is finished:completed
+        "#);
+        let recorded = state.runs[&RunId(1)].usage.clone().unwrap();
+        assert_eq!((recorded.bytes_sent, recorded.clientapp_runtime), (20, 0.75));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! logical position. Thread count and timing change nothing but speed.
 //!
 //! This module does no network or file I/O and never reads the clock except
-//! for the one log line that reports elapsed time.
+//! for the one log line that reports elapsed time and the ClientApp time it
+//! reports to the [`Sink`] with the traffic (never in an event).
 
 pub mod prng;
 
@@ -24,12 +25,13 @@ use std::time::Instant;
 use crate::clientapp::{ClientApp, ClientEnv};
 use crate::domain::event::{
     Delivered, Event, NodeSampled, NodesRegistered, Outcome, Phase, Reply, ReplyReceived, SimulationFinished,
-    SimulationStarted, SimulationStopped,
+    SimulationStarted, SimulationStopped, Usage,
 };
 use crate::flwr_log::{Entry, Level, Logger};
 use crate::records::{error_code, Context, Error, Message, RecordDict, Scalar, UserConfig};
 use crate::strategy::start::{self, Driver, Incomplete, Interrupt, StartError};
 use crate::strategy::Grid;
+use crate::traffic::{self, Traffic};
 use prng::{purpose, Prng};
 
 /// Everything that determines a run.
@@ -80,6 +82,9 @@ pub trait Sink {
     fn recorded_outside_input(&mut self, _step: u64, _node_id: u64) -> Option<Delivered> {
         None
     }
+    /// The run's traffic and ClientApp time so far, after each phase.
+    /// Wall-clock figures: they must never reach an event.
+    fn usage(&mut self, _usage: &Usage) {}
 }
 
 /// The apps of a run, built from its components.
@@ -164,6 +169,7 @@ pub fn simulate(inputs: &Inputs, mut apps: Apps, workers: usize, sink: &mut dyn 
         },
         sink,
         started: Instant::now(),
+        usage: Usage::default(),
     };
     let mut log = Logger::new();
     let result = apps.server.run(&mut driver, &mut log);
@@ -213,6 +219,7 @@ struct SimDriver<'a> {
     pool: Pool<'a>,
     sink: &'a mut dyn Sink,
     started: Instant,
+    usage: Usage,
 }
 
 /// What worker threads share: the nodes' contexts and the ClientApp.
@@ -232,6 +239,10 @@ struct CallResult {
     reply: Message,
     context: Context,
     log: Vec<Entry>,
+    /// What the exchange would weigh on Flower's Fleet API.
+    traffic: Traffic,
+    /// Seconds the ClientApp took.
+    seconds: f64,
 }
 
 fn phase_tag(phase: Phase) -> u64 {
@@ -250,6 +261,16 @@ impl SimDriver<'_> {
         for entry in log.drain() {
             self.sink.entry(entry);
         }
+    }
+
+    /// Adds the measured calls of a phase and reports the totals.
+    fn measure(&mut self, results: &[Option<CallResult>]) {
+        for result in results.iter().flatten() {
+            self.usage.bytes_sent += result.traffic.sent;
+            self.usage.bytes_recv += result.traffic.recv;
+            self.usage.clientapp_runtime += result.seconds;
+        }
+        self.sink.usage(&self.usage);
     }
 }
 
@@ -272,11 +293,13 @@ impl Pool<'_> {
             .expect("one call per node");
         let mut log = Logger::new();
         let prng = Prng::stream(self.inputs.seed, &[purpose::CLIENT, round, phase_tag(phase), node_id]);
+        let started = Instant::now();
         let outcome = {
             let mut env = ClientEnv { prng, log: &mut log };
             let client = &self.client;
             catch_unwind(AssertUnwindSafe(|| client.handle(message, &mut context, &mut env)))
         };
+        let seconds = started.elapsed().as_secs_f64();
         let body = match outcome {
             Ok(body) => body,
             Err(panic) => {
@@ -295,10 +318,13 @@ impl Pool<'_> {
             // Flower refuses a ClientApp that changed its run_config.
             context.run_config = self.inputs.run_config.clone();
         }
+        let reply = Message::reply(message, body);
         CallResult {
-            reply: Message::reply(message, body),
+            traffic: traffic::exchange(message, &reply),
+            reply,
             context,
             log: log.drain(),
+            seconds,
         }
     }
 
@@ -387,6 +413,7 @@ impl Driver for SimDriver<'_> {
         let skip: Vec<bool> = injected.iter().map(Option::is_some).collect();
         let stop = self.sink.stop_flag();
         let results = self.pool.execute(&messages, round, phase, &skip, stop.clone());
+        self.measure(&results);
         // A stop during the phase discards it, even when every call came
         // back (a call a stop cut short comes back as a failure).
         let stopped = stop.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed));

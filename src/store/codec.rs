@@ -68,6 +68,7 @@ pub fn encode(event: &Event) -> (&'static str, u32, Vec<u8>) {
         Event::RunFinished(e) => to_bytes(e),
         Event::LogAppended(e) => to_bytes(e),
         Event::AppProcessStarted(e) => to_bytes(e),
+        Event::UsageRecorded(e) => to_bytes(e),
         Event::SimulationStarted(e) => to_bytes(e),
         Event::NodesRegistered(e) => to_bytes(e),
         Event::RoundStarted(e) => to_bytes(e),
@@ -107,6 +108,7 @@ pub fn decode(kind: &str, version: u32, payload: &[u8]) -> Result<Event, Error> 
         "RunFinished" => Event::RunFinished(payload_of(kind, payload)?),
         "LogAppended" => Event::LogAppended(payload_of(kind, payload)?),
         "AppProcessStarted" => Event::AppProcessStarted(payload_of(kind, payload)?),
+        "UsageRecorded" => Event::UsageRecorded(payload_of(kind, payload)?),
         "SimulationStarted" => Event::SimulationStarted(payload_of(kind, payload)?),
         "NodesRegistered" => Event::NodesRegistered(payload_of(kind, payload)?),
         "RoundStarted" => Event::RoundStarted(payload_of(kind, payload)?),
@@ -142,6 +144,7 @@ pub const KINDS: &[&str] = &[
     "RunFinished",
     "LogAppended",
     "AppProcessStarted",
+    "UsageRecorded",
     "SimulationStarted",
     "NodesRegistered",
     "RoundStarted",
@@ -212,5 +215,14 @@ mod tests {
         });
         let (_, _, payload) = encode(&reply);
         assert_eq!(decode("ReplyReceived", 1, &payload).unwrap(), reply);
+        let usage = Event::UsageRecorded(Usage {
+            bytes_sent: 300,
+            bytes_recv: 5,
+            clientapp_runtime: 0.5,
+        });
+        let (kind, version, payload) = encode(&usage);
+        assert_eq!((kind, version), ("UsageRecorded", 1));
+        insta::assert_snapshot!(hex::encode(&payload), @"83aa62797465735f73656e74cd012caa62797465735f7265637605b1636c69656e746170705f72756e74696d65cb3fe0000000000000");
+        assert!(!usage.is_simulation());
     }
 }

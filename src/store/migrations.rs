@@ -72,6 +72,10 @@ pub const MIGRATIONS: &[&str] = &[
         arrays BLOB,
         PRIMARY KEY (run_id, round, source)
     ) STRICT;",
+    // 2: the latest usage of each run (`UsageRecorded`); NULL when none.
+    "ALTER TABLE runs ADD COLUMN bytes_sent INTEGER;
+    ALTER TABLE runs ADD COLUMN bytes_recv INTEGER;
+    ALTER TABLE runs ADD COLUMN clientapp_runtime REAL;",
 ];
 
 /// Applies the migrations this database has not seen, in one exclusive

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
-use crate::domain::event::{Event, RunSubmitted, SubStatus};
+use crate::domain::event::{Event, RunSubmitted, SubStatus, Usage};
 use crate::domain::ids::{Micros, RunId, Seq};
 use crate::domain::run::{self, Run, State, Status};
 use crate::domain::views::{self, LogChunk, MetricSource, Projections, RoundMetrics, StoredEvent};
@@ -50,6 +50,17 @@ pub enum Error {
     Codec { path: PathBuf, source: codec::Error },
     #[error("projections of {path} differ from the fold of its events: {detail}")]
     ProjectionMismatch { path: PathBuf, detail: String },
+    /// SQLite's `SQLITE_FULL`: the disk is full, or the file reached its
+    /// page limit. Nothing was written; the same write can succeed later.
+    #[error("cannot write the state database {path}: {reason}; free some disk space and try again")]
+    Full { path: PathBuf, reason: String },
+}
+
+impl Error {
+    /// Whether the write failed for lack of space (and may succeed later).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Error::Full { .. })
+    }
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -131,6 +142,9 @@ pub struct Store {
     state: State,
     /// Time of the newest event; new events get strictly later times.
     last_at: Micros,
+    /// Test-only page cap (see [`Store::set_page_cap_file`]).
+    page_cap_file: Option<PathBuf>,
+    page_cap: Option<u64>,
 }
 
 impl Store {
@@ -177,7 +191,9 @@ impl Store {
         if let Some(error) = schema_mismatch(&path, &inspection) {
             return Err(error);
         }
-        migrations::migrate(&mut connection).map_err(sqlite)?;
+        if let Err(source) = migrations::migrate(&mut connection) {
+            return Err(write_error(&connection, &path, source, 0));
+        }
         let runs = query_runs(&connection, &path, RunFilter::All)?;
         let state = State {
             runs: runs.into_iter().map(|run| (run.run_id(), run)).collect(),
@@ -190,6 +206,8 @@ impl Store {
             path,
             state,
             last_at: Micros(last_at.unwrap_or(0)),
+            page_cap_file: None,
+            page_cap: None,
         })
     }
 
@@ -224,6 +242,7 @@ impl Store {
 
     /// Appends the events of several runs in one transaction.
     pub fn append_batch(&mut self, batch: &[(RunId, &[Event])], now: Micros) -> Result<Vec<StoredEvent>> {
+        self.apply_page_cap();
         // Fold into a scratch copy of the touched runs first: if the
         // transaction fails, the in-memory state is left as it was.
         let mut scratch = State::default();
@@ -232,54 +251,53 @@ impl Store {
                 scratch.runs.insert(*run_id, run.clone());
             }
         }
-        let mut at = self.last_at;
-        let mut stored = Vec::with_capacity(batch.iter().map(|(_, e)| e.len()).sum());
-        let transaction = self.connection.transaction().map_err(|s| Error::Sqlite {
-            path: self.path.clone(),
-            source: s,
-        })?;
-        for (run_id, events) in batch {
-            for event in events.iter() {
-                at = Micros(now.0.max(at.0 + 1));
-                let (kind, version, payload) = codec::encode(event);
-                transaction
-                    .prepare_cached(&format!(
-                        "INSERT INTO {EVENTS} (run_id, kind, version, payload, recorded_at_us) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)"
-                    ))
-                    .and_then(|mut s| s.execute(params![run_id.to_sql(), kind, version, payload, at.0]))
-                    .map_err(|s| Error::Sqlite {
-                        path: self.path.clone(),
-                        source: s,
-                    })?;
-                let seq = Seq(transaction.last_insert_rowid() as u64);
-                let record = StoredEvent {
-                    seq,
-                    run_id: *run_id,
-                    at,
-                    event: event.clone(),
-                };
-                run::apply(&mut scratch, *run_id, event, at);
-                write_event_projections(&transaction, &record).map_err(|s| Error::Sqlite {
-                    path: self.path.clone(),
-                    source: s,
-                })?;
-                stored.push(record);
-            }
-            if let Some(run) = scratch.runs.get(run_id) {
-                write_run(&transaction, run).map_err(|s| Error::Sqlite {
-                    path: self.path.clone(),
-                    source: s,
-                })?;
-            }
-        }
-        transaction.commit().map_err(|s| Error::Sqlite {
-            path: self.path.clone(),
-            source: s,
-        })?;
+        let last_at = self.last_at;
+        let written = self.connection.transaction().and_then(|transaction| {
+            let written = write_batch(&transaction, batch, now, last_at, &mut scratch)?;
+            transaction.commit()?;
+            Ok(written)
+        });
+        let (stored, at) = written.map_err(|source| self.write_error(source, batch))?;
         self.last_at = at;
         self.state.runs.extend(scratch.runs);
         Ok(stored)
+    }
+
+    /// Test-only: caps the database's page count at the number held in
+    /// `file` (read before each append; 0 or no file: no cap), so that tests
+    /// can fill the database without filling a disk.
+    pub fn set_page_cap_file(&mut self, file: PathBuf) {
+        self.page_cap_file = Some(file);
+    }
+
+    fn apply_page_cap(&mut self) {
+        let Some(file) = &self.page_cap_file else {
+            return;
+        };
+        let cap = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|&cap| cap > 0)
+            .unwrap_or(SQLITE_MAX_PAGE_COUNT);
+        if self.page_cap != Some(cap) {
+            let applied: rusqlite::Result<i64> =
+                self.connection
+                    .query_row(&format!("PRAGMA max_page_count = {cap}"), [], |r| r.get(0));
+            if applied.is_ok() {
+                self.page_cap = Some(cap);
+            }
+        }
+    }
+
+    /// The error of a failed write: a full disk (or a database at its size
+    /// limit) says which file and how much it needs.
+    fn write_error(&self, source: rusqlite::Error, batch: &[(RunId, &[Event])]) -> Error {
+        let payload: u64 = batch
+            .iter()
+            .flat_map(|(_, events)| events.iter())
+            .map(|event| codec::encode(event).2.len() as u64)
+            .sum();
+        write_error(&self.connection, &self.path, source, payload)
     }
 
     /// Every event, in order (used to rebuild projections).
@@ -374,6 +392,114 @@ impl Store {
     }
 }
 
+/// The error of a failed write of `payload` bytes: for `SQLITE_FULL`, which
+/// file, why and about how much the write needs.
+fn write_error(connection: &Connection, path: &Path, source: rusqlite::Error, payload: u64) -> Error {
+    if source.sqlite_error_code() != Some(rusqlite::ErrorCode::DiskFull) {
+        return Error::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+    }
+    let pragma = |name: &str| -> u64 {
+        connection
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map_or(0, |n| n as u64)
+    };
+    let page_size = pragma("page_size").max(512);
+    let (pages, max_pages) = (pragma("page_count"), pragma("max_page_count"));
+    // Pages are written whole (to the WAL, with a 24-byte frame header): the
+    // payload's, plus the index, projection and parent pages it touches.
+    let needed = human_bytes((payload.div_ceil(page_size) + 4) * (page_size + 24));
+    let reason = if max_pages < SQLITE_MAX_PAGE_COUNT && pages + 1 >= max_pages {
+        format!(
+            "it reached its size limit of {} ({max_pages} pages, PRAGMA max_page_count) and this change needs \
+             about {needed} more",
+            human_bytes(max_pages * page_size),
+        )
+    } else {
+        let free = free_space(path).map_or_else(|| "unknown".to_string(), human_bytes);
+        format!("the disk is full ({free} free where it lives; this change needs about {needed})")
+    };
+    Error::Full {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Inserts a batch's events and projection rows in `transaction`; returns
+/// them stored, and the time of the last.
+fn write_batch(
+    transaction: &Connection,
+    batch: &[(RunId, &[Event])],
+    now: Micros,
+    last_at: Micros,
+    scratch: &mut State,
+) -> rusqlite::Result<(Vec<StoredEvent>, Micros)> {
+    let mut at = last_at;
+    let mut stored = Vec::with_capacity(batch.iter().map(|(_, e)| e.len()).sum());
+    for (run_id, events) in batch {
+        for event in events.iter() {
+            at = Micros(now.0.max(at.0 + 1));
+            let (kind, version, payload) = codec::encode(event);
+            transaction
+                .prepare_cached(&format!(
+                    "INSERT INTO {EVENTS} (run_id, kind, version, payload, recorded_at_us) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)"
+                ))?
+                .execute(params![run_id.to_sql(), kind, version, payload, at.0])?;
+            let record = StoredEvent {
+                seq: Seq(transaction.last_insert_rowid() as u64),
+                run_id: *run_id,
+                at,
+                event: event.clone(),
+            };
+            run::apply(scratch, *run_id, event, at);
+            write_event_projections(transaction, &record)?;
+            stored.push(record);
+        }
+        if let Some(run) = scratch.runs.get(run_id) {
+            write_run(transaction, run)?;
+        }
+    }
+    Ok((stored, at))
+}
+
+/// SQLite's largest `max_page_count` (its default).
+const SQLITE_MAX_PAGE_COUNT: u64 = 4_294_967_294;
+
+/// Bytes available to unprivileged users on the file system holding `path`.
+fn free_space(path: &Path) -> Option<u64> {
+    let directory = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let directory = std::ffi::CString::new(directory.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a
+    // valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(directory.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// 1024-based sizes, as `flwr ls` prints them.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    value /= 1024.0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn first_run_difference(folded: &State, loaded: &State) -> String {
     for (run_id, run) in &folded.runs {
         match loaded.runs.get(run_id) {
@@ -438,9 +564,10 @@ fn write_run(connection: &Connection, run: &Run) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO {RUNS} (run_id, fab_id, fab_version, fab_hash, federation, \
              override_config, federation_options, seed, build, status, sub_status, details, \
              pending_at_us, starting_at_us, running_at_us, finished_at_us, stop_requested_at_us, \
-             events, simulation_events, log_bytes, round, simulation_finished) \
+             events, simulation_events, log_bytes, round, simulation_finished, bytes_sent, \
+             bytes_recv, clientapp_runtime) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             ?18, ?19, ?20, ?21, ?22)"
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
         ))?
         .execute(params![
             submitted.run_id.to_sql(),
@@ -465,6 +592,9 @@ fn write_run(connection: &Connection, run: &Run) -> rusqlite::Result<()> {
             run.log_bytes as i64,
             run.round as i64,
             run.simulation_finished,
+            run.usage.as_ref().map(|u| u.bytes_sent as i64),
+            run.usage.as_ref().map(|u| u.bytes_recv as i64),
+            run.usage.as_ref().map(|u| u.clientapp_runtime),
         ])?;
     Ok(())
 }
@@ -472,7 +602,7 @@ fn write_run(connection: &Connection, run: &Run) -> rusqlite::Result<()> {
 const RUN_COLUMNS: &str = "run_id, fab_id, fab_version, fab_hash, federation, override_config, \
     federation_options, seed, build, status, sub_status, details, pending_at_us, starting_at_us, \
     running_at_us, finished_at_us, stop_requested_at_us, events, simulation_events, log_bytes, \
-    round, simulation_finished";
+    round, simulation_finished, bytes_sent, bytes_recv, clientapp_runtime";
 
 /// A row of `runs` before its blobs are decoded.
 struct RawRun {
@@ -524,9 +654,25 @@ fn raw_run(row: &Row) -> rusqlite::Result<RawRun> {
             log_bytes: row.get::<_, i64>(19)? as u64,
             round: row.get::<_, i64>(20)? as u64,
             simulation_finished: row.get(21)?,
+            usage: usage(row)?,
         },
         override_config: row.get(5)?,
         federation_options: row.get(6)?,
+    })
+}
+
+/// The `usage` columns of a `runs` row: all set, or all NULL.
+fn usage(row: &Row) -> rusqlite::Result<Option<Usage>> {
+    let sent: Option<i64> = row.get(22)?;
+    let recv: Option<i64> = row.get(23)?;
+    let runtime: Option<f64> = row.get(24)?;
+    Ok(match (sent, recv, runtime) {
+        (Some(sent), Some(recv), Some(runtime)) => Some(Usage {
+            bytes_sent: sent as u64,
+            bytes_recv: recv as u64,
+            clientapp_runtime: runtime,
+        }),
+        _ => None,
     })
 }
 

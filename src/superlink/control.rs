@@ -48,11 +48,26 @@ pub struct ControlService {
 
 pub(crate) fn exec_status(error: ExecError) -> Status {
     match error {
+        ExecError::Store(error) if error.is_full() => store_full_status(error.to_string()),
         ExecError::Rejected(Rejection::UnknownRun(_)) => Status::not_found("Run ID not found"),
         ExecError::Rejected(rejection) => Status::failed_precondition(rejection.to_string()),
         ExecError::Store(error) => Status::internal(error.to_string()),
         ExecError::Stopped => Status::unavailable("the SuperLink is shutting down"),
     }
+}
+
+/// Metadata key of a `RESOURCE_EXHAUSTED` status that says the SuperLink's
+/// disk is full: nothing was recorded, and the same call can succeed once
+/// space is freed (app processes retry such calls).
+pub const STORE_FULL_METADATA: &str = "floret-store-full";
+
+/// `RESOURCE_EXHAUSTED` with `message`, marked as a full disk.
+pub(crate) fn store_full_status(message: String) -> Status {
+    let mut status = Status::resource_exhausted(message);
+    status
+        .metadata_mut()
+        .insert(STORE_FULL_METADATA, tonic::metadata::MetadataValue::from_static("1"));
+    status
 }
 
 /// A random run id that is not taken, as Flower draws them (8 random bytes).
@@ -179,7 +194,14 @@ impl ControlService {
         let fab_hash = tokio::task::spawn_blocking(move || ffs.put(&content))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(format!("cannot store the FAB: {e}")))?;
+            .map_err(|e| {
+                let message = format!("cannot store the FAB in {}: {e}", self.shared.ffs.directory().display());
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    store_full_status(format!("{message}; free some disk space and try again"))
+                } else {
+                    Status::internal(message)
+                }
+            })?;
         let taken: std::collections::BTreeSet<RunId> = self
             .shared
             .engine

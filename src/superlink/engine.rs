@@ -10,13 +10,18 @@
 //!
 //! The engine also keeps what is not history and therefore not in events: the
 //! app tokens of active runs and their heartbeat deadlines (Flower keeps them
-//! in a `token_store` table that it never replays either). A token lives from
-//! the claim until the run finishes (or its heartbeat expires).
+//! in a `token_store` table that it never replays either; a token lives from
+//! the claim until the run finishes, or its heartbeat expires), and the
+//! *obligations*: facts the SuperLink decided itself (a run's process died,
+//! its heartbeat expired, it was active when the SuperLink restarted) that
+//! could not be written yet because the disk was full. They are retried every
+//! second and after every successful write until recorded, so that space
+//! coming back ends such runs without a restart.
 //!
 //! Why a thread and not a task: SQLite calls block; a dedicated thread keeps
 //! them off the async runtime's workers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -66,6 +71,10 @@ enum Request {
     Expire {
         reply: oneshot::Sender<Vec<RunId>>,
     },
+    Oblige {
+        run_id: RunId,
+        command: Command,
+    },
     Query(Query),
 }
 
@@ -87,6 +96,8 @@ struct Engine {
     tokens: HashMap<RunId, Token>,
     runs_by_token: HashMap<String, RunId>,
     committed: watch::Sender<Seq>,
+    /// Commands that must be recorded, waiting for the store to take them.
+    obligations: BTreeMap<RunId, Command>,
 }
 
 /// Starts the engine thread over `store`.
@@ -98,6 +109,7 @@ pub fn start(store: Store) -> Handle {
         tokens: HashMap::new(),
         runs_by_token: HashMap::new(),
         committed,
+        obligations: BTreeMap::new(),
     };
     std::thread::Builder::new()
         .name("floret-engine".into())
@@ -141,14 +153,55 @@ impl Engine {
                     let _ = reply.send(self.heartbeat(&token));
                 }
                 Request::Expire { reply } => {
+                    self.retry_obligations();
                     let _ = reply.send(self.expire());
                 }
+                Request::Oblige { run_id, command } => self.oblige(run_id, command),
                 Request::Query(query) => query(&self.store),
             }
         }
     }
 
     fn execute(&mut self, run_id: RunId, command: &Command) -> Result<Vec<StoredEvent>, ExecError> {
+        let result = self.execute_once(run_id, command);
+        if result.as_ref().is_ok_and(|stored| !stored.is_empty()) && !self.obligations.is_empty() {
+            // The store takes writes again.
+            self.retry_obligations();
+        }
+        result
+    }
+
+    /// Executes `command` now, or keeps it to retry when the store cannot
+    /// take it (a full disk). Rejections are final: the run moved on.
+    fn oblige(&mut self, run_id: RunId, command: Command) {
+        match self.execute_once(run_id, &command) {
+            Ok(_) | Err(ExecError::Rejected(_)) | Err(ExecError::Stopped) => {}
+            Err(ExecError::Store(error)) => {
+                tracing::warn!(
+                    %run_id,
+                    %error,
+                    "cannot record the end of the run yet; retrying every second until it is recorded"
+                );
+                self.obligations.entry(run_id).or_insert(command);
+            }
+        }
+    }
+
+    fn retry_obligations(&mut self) {
+        while let Some((&run_id, command)) = self.obligations.iter().next() {
+            let command = command.clone();
+            match self.execute_once(run_id, &command) {
+                Err(ExecError::Store(_)) => return,
+                Ok(stored) if !stored.is_empty() => {
+                    tracing::info!(%run_id, "recorded the end of the run: the state database takes writes again")
+                }
+                Ok(_) | Err(_) => {}
+            }
+            self.obligations.remove(&run_id);
+        }
+    }
+
+    fn execute_once(&mut self, run_id: RunId, command: &Command) -> Result<Vec<StoredEvent>, ExecError> {
         let events = decide(self.store.state(), run_id, command).map_err(ExecError::Rejected)?;
         if events.is_empty() {
             return Ok(Vec::new());
@@ -215,9 +268,7 @@ impl Engine {
             .collect();
         for run_id in &expired {
             let reason = "No heartbeat received from the run.".to_string();
-            if let Err(error) = self.execute(*run_id, &Command::Abandon { reason }) {
-                tracing::error!(%run_id, %error, "cannot record a heartbeat expiry");
-            }
+            self.oblige(*run_id, Command::Abandon { reason });
             self.release(*run_id);
         }
         expired
@@ -269,7 +320,14 @@ impl Handle {
         response.await.unwrap_or(false)
     }
 
-    /// Fails runs whose heartbeat expired.
+    /// Records `command` for `run_id` now or, if the store cannot take it
+    /// (a full disk), as soon as it can: for facts that must not be lost,
+    /// such as the death of a run's process.
+    pub fn oblige(&self, run_id: RunId, command: Command) {
+        let _ = self.send(Request::Oblige { run_id, command });
+    }
+
+    /// Retries obligations, then fails runs whose heartbeat expired.
     pub async fn expire(&self) -> Vec<RunId> {
         let (reply, response) = oneshot::channel();
         if self.send(Request::Expire { reply }).is_err() {

@@ -115,10 +115,7 @@ impl Launcher {
             Err(error) => {
                 let reason = format!("Unable to launch `{}`: {error}", self.executable.display());
                 tracing::error!(%run_id, "{reason}");
-                let engine = self.engine.clone();
-                tokio::spawn(async move {
-                    let _ = engine.execute(run_id, Command::Abandon { reason }).await;
-                });
+                self.engine.oblige(run_id, Command::Abandon { reason });
                 return;
             }
         };
@@ -142,11 +139,10 @@ impl Launcher {
         };
         tracing::info!(%run_id, "flwr-simulation {described}");
         // A run whose process is gone can never finish: fail it unless it
-        // already finished (the normal case, a no-op).
+        // already finished (the normal case, a no-op). The engine keeps
+        // trying while the disk is full.
         let reason = format!("The simulation process (flwr-simulation) {described} before the run finished.");
-        if let Err(error) = self.engine.execute(run_id, Command::Abandon { reason }).await {
-            tracing::warn!(%run_id, %error, "cannot record the end of flwr-simulation");
-        }
+        self.engine.oblige(run_id, Command::Abandon { reason });
     }
 
     /// Sends `signal` to the run's process, if it has one.

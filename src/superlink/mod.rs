@@ -88,6 +88,10 @@ pub struct Config {
     /// The `flwr-simulation` executable to launch per run; `None` when app
     /// processes are started by someone else (`--isolation process`).
     pub simulation_executable: Option<PathBuf>,
+    /// Test-only: a file holding a page cap for `state.db`, read before each
+    /// write, so that tests fill the database without filling a disk
+    /// (`FLORET_TEST_MAX_PAGE_COUNT_FILE`; see `Store::set_page_cap_file`).
+    pub page_cap_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,12 +169,15 @@ pub async fn run(
 ) -> Result<(), Error> {
     tighten_state(&config);
     let database = config.database.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&database))
+    let mut store = tokio::task::spawn_blocking(move || open_store(&database))
         .await
         .expect("open the store")?;
     let local_secret = access::secret_path(&config.database)
         .map(|path| access::create_secret(&path))
         .transpose()?;
+    if let Some(file) = &config.page_cap_file {
+        store.set_page_cap_file(file.clone());
+    }
     let engine = engine::start(store);
     let ffs = ffs::Ffs::open(&config.storage_dir).map_err(|source| Error::Storage {
         path: config.storage_dir.clone(),
@@ -299,9 +306,7 @@ async fn recover(shared: &Shared) {
         match status {
             Status::Starting | Status::Running => {
                 let reason = RESTART_DETAILS.to_string();
-                if let Err(error) = shared.engine.execute(run_id, Command::Abandon { reason }).await {
-                    tracing::error!(%run_id, %error, "cannot fail an abandoned run");
-                }
+                shared.engine.oblige(run_id, Command::Abandon { reason });
             }
             Status::Pending => {
                 if let Some(launcher) = &shared.launcher {

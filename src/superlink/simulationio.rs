@@ -1,7 +1,8 @@
 //! Flower's `SimulationIo` service (1.27), which app processes use to claim a
 //! run, pull its inputs, heartbeat, push logs and report the end; and our
 //! `SimulationEvents` service beside it, through which the simulation engine
-//! streams its events into the run's log.
+//! streams its events into the run's log, with the traffic and ClientApp
+//! time measured so far.
 //!
 //! Status codes and messages follow Flower 1.27's servicer, except where
 //! Flower lets any local process write (see `access`): PushLogs and
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::event::{RunFinished, SubStatus};
+use crate::domain::event::{RunFinished, SubStatus, Usage};
 use crate::domain::ids::RunId;
 use crate::domain::run::{Command, Run, Status as RunStatus};
 use crate::proto::floret::v1 as ext;
@@ -24,6 +25,7 @@ use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Record, RecordDict};
 use crate::store::codec;
 use crate::superlink::control::exec_status;
+use crate::superlink::engine::ExecError;
 use crate::superlink::{access, Shared};
 
 pub struct SimulationIoService {
@@ -141,7 +143,10 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
         request: Request<pb::PullAppInputsRequest>,
     ) -> Result<Response<pb::PullAppInputsResponse>, Status> {
         let run_id = self.run_of_token(&request.into_inner().token).await?;
-        let failed = |_| Status::failed_precondition(format!("Failed to start run {run_id}"));
+        let failed = |error: ExecError| match error {
+            ExecError::Store(error) if error.is_full() => exec_status(ExecError::Store(error)),
+            _ => Status::failed_precondition(format!("Failed to start run {run_id}")),
+        };
         self.shared
             .engine
             .execute(run_id, Command::Activate)
@@ -288,6 +293,18 @@ impl ext::simulation_events_server::SimulationEvents for SimulationEventsService
             self.shared
                 .engine
                 .execute(run_id, Command::AppendSimulation(events))
+                .await
+                .map_err(exec_status)?;
+        }
+        if let Some(usage) = request.usage {
+            let usage = Usage {
+                bytes_sent: usage.bytes_sent,
+                bytes_recv: usage.bytes_recv,
+                clientapp_runtime: usage.clientapp_runtime,
+            };
+            self.shared
+                .engine
+                .execute(run_id, Command::RecordUsage(usage))
                 .await
                 .map_err(exec_status)?;
         }

@@ -220,7 +220,7 @@ fn the_same_seed_twice_records_the_same_simulation_events() {
             .lines()
             .filter(|l| l.starts_with('#'))
             .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
-            .filter(|l| !l.starts_with("Run") && !l.starts_with("LogAppended"))
+            .filter(|l| !l.starts_with("Run") && !l.starts_with("LogAppended") && !l.starts_with("UsageRecorded"))
             .collect::<Vec<_>>()
     };
     let (a, b, c) = (events(first), events(second), events(other));

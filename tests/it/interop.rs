@@ -16,7 +16,7 @@ use crate::support::{free_ports, quickstart, temp_dir, wait_until, Home, Ran};
 
 /// A virtual environment with Flower 1.27.0 (shared with the Python app
 /// tests).
-fn flower_venv() -> PathBuf {
+pub(crate) fn flower_venv() -> PathBuf {
     crate::support::python_env("1.27.0")
 }
 
@@ -82,6 +82,15 @@ fn the_python_flwr_cli_drives_our_superlink() {
     let json = shown.json();
     assert_eq!(json["runs"][0]["status"], "finished:completed");
     assert_eq!(json["runs"][0]["fab-id"], "floret/quickstart");
+    // The traffic and ClientApp time the run measured reach Flower's CLI.
+    assert!(
+        json["runs"][0]["network-traffic"]["total-bytes"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+    assert!(
+        json["runs"][0]["compute-time"]["clientapp-seconds"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
     // The FAB the Python CLI built is the one ours builds: same hash.
     let ours = floret::fab::build_fab(Path::new(&quickstart())).unwrap();
     assert_eq!(json["runs"][0]["fab-hash"], ours.hash[..8]);

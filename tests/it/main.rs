@@ -8,6 +8,8 @@
 //!   SuperLink (run config, federation options, StartRun), the seed page's
 //!   `flwr run` output, and every README command run as shown.
 //! - `cli_output`: snapshots of `flwr ls`'s table, detail view and JSON.
+//! - `disk_full`: a full state database is reported plainly and the SuperLink
+//!   recovers by itself when space returns.
 //! - `e2e`: the real binaries end to end: run/list/log/stop, the managed
 //!   SuperLink's life, errors.
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
@@ -23,6 +25,8 @@
 //!   ≥ 2^63 passed back, runs in progress.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `strategies`: every strategy and DP wrapper learns on digits and replays.
+//! - `traffic`: message weights equal Flower 1.27's own count; runs report
+//!   their traffic and ClientApp time.
 //! - `store`: the event-sourcing laws over random command sequences (proptest),
 //!   schema refusal with exit code 105, and crash safety under SIGKILL.
 //! - `trust`: local processes that are not the owner: tokens on app writes,
@@ -31,6 +35,7 @@
 
 mod bad_input;
 mod cli_output;
+mod disk_full;
 mod e2e;
 mod fab_fixtures;
 mod interop;
@@ -43,4 +48,5 @@ mod store;
 mod strategies;
 mod support;
 mod tidy;
+mod traffic;
 mod trust;

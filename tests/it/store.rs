@@ -141,6 +141,18 @@ fn arb_command() -> impl Strategy<Value = (u8, Command)> {
                 }
             )])),
             ".{0,12}".prop_map(|reason| Command::Abandon { reason }),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                prop_oneof![0.0f64..1e4, Just(f64::NAN), Just(-1.0)]
+            )
+                .prop_map(
+                    |(bytes_sent, bytes_recv, clientapp_runtime)| Command::RecordUsage(Usage {
+                        bytes_sent: bytes_sent >> 1,
+                        bytes_recv: bytes_recv >> 1,
+                        clientapp_runtime,
+                    })
+                ),
         ],
     )
 }
@@ -278,6 +290,55 @@ fn rebuild_restores_projections_from_events() {
     store.verify().unwrap();
     assert_eq!(expected.logs.len(), 1);
     assert_eq!(expected.rounds.len(), 1);
+}
+
+/// A state.db written before usage was measured (schema 1) opens: its runs
+/// have no usage, read as Flower's runs without figures (zeros), and the
+/// projections still equal the fold.
+#[test]
+fn a_database_from_before_usage_opens_without_figures() {
+    let directory = temp_dir();
+    let path = directory.path().join("state.db");
+    let run_id = RunId(9);
+    let mut store = Store::open(&path).unwrap();
+    for (at, command) in [
+        Command::Submit(submitted(run_id, 1, 0.1)),
+        Command::Claim,
+        Command::Activate,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let events = decide(store.state(), run_id, &command).unwrap();
+        store.append(run_id, &events, Micros(1_000 + at as i64)).unwrap();
+    }
+    drop(store);
+    // What schema 1 had: no usage columns.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE runs DROP COLUMN bytes_sent; ALTER TABLE runs DROP COLUMN bytes_recv;
+             ALTER TABLE runs DROP COLUMN clientapp_runtime; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    let mut store = Store::open(&path).unwrap();
+    store.verify().unwrap();
+    let run = store.state().runs[&run_id].clone();
+    assert_eq!(run.usage, None);
+    let wire = floret::proto::run_to_proto(&run);
+    assert_eq!((wire.bytes_sent, wire.bytes_recv, wire.clientapp_runtime), (0, 0, 0.0));
+    // Usage recorded from now on is kept.
+    let usage = Usage {
+        bytes_sent: 5,
+        bytes_recv: 7,
+        clientapp_runtime: 0.5,
+    };
+    let events = decide(store.state(), run_id, &Command::RecordUsage(usage.clone())).unwrap();
+    store.append(run_id, &events, Micros(2_000)).unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    store.verify().unwrap();
+    assert_eq!(store.state().runs[&run_id].usage, Some(usage));
 }
 
 fn sha256_of(path: &Path) -> String {
