@@ -81,7 +81,7 @@ struct Shared {
 pub(crate) struct Zygote {
     process: Child,
     control: UnixStream,
-    replies: Mutex<mpsc::Receiver<Frame>>,
+    replies: Mutex<Mailbox>,
     shared: Arc<Shared>,
     forked: Mutex<Vec<i32>>,
     next_id: Mutex<u64>,
@@ -216,7 +216,7 @@ impl Zygote {
         Ok(Zygote {
             process,
             control: ours,
-            replies: Mutex::new(replies_rx),
+            replies: Mutex::new(Mailbox::new(replies_rx)),
             shared,
             forked: Mutex::new(Vec::new()),
             next_id: Mutex::new(1),
@@ -231,21 +231,13 @@ impl Zygote {
 
     /// Waits for the reply (of kind `kind`) to request `id`.
     fn reply(&self, id: u64, kind: u8, timeout: Duration) -> Result<Frame, Error> {
-        let replies = self.replies.lock().expect("replies lock");
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match replies.recv_timeout(left) {
-                Ok(frame) if frame.id == id && frame.kind == kind => return Ok(frame),
-                Ok(_) => continue,
-                Err(mpsc::RecvTimeoutError::Timeout) => return Err(Error::Timeout(timeout)),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Error::Exited {
-                        detail: exit_detail(None, &self.shared),
-                    })
-                }
-            }
-        }
+        let mut replies = self.replies.lock().expect("replies lock");
+        replies.wait(id, kind, timeout).map_err(|gone| match gone {
+            Gone::Timeout => Error::Timeout(timeout),
+            Gone::Disconnected => Error::Exited {
+                detail: exit_detail(None, &self.shared),
+            },
+        })
     }
 
     /// Loads the app (LOAD → LOADED); the answer's header as the script
@@ -320,6 +312,53 @@ impl Drop for Zygote {
         kill_group(self.process.id() as i32);
         let _ = self.process.kill();
         let _ = self.process.wait();
+    }
+}
+
+/// The zygote's answers, matched to their requests: several threads may wait
+/// at once (workers forked in parallel), and an answer that arrives for a
+/// request other than the waiter's is kept for its owner, never dropped.
+struct Mailbox {
+    incoming: mpsc::Receiver<Frame>,
+    kept: Vec<Frame>,
+}
+
+/// Why no answer came.
+#[derive(Debug, PartialEq)]
+enum Gone {
+    Timeout,
+    Disconnected,
+}
+
+impl Mailbox {
+    fn new(incoming: mpsc::Receiver<Frame>) -> Mailbox {
+        Mailbox {
+            incoming,
+            kept: Vec::new(),
+        }
+    }
+
+    fn wait(&mut self, id: u64, kind: u8, timeout: Duration) -> Result<Frame, Gone> {
+        if let Some(at) = self.kept.iter().position(|f| f.id == id && f.kind == kind) {
+            return Ok(self.kept.remove(at));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok(frame) if frame.id == id && frame.kind == kind => return Ok(frame),
+                Ok(frame) => {
+                    // Answers nobody waits for any more (a timed-out request)
+                    // must not pile up: keep a bounded number.
+                    if self.kept.len() >= 1024 {
+                        self.kept.remove(0);
+                    }
+                    self.kept.push(frame);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => return Err(Gone::Timeout),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Gone::Disconnected),
+            }
+        }
     }
 }
 
@@ -403,4 +442,34 @@ fn spawn_control_reader(mut reader: Reader, replies: mpsc::Sender<Frame>, shared
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two workers forked from two threads: the second requester's wait
+    /// may see the first one's answer first. Before the fix that answer was
+    /// dropped and the first requester timed out ("no worker process could
+    /// be started: the Python bridge did not answer within 60s").
+    #[test]
+    fn an_answer_to_another_request_is_kept_for_it() {
+        let (tx, rx) = mpsc::channel();
+        let mut mailbox = Mailbox::new(rx);
+        tx.send(Frame::new(kind::FORKED, 2, json!({"pid": 20}))).unwrap();
+        tx.send(Frame::new(kind::FORKED, 3, json!({"pid": 30}))).unwrap();
+        let second = mailbox.wait(3, kind::FORKED, Duration::from_secs(5)).unwrap();
+        assert_eq!(second.header["pid"], 30);
+        let first = mailbox.wait(2, kind::FORKED, Duration::from_millis(10)).unwrap();
+        assert_eq!(first.header["pid"], 20);
+        assert_eq!(
+            mailbox.wait(4, kind::FORKED, Duration::from_millis(10)).unwrap_err(),
+            Gone::Timeout
+        );
+        drop(tx);
+        assert_eq!(
+            mailbox.wait(4, kind::FORKED, Duration::from_millis(10)).unwrap_err(),
+            Gone::Disconnected
+        );
+    }
 }

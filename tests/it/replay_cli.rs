@@ -48,7 +48,8 @@ fn app_dir(clientapp: &str, config: &str) -> tempfile::TempDir {
         )
         .replace("num-server-rounds = 3\n", "")
         .replace("fraction-train = 0.5\n", "")
-        .replace("dataset = \"digits\"\n", "");
+        .replace("dataset = \"digits\"\n", "")
+        .replace("strategy.name = \"FedAvg\"", "");
     std::fs::write(&path, text).unwrap();
     dir
 }
