@@ -46,10 +46,8 @@ fn app_dir(clientapp: &str, config: &str) -> tempfile::TempDir {
             "clientapp = \"floret:logreg\"",
             &format!("clientapp = \"floret:{clientapp}\""),
         )
-        .replace("num-server-rounds = 3\n", "")
         .replace("fraction-train = 0.5\n", "")
-        .replace("dataset = \"digits\"\n", "")
-        .replace("strategy.name = \"FedAvg\"", "");
+        .replace("dataset = \"digits\"\n", "");
     std::fs::write(&path, text).unwrap();
     dir
 }

@@ -330,14 +330,25 @@ pub fn processes_with(needles: &[&str]) -> Vec<u32> {
 }
 
 /// A copy of the quickstart app with `extra` appended to its
-/// `[tool.flwr.app.config]` (the last table of its pyproject.toml).
+/// `[tool.flwr.app.config]` (the last table of its pyproject.toml). A key
+/// `extra` sets replaces the quickstart's own line for it: TOML refuses a key
+/// given twice.
 pub fn quickstart_with(extra: &str) -> tempfile::TempDir {
+    fn key(line: &str) -> Option<&str> {
+        line.split_once('=').map(|(key, _)| key.trim())
+    }
+    let overridden: Vec<&str> = extra.lines().filter_map(key).collect();
     let dir = temp_dir();
     for file in ["pyproject.toml", "floret.py"] {
         let mut text = std::fs::read_to_string(format!("{}/{file}", quickstart())).unwrap();
         if file == "pyproject.toml" {
-            text.push_str(extra);
-            text.push('\n');
+            let (head, config) = text.split_once("[tool.flwr.app.config]\n").unwrap();
+            let kept: String = config
+                .lines()
+                .filter(|line| key(line).is_none_or(|k| !overridden.contains(&k)))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            text = format!("{head}[tool.flwr.app.config]\n{kept}{extra}\n");
         }
         std::fs::write(dir.path().join(file), text).unwrap();
     }
