@@ -12,7 +12,7 @@
 //! This module owns process life cycles and the zygote's socket; it never
 //! decides what a process computes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
@@ -320,8 +320,12 @@ impl Drop for Zygote {
 /// request other than the waiter's is kept for its owner, never dropped.
 struct Mailbox {
     incoming: mpsc::Receiver<Frame>,
-    kept: Vec<Frame>,
+    kept: VecDeque<Frame>,
 }
+
+/// At most this many answers are kept that nobody has asked for yet (those
+/// of a timed-out request are never asked for).
+const KEPT_MAX: usize = 1024;
 
 /// Why no answer came.
 #[derive(Debug, PartialEq)]
@@ -334,13 +338,13 @@ impl Mailbox {
     fn new(incoming: mpsc::Receiver<Frame>) -> Mailbox {
         Mailbox {
             incoming,
-            kept: Vec::new(),
+            kept: VecDeque::new(),
         }
     }
 
     fn wait(&mut self, id: u64, kind: u8, timeout: Duration) -> Result<Frame, Gone> {
         if let Some(at) = self.kept.iter().position(|f| f.id == id && f.kind == kind) {
-            return Ok(self.kept.remove(at));
+            return Ok(self.kept.remove(at).expect("position is in range"));
         }
         let deadline = Instant::now() + timeout;
         loop {
@@ -348,12 +352,10 @@ impl Mailbox {
             match self.incoming.recv_timeout(left) {
                 Ok(frame) if frame.id == id && frame.kind == kind => return Ok(frame),
                 Ok(frame) => {
-                    // Answers nobody waits for any more (a timed-out request)
-                    // must not pile up: keep a bounded number.
-                    if self.kept.len() >= 1024 {
-                        self.kept.remove(0);
+                    if self.kept.len() == KEPT_MAX {
+                        self.kept.pop_front();
                     }
-                    self.kept.push(frame);
+                    self.kept.push_back(frame);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => return Err(Gone::Timeout),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Gone::Disconnected),
