@@ -47,6 +47,8 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A Python interpreter the SuperLink keeps warm may be handed over too.
+    floret::bridge::accept_handed_zygote();
     let faults = floret::simulation::parse_faults(&args.faults).unwrap_or_else(|error| {
         eprintln!("flwr-simulation: --faults: {error}");
         std::process::exit(2)

@@ -29,7 +29,7 @@ import time
 import traceback
 
 HELLO, LOAD, LOADED, SPAWN, FORKED, EXITED = 1, 2, 3, 4, 5, 6
-CALL, LOG, RESULT, START, GRID, GRID_REPLY, DONE, SHUTDOWN = 7, 8, 9, 10, 11, 12, 13, 14
+CALL, LOG, RESULT, START, GRID, GRID_REPLY, DONE, SHUTDOWN, STDIO = 7, 8, 9, 10, 11, 12, 13, 14, 15
 
 _HEADER = struct.Struct("<IBQ")
 _LEN = struct.Struct("<I")
@@ -225,6 +225,11 @@ def _versions():
             found[dist] = metadata.version(dist)
         except Exception:
             pass
+    flwr = sys.modules.get("flwr")
+    if flwr is not None and getattr(flwr, "__file__", None):
+        # The directory packages are installed into: an install or an upgrade
+        # there changes its modification time (a warm zygote is then stale).
+        found["site"] = os.path.dirname(os.path.dirname(flwr.__file__))
     return found
 
 
@@ -411,16 +416,30 @@ def zygote(flower):
                 if pid == 0:
                     _child(flower, app, role, fd, control, wake_r, wake_w)
                 children[pid] = {"role": role, "index": header.get("index")}
+            if role == "zygote":
+                # Also here, so that it has left our group before FORKED is
+                # sent (a stale warm zygote's group is killed).
+                try:
+                    os.setpgid(pid, pid)
+                except OSError:
+                    pass
             os.close(fd)
             control.send(FORKED, ident, {"pid": pid, "role": role, "index": header.get("index")})
+        elif kind == STDIO:
+            # A zygote forked from a warm one writes its file-level output
+            # (C extensions, subprocesses) to the pipes of the run's process.
+            os.dup2(fields[0], 1)
+            os.dup2(fields[1], 2)
+            os.close(fields[0])
+            os.close(fields[1])
         elif kind == SHUTDOWN:
             os._exit(0)
 
 
 def _recv_with_fds(channel):
-    """Receives one frame; a SPAWN frame carries one file descriptor, returned
-    as its only field."""
-    msg, fds, _flags, _addr = socket.recv_fds(channel.sock, _HEADER.size, 1, socket.MSG_WAITALL)
+    """Receives one frame; a SPAWN frame carries one file descriptor and a
+    STDIO frame two, returned as its fields."""
+    msg, fds, _flags, _addr = socket.recv_fds(channel.sock, _HEADER.size, 2, socket.MSG_WAITALL)
     if not msg:
         raise EOFError("floret closed the bridge socket")
     if len(msg) < _HEADER.size:
@@ -438,19 +457,29 @@ def _recv_with_fds(channel):
 
 
 def _child(flower, app, role, fd, control, wake_r, wake_w):
-    """The forked process: a ClientApp worker or the ServerApp."""
+    """The forked process: a ClientApp worker, the ServerApp, or (forked from
+    a warm zygote that has imported flwr only) the zygote of one run."""
     global _channel
     try:
-        _set_death_signal()
+        if role == "zygote":
+            # The zygote of one run outlives the warm zygote it came from (a
+            # stale warm one is replaced while runs go on): it leads a group
+            # of its own and ends when the run's process closes its socket.
+            os.setpgid(0, 0)
+        else:
+            _set_death_signal()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.sock.close()
         os.close(wake_r)
         os.close(wake_w)
+        os.set_inheritable(fd, False)
         _channel = Channel(socket.socket(fileno=fd))
         if role == "client":
             client_worker(flower, app)
-        else:
+        elif role == "server":
             server_process(flower, app)
+        elif role == "zygote":
+            zygote(flower)
     except EOFError:
         pass
     except BaseException:

@@ -33,6 +33,7 @@ pub(crate) mod kind {
     pub const GRID_REPLY: u8 = 12;
     pub const DONE: u8 = 13;
     pub const SHUTDOWN: u8 = 14;
+    pub const STDIO: u8 = 15;
 }
 
 /// The largest frame either side may send: a model of a few hundred million
@@ -225,12 +226,12 @@ pub(crate) fn write(stream: &UnixStream, frame: &Frame) -> Result<(), Error> {
     }
 }
 
-/// Writes one frame with a file descriptor attached (SCM_RIGHTS), which the
+/// Writes one frame with file descriptors attached (SCM_RIGHTS), which the
 /// receiver gets with the frame's first bytes.
-pub(crate) fn write_with_fd(stream: &UnixStream, frame: &Frame, fd: BorrowedFd<'_>) -> Result<(), Error> {
+pub(crate) fn write_with_fds(stream: &UnixStream, frame: &Frame, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let bytes = frame.encode();
-    let fds = [fd.as_raw_fd()];
+    let fds: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     let control = [ControlMessage::ScmRights(&fds)];
     let iov = [io::IoSlice::new(&bytes)];
     let sent = loop {

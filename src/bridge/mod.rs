@@ -105,7 +105,23 @@ impl Bridge {
             env: Vec::new(),
             cwd: None,
         };
-        let zygote = Zygote::spawn(&spec.interpreter, &settings)?;
+        let zygote = match take_handed(spec) {
+            Some(handed) => match Zygote::adopt(&spec.interpreter, handed.stream, handed.pid) {
+                Ok(zygote) => {
+                    tracing::info!(
+                        run_id = spec.run_id,
+                        pid = handed.pid,
+                        "the run starts from a warm Python interpreter"
+                    );
+                    zygote
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the warm interpreter could not be used; starting one");
+                    Zygote::spawn(&spec.interpreter, &settings)?
+                }
+            },
+            None => Zygote::spawn(&spec.interpreter, &settings)?,
+        };
         let overrides: Vec<Value> = spec
             .overrides
             .iter()
@@ -185,6 +201,74 @@ impl Bridge {
             },
         }
     }
+}
+
+/// The environment variable through which the SuperLink hands the app
+/// process a zygote forked from its warm interpreter:
+/// `<fd>:<pid>:<threads per client>:<interpreter>`.
+pub const HANDED_VARIABLE: &str = "FLORET_WARM_ZYGOTE";
+
+/// A zygote the SuperLink forked for this process's run from its warm
+/// interpreter (flwr already imported).
+struct Handed {
+    stream: std::os::unix::net::UnixStream,
+    pid: i32,
+    threads: usize,
+    interpreter: PathBuf,
+}
+
+static HANDED: std::sync::Mutex<Option<Handed>> = std::sync::Mutex::new(None);
+
+/// Takes the zygote named by [`HANDED_VARIABLE`], if any, for the run's
+/// bridge; the variable is removed so that no app sees it. Call once, at the
+/// start of the app process, before any other thread runs.
+pub fn accept_handed_zygote() {
+    use std::os::fd::FromRawFd;
+    let Some(value) = std::env::var_os(HANDED_VARIABLE) else {
+        return;
+    };
+    std::env::remove_var(HANDED_VARIABLE);
+    let value = value.to_string_lossy().into_owned();
+    let mut parts = value.splitn(4, ':');
+    let (Some(fd), Some(pid), Some(threads), Some(interpreter)) = (
+        parts.next().and_then(|s| s.parse::<i32>().ok()),
+        parts.next().and_then(|s| s.parse::<i32>().ok()),
+        parts.next().and_then(|s| s.parse::<usize>().ok()),
+        parts.next(),
+    ) else {
+        tracing::warn!("ignoring a malformed {HANDED_VARIABLE}");
+        return;
+    };
+    // The descriptor must be an open socket this process inherited.
+    if fd < 3 || !is_socket(fd) {
+        tracing::warn!("ignoring {HANDED_VARIABLE}: descriptor {fd} is not a socket");
+        return;
+    }
+    // SAFETY: the SuperLink passed this descriptor for this purpose and
+    // nothing else in this process owns it (checked open above).
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    *HANDED.lock().expect("handed lock") = Some(Handed {
+        stream,
+        pid,
+        threads,
+        interpreter: PathBuf::from(interpreter),
+    });
+}
+
+fn is_socket(fd: i32) -> bool {
+    // SAFETY: fstat writes into the zeroed struct it is given.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    }
+}
+
+/// The handed zygote, when it suits this run (same interpreter and threads).
+fn take_handed(spec: &Spec) -> Option<Handed> {
+    let handed = HANDED.lock().expect("handed lock").take()?;
+    (handed.interpreter == spec.interpreter && handed.threads == spec.threads_per_client.max(1)).then_some(handed)
 }
 
 /// A configuration value as JSON for the Python side (ints stay ints).

@@ -77,9 +77,14 @@ struct Shared {
     dead: AtomicBool,
 }
 
-/// The zygote interpreter.
+/// The zygote interpreter: spawned here, or forked by a warm zygote the
+/// SuperLink keeps and handed to this process ([`Zygote::adopt`]).
 pub(crate) struct Zygote {
-    process: Child,
+    /// The interpreter process, when this process spawned it.
+    process: Option<Child>,
+    pid: i32,
+    /// What the zygote said about itself (versions, `site`).
+    pub hello: Value,
     control: UnixStream,
     replies: Mutex<Mailbox>,
     shared: Arc<Shared>,
@@ -182,21 +187,52 @@ impl Zygote {
         if let Some(stderr) = process.stderr.take() {
             spawn_pipe_reader(stderr, Arc::clone(&shared), true);
         }
+        let pid = process.id() as i32;
+        Zygote::handshake(path, ours, Some(process), pid, shared)
+    }
+
+    /// Takes over a zygote a warm one forked for this run (`stream` is its
+    /// socket, `pid` its process): its file-level output is sent to pipes of
+    /// this process, then it says HELLO as a spawned one does.
+    pub fn adopt(path: &Path, stream: UnixStream, pid: i32) -> Result<Zygote, Error> {
+        let shared = Arc::new(Shared::default());
+        let (stdout_read, stdout_write) = pipe().map_err(frame::Error::Io)?;
+        let (stderr_read, stderr_write) = pipe().map_err(frame::Error::Io)?;
+        spawn_pipe_reader(stdout_read, Arc::clone(&shared), false);
+        spawn_pipe_reader(stderr_read, Arc::clone(&shared), true);
+        let stdio = Frame::new(kind::STDIO, 0, json!({}));
+        frame::write_with_fds(&stream, &stdio, &[stdout_write.as_fd(), stderr_write.as_fd()])?;
+        drop((stdout_write, stderr_write));
+        Zygote::handshake(path, stream, None, pid, shared)
+    }
+
+    /// Reads the zygote's HELLO (flwr imported) and starts reading its
+    /// socket.
+    fn handshake(
+        path: &Path,
+        ours: UnixStream,
+        mut process: Option<Child>,
+        pid: i32,
+        shared: Arc<Shared>,
+    ) -> Result<Zygote, Error> {
         let mut reader = Reader::new(ours.try_clone().map_err(frame::Error::Io)?);
         let hello = match reader.read(Some(START_TIMEOUT)) {
             Ok(Some(frame)) if frame.kind == kind::HELLO => frame,
             Ok(Some(frame)) => {
+                kill_group(pid);
+                kill(pid);
                 return Err(Error::Bridge {
                     path: path.display().to_string(),
                     reason: format!("unexpected first frame of kind {}", frame.kind),
-                })
+                });
             }
             Ok(None) => {
-                kill_group(process.id() as i32);
+                kill_group(pid);
+                kill(pid);
                 return Err(Error::Timeout(START_TIMEOUT));
             }
             Err(_) => {
-                let status = process.wait().ok();
+                let status = process.as_mut().and_then(|p| p.wait().ok());
                 let detail = exit_detail(status, &shared);
                 return Err(Error::Bridge {
                     path: path.display().to_string(),
@@ -205,7 +241,9 @@ impl Zygote {
             }
         };
         if let Some(error) = hello.header.get("error").and_then(Value::as_str) {
-            let _ = process.wait();
+            if let Some(process) = process.as_mut() {
+                let _ = process.wait();
+            }
             return Err(Error::Bridge {
                 path: path.display().to_string(),
                 reason: format!("importing flwr failed: {error}"),
@@ -215,6 +253,8 @@ impl Zygote {
         spawn_control_reader(reader, replies_tx, Arc::clone(&shared));
         Ok(Zygote {
             process,
+            pid,
+            hello: hello.header,
             control: ours,
             replies: Mutex::new(Mailbox::new(replies_rx)),
             shared,
@@ -254,7 +294,7 @@ impl Zygote {
         let (ours, theirs) = UnixStream::pair().map_err(frame::Error::Io)?;
         let id = self.next_id();
         let request = Frame::new(kind::SPAWN, id, json!({"role": role, "index": index}));
-        frame::write_with_fd(&self.control, &request, theirs.as_fd())?;
+        frame::write_with_fds(&self.control, &request, &[theirs.as_fd()])?;
         let answer = self.reply(id, kind::FORKED, FORK_TIMEOUT)?;
         drop(theirs);
         let pid = answer.header.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
@@ -264,6 +304,27 @@ impl Zygote {
             reader: Reader::new(ours.try_clone().map_err(frame::Error::Io)?),
             writer: ours,
         })
+    }
+
+    /// Forks a zygote for one run from this (warm) one: its socket and pid,
+    /// for [`Zygote::adopt`] in the run's process.
+    pub fn fork_zygote(&self) -> Result<(UnixStream, i32), Error> {
+        let (ours, theirs) = UnixStream::pair().map_err(frame::Error::Io)?;
+        let id = self.next_id();
+        let request = Frame::new(kind::SPAWN, id, json!({"role": "zygote", "index": 0}));
+        frame::write_with_fds(&self.control, &request, &[theirs.as_fd()])?;
+        let answer = self.reply(id, kind::FORKED, FORK_TIMEOUT)?;
+        drop(theirs);
+        let pid = answer.header.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
+        Ok((ours, pid))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !self.shared.dead.load(Ordering::Relaxed)
     }
 
     /// Forked processes the zygote has not reported ended.
@@ -306,12 +367,23 @@ impl Zygote {
 impl Drop for Zygote {
     fn drop(&mut self) {
         let _ = frame::write(&self.control, &Frame::new(kind::SHUTDOWN, 0, json!({})));
-        for pid in self.forked.lock().expect("forked lock").iter() {
-            kill(*pid);
+        for pid in self.forked_pids() {
+            kill(pid);
         }
-        kill_group(self.process.id() as i32);
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        match self.process.as_mut() {
+            Some(process) => {
+                // A spawned zygote leads its own process group.
+                kill_group(self.pid);
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+            // One forked from a warm zygote leads a group of its own; the
+            // warm one reaps it.
+            None => {
+                kill_group(self.pid);
+                kill(self.pid);
+            }
+        }
     }
 }
 
@@ -386,6 +458,20 @@ fn exit_detail(status: Option<std::process::ExitStatus>, shared: &Shared) -> Str
     } else {
         format!(" ({})", parts.join(": "))
     }
+}
+
+/// A pipe whose ends are closed on exec (`std::io::pipe` is newer than our
+/// MSRV).
+fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing
+    // else.
+    unsafe { Ok((std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1]))) }
 }
 
 fn spawn_pipe_reader(mut pipe: impl Read + Send + 'static, shared: Arc<Shared>, is_stderr: bool) {

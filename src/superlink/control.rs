@@ -183,6 +183,7 @@ impl ControlService {
         };
         crate::federation::validate(&federation_options, &run_config)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let warm_key = super::warm::Key::for_app(&verified.app, &federation_options);
         let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
         tokio::task::spawn_blocking(move || crate::builtin::validate(&app, &config, &options))
             .await
@@ -227,7 +228,7 @@ impl ControlService {
             .map_err(exec_status)?;
         tracing::info!(%run_id, "run submitted");
         if let Some(launcher) = &self.shared.launcher {
-            launcher.launch(run_id);
+            launcher.launch(run_id, warm_key);
         }
         Ok(run_id)
     }

@@ -14,6 +14,10 @@
 //! with the SuperLink: on Linux they get `PR_SET_PDEATHSIG`, and they also
 //! watch `--parent-pid`.
 //!
+//! A run with a Python component may get a zygote forked from a warm
+//! interpreter the SuperLink keeps ([`super::warm`]): its socket is
+//! inherited by the child, named by `FLORET_WARM_ZYGOTE`.
+//!
 //! It never changes a run's state itself: it tells the engine.
 
 use std::collections::HashMap;
@@ -28,6 +32,7 @@ use tokio::process::Command as Process;
 use crate::domain::ids::RunId;
 use crate::domain::run::Command;
 use crate::superlink::engine::Handle;
+use crate::superlink::warm::{self, WarmPython};
 
 /// The environment variable that hands the run's token to `flwr-simulation`.
 pub const TOKEN_VARIABLE: &str = "FLORET_APP_TOKEN";
@@ -42,6 +47,8 @@ pub struct Launcher {
     /// Process ids of running children. A std mutex: held for a map lookup
     /// only, never across an await.
     children: Mutex<HashMap<RunId, u32>>,
+    /// Warm Python interpreters, unless turned off.
+    warm: Option<Arc<WarmPython>>,
 }
 
 impl Launcher {
@@ -50,6 +57,7 @@ impl Launcher {
         simulationio: SocketAddr,
         log_file: Option<PathBuf>,
         engine: Handle,
+        warm: Option<Arc<WarmPython>>,
     ) -> Arc<Launcher> {
         Arc::new(Launcher {
             executable,
@@ -57,24 +65,44 @@ impl Launcher {
             log_file,
             engine,
             children: Mutex::new(HashMap::new()),
+            warm,
         })
+    }
+
+    /// The warm interpreters (tests and benchmarks wait on them).
+    pub fn warm(&self) -> Option<&Arc<WarmPython>> {
+        self.warm.as_ref()
     }
 
     /// Claims `run_id` and starts its app process with the token; a failure
     /// to start fails the run. A run that cannot be claimed (it was stopped
-    /// meanwhile) gets no process.
-    pub fn launch(self: &Arc<Self>, run_id: RunId) {
+    /// meanwhile) gets no process. `python` names the interpreter of a run
+    /// with a Python component, which may then start from a warm one.
+    pub fn launch(self: &Arc<Self>, run_id: RunId, python: Option<warm::Key>) {
         let launcher = Arc::clone(self);
         tokio::spawn(async move {
             match launcher.engine.claim(run_id).await {
-                Ok(Some(token)) => launcher.spawn(run_id, &token),
+                Ok(Some(token)) => {
+                    let handed = match (&launcher.warm, python) {
+                        (Some(pool), Some(key)) => {
+                            let pool = Arc::clone(pool);
+                            // Forking answers in milliseconds, over a socket.
+                            tokio::task::spawn_blocking(move || pool.fork_for(&key).map(|handed| (key, handed)))
+                                .await
+                                .ok()
+                                .flatten()
+                        }
+                        _ => None,
+                    };
+                    launcher.spawn(run_id, &token, handed)
+                }
                 Ok(None) => tracing::warn!(%run_id, "the run already has an app process"),
                 Err(error) => tracing::info!(%run_id, %error, "the run was not launched"),
             }
         });
     }
 
-    fn spawn(self: &Arc<Self>, run_id: RunId, token: &str) {
+    fn spawn(self: &Arc<Self>, run_id: RunId, token: &str, handed: Option<(warm::Key, warm::Handed)>) {
         let mut command = Process::new(&self.executable);
         command
             .arg("--insecure")
@@ -96,10 +124,18 @@ impl Launcher {
             Some(file) => command.stderr(file),
             None => command.stderr(Stdio::inherit()),
         };
+        // The socket of a zygote forked for this run: our copy is closed on
+        // exec (std's default), the child's is kept (cleared after fork).
+        let handed_fd = handed.as_ref().map(|(key, handed)| {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&handed.stream);
+            command.env(crate::bridge::HANDED_VARIABLE, key.handed_value(fd, handed.pid));
+            fd
+        });
         let umask = crate::owner_only::inherited_umask();
-        // SAFETY: prctl and umask are async-signal-safe and only change this
-        // child's own death signal and file creation mask (apps write their
-        // users' files with the umask the SuperLink inherited).
+        // SAFETY: prctl, umask and fcntl are async-signal-safe and only
+        // change this child's own death signal, file creation mask (apps
+        // write their users' files with the umask the SuperLink inherited)
+        // and the inheritance of the handed socket, a descriptor it owns.
         unsafe {
             command.pre_exec(move || {
                 #[cfg(target_os = "linux")]
@@ -107,10 +143,19 @@ impl Launcher {
                 if let Some(umask) = umask {
                     libc::umask(umask);
                 }
+                if let Some(fd) = handed_fd {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
-        let child = match command.spawn() {
+        let spawned = command.spawn();
+        // The child has its copy; ours closes now (the zygote ends when the
+        // child's closes).
+        drop(handed);
+        let child = match spawned {
             Ok(child) => child,
             Err(error) => {
                 let reason = format!("Unable to launch `{}`: {error}", self.executable.display());

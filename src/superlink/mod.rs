@@ -20,6 +20,7 @@ pub mod ffs;
 pub mod launcher;
 pub mod local;
 pub mod simulationio;
+pub mod warm;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -191,6 +192,7 @@ pub async fn run(
             simulationio_address,
             config.log_file.clone(),
             engine.clone(),
+            warm::WarmPython::from_env(),
         )
     });
     let shared = Arc::new(Shared {
@@ -310,7 +312,8 @@ async fn recover(shared: &Shared) {
             }
             Status::Pending => {
                 if let Some(launcher) = &shared.launcher {
-                    launcher.launch(run_id);
+                    // After a restart no warm interpreter is ready yet.
+                    launcher.launch(run_id, None);
                 }
             }
             Status::Finished(_) => {}

@@ -478,8 +478,28 @@ fn replay_pins_a_clientapp_that_reads_the_clock() {
     assert!(fields.contains("reason"), "{verdict}");
 }
 
-/// Python processes that serve this home (their environment names it).
+/// Python processes of this home's runs (their environment names it), not
+/// counting the interpreters the SuperLink keeps warm between runs.
 fn python_processes_of(home: &Home) -> Vec<u32> {
+    bridge_processes_of(home)
+        .into_iter()
+        .filter(|(_, warm)| !warm)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The interpreters the SuperLink keeps warm (its own children).
+fn warm_processes_of(home: &Home) -> Vec<u32> {
+    bridge_processes_of(home)
+        .into_iter()
+        .filter(|(_, warm)| *warm)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every live bridge process serving this home, and whether it is a warm
+/// interpreter (its parent is the SuperLink).
+fn bridge_processes_of(home: &Home) -> Vec<(u32, bool)> {
     let needle = format!("FLWR_HOME={}", home.path().display());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -495,7 +515,12 @@ fn python_processes_of(home: &Home) -> Vec<u32> {
             && environ.split('\0').any(|var| var == needle)
             && String::from_utf8_lossy(&cmdline).contains("floret_bridge")
         {
-            pids.push(pid);
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .unwrap_or("0");
+            let parent_name = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
+            pids.push((pid, parent_name.trim().starts_with("flower-superlin")));
         }
     }
     pids
@@ -672,4 +697,118 @@ fn the_builtin_serverapp_drives_a_python_clientapp() {
     );
     let replay = flwr(&home, &venv, &["replay", &run_id_of(&ran).to_string()]);
     assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
+}
+
+/// The SuperLink's log of this home.
+fn superlink_log(home: &Home) -> String {
+    std::fs::read_to_string(home.path().join("local-superlink/superlink.log")).unwrap_or_default()
+}
+
+#[test]
+fn a_warm_interpreter_serves_the_next_python_run_with_the_same_event_bytes() {
+    let venv = python_env("1.27.0");
+    let app = copy_app(&example("numpy-message-api"));
+    // Output written to the descriptor itself, as C extensions and
+    // subprocesses write, must reach the log from a warm interpreter too.
+    edit(
+        &app.path().join("numpy_message_api/server_app.py"),
+        "    print(f\"Final global model",
+        "    import os\n    os.write(1, b\"written to descriptor 1\\n\")\n    print(f\"Final global model",
+    );
+    let app = app.path().to_str().unwrap();
+    let seed = crate::support::test_seed(11);
+    let seed_config = format!("seed={seed}");
+    let home = Home::new();
+    let run = |home: &Home, warm: bool| {
+        let mut command = home.command("flwr", &["run", app, "--stream", "-c", &seed_config]);
+        command.env("VIRTUAL_ENV", &venv).env_remove("FLWR_PYTHON");
+        if !warm {
+            command.env("FLORET_WARM_PYTHON", "0");
+        }
+        let output = command.output().expect("run flwr");
+        let ran = Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        ran.ok();
+        for line in ["Final global model: central accuracy", "written to descriptor 1"] {
+            assert!(ran.stdout.contains(line), "no {line:?} in:\n{}", ran.stdout);
+        }
+        run_id_of(&ran)
+    };
+
+    // The first Python run starts its own interpreter; the SuperLink then
+    // keeps one warm, which serves the second.
+    let cold = run(&home, true);
+    wait_until_within("a warm interpreter is ready", 120, || {
+        superlink_log(&home).contains("a warm Python interpreter is ready")
+    });
+    assert!(!superlink_log(&home).contains("starts from a warm Python interpreter"));
+    let warm = run(&home, true);
+    let log = superlink_log(&home);
+    let used = log
+        .lines()
+        .find(|line| line.contains("starts from a warm Python interpreter"))
+        .unwrap_or_else(|| panic!("the second run did not use the warm interpreter:\n{log}"));
+    assert!(used.contains(&format!("run_id={warm}")), "{used}");
+    assert!(
+        simulation_payloads(&home, cold) == simulation_payloads(&home, warm),
+        "seed {seed}: the warm run's events differ from the cold run's (rerun with FLORET_TEST_SEED={seed})"
+    );
+    let replay = flwr(&home, &venv, &["replay", &warm.to_string()]);
+    assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
+    // An install into the environment makes the warm interpreter stale: the
+    // next run starts its own, and a fresh one is kept.
+    let site = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path().join("site-packages"))
+        .find(|path| path.is_dir())
+        .expect("the venv's site-packages");
+    std::fs::File::open(&site)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(1))
+        .unwrap();
+    let after_install = run(&home, true);
+    let log = superlink_log(&home);
+    assert!(log.contains("is stale; replacing it"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("starts from a warm") && line.contains(&format!("run_id={after_install}"))),
+        "{log}"
+    );
+    wait_until_within("a fresh warm interpreter is ready", 120, || {
+        superlink_log(&home)
+            .matches("a warm Python interpreter is ready")
+            .count()
+            == 2
+    });
+    // Nothing of the runs is left; one interpreter stays warm.
+    wait_until_within("the runs' Python processes are gone", 20, || {
+        python_processes_of(&home).is_empty()
+    });
+    assert_eq!(warm_processes_of(&home).len(), 1, "{:?}", bridge_processes_of(&home));
+
+    // FLORET_WARM_PYTHON=0 turns it off; the run is the same.
+    let off = Home::new();
+    let run_off = run(&off, false);
+    assert!(
+        simulation_payloads(&home, cold) == simulation_payloads(&off, run_off),
+        "seed {seed}: the events differ between homes (rerun with FLORET_TEST_SEED={seed})"
+    );
+    assert!(warm_processes_of(&off).is_empty(), "{:?}", bridge_processes_of(&off));
+    assert!(!superlink_log(&off).contains("warm Python interpreter"));
+    // The warm interpreter ends with its SuperLink.
+    let kept = warm_processes_of(&home);
+    drop(home);
+    wait_until_within("the warm interpreter ends with its SuperLink", 20, || {
+        kept.iter().all(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty()
+                || stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    });
 }
