@@ -17,6 +17,12 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
+# The chaos program: kills the SuperLink and its app processes under 50
+# clients and checks the invariants after every restart (docs/RELIABILITY.md).
+# `just chaos --kills 20 --clients 5`, `just chaos --seed N` to repeat a schedule.
+chaos *ARGS="--kills 1000 --clients 50": build
+    cargo run --release --example chaos -- {{ARGS}}
+
 # Review pending snapshots.
 snap:
     cargo insta review

@@ -199,18 +199,24 @@ pub fn parse_pyproject_file(path: &Path) -> Result<(AppConfig, Vec<String>), App
             dir: absolute(&dir).display().to_string(),
         });
     }
-    let bytes = match std::fs::read(&file) {
+    let bytes = match read_config_file(&file) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(AppError::Unreadable {
                 path: shown,
                 reason: "The file does not exist.".into(),
             })
         }
-        Err(e) => {
+        Err(ReadError::Io(e)) => {
             return Err(AppError::Unreadable {
                 path: shown,
                 reason: format!("It could not be read: {e}."),
+            })
+        }
+        Err(refused) => {
+            return Err(AppError::Unreadable {
+                path: shown,
+                reason: format!("{refused}."),
             })
         }
     };
@@ -219,6 +225,55 @@ pub fn parse_pyproject_file(path: &Path) -> Result<(AppConfig, Vec<String>), App
         reason: "It is not valid UTF-8.".into(),
     })?;
     parse_pyproject(&text).map_err(|e| e.with_path(&shown))
+}
+
+/// The largest configuration file read (`pyproject.toml`, a `--run-config`
+/// file): a FAB holds at most this much.
+pub const CONFIG_FILE_MAX: u64 = crate::fab::FAB_MAX_SIZE as u64;
+
+/// Why a configuration file was not read.
+#[derive(Debug)]
+enum ReadError {
+    Io(std::io::Error),
+    /// A FIFO, a device, a socket: reading it could block forever or never end.
+    NotAFile,
+    TooLarge,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::NotAFile => write!(f, "It is not a regular file (a FIFO, a device or a socket)"),
+            ReadError::TooLarge => write!(f, "It is larger than {} MiB", CONFIG_FILE_MAX >> 20),
+        }
+    }
+}
+
+/// Reads a configuration file the user named: a regular file (symlinks
+/// followed) of at most [`CONFIG_FILE_MAX`] bytes. A FIFO would block the
+/// command forever and `/dev/zero` would fill the memory.
+fn read_config_file(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that opening a FIFO returns at once; the check is on
+    // what was opened (regular files ignore the flag).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ReadError::Io)?;
+    if !file.metadata().map_err(ReadError::Io)?.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    let mut bytes = Vec::new();
+    file.take(CONFIG_FILE_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > CONFIG_FILE_MAX {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -597,7 +652,7 @@ pub fn parse_run_config_args(args: &[String]) -> Result<UserConfig, AppError> {
     if args.len() == 1 && args[0].ends_with(".toml") {
         let path = expand_user(&args[0]);
         let shown = path.display().to_string();
-        let text = std::fs::read(&path)
+        let text = read_config_file(&path)
             .map_err(|e| AppError::RunConfigFile {
                 path: shown.clone(),
                 reason: e.to_string(),

@@ -25,6 +25,7 @@
 pub mod codec;
 pub mod migrations;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
@@ -1004,6 +1005,21 @@ impl ReadView<'_> {
     }
 }
 
+/// What [`Reader::audit`] found in one snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct Audit {
+    /// The number of events.
+    pub events: u64,
+    /// The newest event's sequence number (0: none).
+    pub last_seq: u64,
+    /// How many runs had their projections compared with their fold.
+    pub runs_checked: usize,
+    /// Every run of the `runs` table and its status.
+    pub runs: BTreeMap<RunId, Status>,
+    /// What is wrong: empty when the snapshot is consistent.
+    pub violations: Vec<String>,
+}
+
 /// A read-only connection of its own, for queries beside the writer.
 pub struct Reader {
     connection: Connection,
@@ -1033,6 +1049,84 @@ impl Reader {
             connection: &self.connection,
             path: &self.path,
         }
+    }
+
+    /// Audits one read snapshot of the database, writing nothing (beside a
+    /// live SuperLink, or after it was killed): the event sequence must be
+    /// gapless (1, 2, ..., n), and for every run with an event after `after`
+    /// (every run for `Seq(0)`) the projection rows (`runs`, `run_logs`,
+    /// `round_metrics`) must equal the fold of the run's events. A run's
+    /// projections depend on its own events only, so auditing the runs
+    /// touched since the previous audit keeps the whole file checked. What
+    /// differs is reported in [`Audit::violations`]; `Err` is a failed read.
+    pub fn audit(&self, after: Seq) -> Result<Audit> {
+        let sqlite = |source| Error::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        // One deferred read transaction: every query sees the same snapshot.
+        let snapshot = self.connection.unchecked_transaction().map_err(sqlite)?;
+        let (count, first, last): (i64, i64, i64) = snapshot
+            .query_row(
+                &format!("SELECT COUNT(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM {EVENTS}"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(sqlite)?;
+        let mut audit = Audit {
+            events: count as u64,
+            last_seq: last as u64,
+            ..Audit::default()
+        };
+        if count != last || (count > 0 && first != 1) {
+            audit.violations.push(format!(
+                "the event sequence has gaps: {count} events numbered {first}..={last}"
+            ));
+        }
+        let touched: Vec<i64> = collect_rows(
+            &snapshot,
+            &self.path,
+            &format!("SELECT DISTINCT run_id FROM {EVENTS} WHERE seq > ?1"),
+            &[&(after.0 as i64)],
+            |row| row.get(0),
+        )?;
+        for run_id in touched.into_iter().map(RunId::from_sql) {
+            let folded = Projections::fold(&query_events(&snapshot, &self.path, Some(run_id))?);
+            let row = query_runs(&snapshot, &self.path, RunFilter::One(run_id))?
+                .into_iter()
+                .next();
+            if row.as_ref() != folded.state.runs.get(&run_id) {
+                audit.violations.push(format!(
+                    "run {run_id}: the runs table has {row:?}, the fold of its events {:?}",
+                    folded.state.runs.get(&run_id)
+                ));
+            }
+            let logs = query_logs(&snapshot, &self.path, Some(run_id), Micros(0), usize::MAX)?;
+            if logs != folded.logs {
+                audit.violations.push(format!(
+                    "run {run_id}: run_logs has {} chunks, the fold of its events {}",
+                    logs.len(),
+                    folded.logs.len()
+                ));
+            }
+            let rounds: BTreeMap<_, _> = query_rounds(&snapshot, &self.path, Some(run_id))?
+                .into_iter()
+                .map(|r| ((r.run_id, r.round, r.source), r))
+                .collect();
+            if rounds != folded.rounds {
+                audit.violations.push(format!(
+                    "run {run_id}: round_metrics has {} rows, the fold of its events {}",
+                    rounds.len(),
+                    folded.rounds.len()
+                ));
+            }
+            audit.runs_checked += 1;
+        }
+        audit.runs = query_runs(&snapshot, &self.path, RunFilter::All)?
+            .into_iter()
+            .map(|run| (run.run_id(), run.status))
+            .collect();
+        Ok(audit)
     }
 
     /// Whether `run_id` exists (a cheap check before streaming).

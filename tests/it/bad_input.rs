@@ -413,3 +413,77 @@ fn every_readme_command_works_as_shown() {
     }
     assert!(ran_any >= 10, "only {ran_any} commands found");
 }
+
+/// `flwr run` in `home` with `args`, killed if it has not ended within 20 s
+/// (and limited to 2 GiB of address space, so that a runaway read fails
+/// instead of filling the machine's memory).
+fn flwr_within_20s(home: &Home, args: &[&str]) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let mut command = home.command("flwr", args);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit(2) in the child before exec; no allocation.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 2 << 30,
+                rlim_max: 2 << 30,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("run flwr");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`flwr {}` hung for 20 s", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A `pyproject.toml` that is a FIFO blocked `flwr run` forever (found by
+/// the chaos program, tools/chaos.rs), one that links to `/dev/zero` read
+/// until the memory ran out, and a `-c FILE.toml` that is a FIFO blocked too.
+/// Each is refused at once, before anything is read or recorded.
+#[test]
+fn configuration_files_that_are_fifos_or_devices_are_refused_at_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let home = Home::new();
+    let dir = crate::support::temp_dir();
+    let mkfifo = |path: &Path| {
+        let name = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    };
+    let fifo_app = dir.path().join("fifo-app");
+    let zero_app = dir.path().join("zero-app");
+    std::fs::create_dir_all(&fifo_app).unwrap();
+    std::fs::create_dir_all(&zero_app).unwrap();
+    mkfifo(&fifo_app.join("pyproject.toml"));
+    std::os::unix::fs::symlink("/dev/zero", zero_app.join("pyproject.toml")).unwrap();
+    let fifo_config = dir.path().join("config.toml");
+    mkfifo(&fifo_config);
+    let app = quickstart();
+    let not_a_file = "It is not a regular file (a FIFO, a device or a socket)";
+    for args in [
+        vec!["run", fifo_app.to_str().unwrap()],
+        vec!["run", zero_app.to_str().unwrap()],
+        vec!["run", &app, "-c", fifo_config.to_str().unwrap()],
+    ] {
+        let (code, stderr) = flwr_within_20s(&home, &args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        let text = box_text(&stderr);
+        assert!(text.contains(not_a_file), "{args:?}:\n{text}");
+    }
+    assert!(!home.path().join("local-superlink").join("state.db").exists());
+}

@@ -7,6 +7,9 @@
 //! - `bad_input`: bad values refused with one clear line by the CLI and the
 //!   SuperLink (run config, federation options, StartRun), the seed page's
 //!   `flwr run` output, and every README command run as shown.
+//! - `chaos`: the chaos program (tools/chaos.rs) in a small configuration:
+//!   SIGKILLs of the SuperLink and its app processes under concurrent clients,
+//!   zero invariant violations.
 //! - `cli_output`: snapshots of `flwr ls`'s table, detail view and JSON.
 //! - `disk_full`: a full state database is reported plainly and the SuperLink
 //!   recovers by itself when space returns.
@@ -34,6 +37,7 @@
 //!   messages and logs.
 
 mod bad_input;
+mod chaos;
 mod cli_output;
 mod disk_full;
 mod e2e;
