@@ -33,6 +33,23 @@
 //!   untimed run per system, as reading it costs CPU; the CLI's own peak
 //!   RSS (`ru_maxrss` from `wait4`), not included in the peak memory.
 //!
+//! - floret on the same Python app: `benches/flower_app/` run by floret's
+//!   Python bridge with the bench's venv (`FLWR_PYTHON`); its warm runs must
+//!   start from the interpreter the SuperLink keeps warm.
+//!
+//! A Flower run that does not end within three minutes is stuck (seen here:
+//! `ray.init` waiting for Ray processes that never started); its app process
+//! and Ray are killed and the run is made again, at most three times, and
+//! the output says how many runs hung.
+//!
+//! Then two more sections:
+//! - 1,000 SuperNodes × 10 rounds of `examples/numpy-message-api` (10% of
+//!   the nodes sampled per phase), floret (first run of its SuperLink, then
+//!   warm) and Flower, one run each;
+//! - the cost of one ClientApp call through the bridge with a model of 10
+//!   and of 1,000,000 float32 values (`benches/echo_app`, via
+//!   `floret::bridge::probe`), against a memory copy of the same 4 MB.
+//!
 //! Run with `cargo bench --bench flower_side_by_side`; prints Markdown.
 
 use std::collections::BTreeMap;
@@ -50,8 +67,18 @@ const NUMPY: &str = "numpy";
 const WARM_RUNS: usize = 3;
 const SAMPLE_PERIOD: Duration = Duration::from_millis(50);
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+/// A Flower run of the quickstart takes 5–20 s here; one that has not ended
+/// after this long is stuck (seen: `ray.init` waiting for a GCS that never
+/// started) and is killed and retried, at most `HANG_RETRIES` times.
+const FLOWER_HANG_AFTER: Duration = Duration::from_secs(180);
+const HANG_RETRIES: usize = 3;
 /// Processes of the SuperLink that outlive a run.
-const PERSISTENT: &[&str] = &["flower-superlink", "flower-superexec"];
+const PERSISTENT: &[&str] = &["flower-superlink", "flower-superexec", WARM];
+/// The label of the Python interpreter floret's SuperLink keeps warm between
+/// runs (a bridge process whose parent is the SuperLink).
+const WARM: &str = "warm interpreter";
+/// The label of floret's other Python processes (zygote, ServerApp, workers).
+const BRIDGE: &str = "floret bridge";
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -213,11 +240,21 @@ fn label_of(cmdline: &[u8]) -> String {
     if first.starts_with("ray::") {
         return first.split_whitespace().next().unwrap_or(first).to_string();
     }
+    if args.iter().any(|a| a.contains("floret_bridge")) {
+        return BRIDGE.into();
+    }
     let base = |a: &str| a.rsplit('/').next().unwrap_or(a).to_string();
     let program = base(first.split_whitespace().next().unwrap_or(first));
     if program.starts_with("python") {
-        if let Some(script) = args[1..].iter().find(|a| !a.starts_with('-')) {
-            return base(script);
+        let mut rest = args[1..].iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                // A script on the command line (floret's interpreter probe).
+                "-c" => return format!("{program} -c"),
+                "-m" => return rest.next().map_or(program, |module| module.clone()),
+                _ if !arg.starts_with('-') => return base(arg),
+                _ => {}
+            }
         }
     }
     program
@@ -265,9 +302,13 @@ impl Matcher {
             } else {
                 0
             };
+            let mut label = label_of(&cmdline);
+            if label == BRIDGE && parent_name(&status).starts_with("flower-superlin") {
+                label = WARM.into();
+            }
             found.push(Proc {
                 pid,
-                label: label_of(&cmdline),
+                label,
                 rss_kb: status_kb(&status, "VmRSS:"),
                 hwm_kb: status_kb(&status, "VmHWM:"),
                 pss_kb,
@@ -275,6 +316,15 @@ impl Matcher {
         }
         found
     }
+}
+
+/// The name (`comm`) of the parent of the process whose `status` this is.
+fn parent_name(status: &str) -> String {
+    let parent = status_kb(status, "PPid:");
+    std::fs::read_to_string(format!("/proc/{parent}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// One process of a run, as the sampler saw it.
@@ -388,11 +438,23 @@ struct System {
     /// Prepended to PATH (Flower's CLI starts `flower-superlink` from PATH).
     bin_dir: Option<PathBuf>,
     run_args: Vec<String>,
+    /// More environment for every command (the Python floret uses).
+    env: Vec<(String, PathBuf)>,
     home: tempfile::TempDir,
     control_port: u16,
     simulationio_port: u16,
     tag: String,
     stopped: bool,
+    /// floret running a Python app: the warm runs must start from the
+    /// interpreter the SuperLink keeps warm.
+    python: bool,
+    /// Rounds of the app (the streamed log must reach the last).
+    rounds: u32,
+    /// How long a run may take before it counts as hung.
+    hang_after: Duration,
+    /// Runs that hung and were retried (Flower only: Ray sometimes never
+    /// starts its processes on these machines).
+    hangs: std::cell::Cell<usize>,
 }
 
 /// One timed `flwr run --stream`.
@@ -430,11 +492,19 @@ impl System {
             flwr,
             bin_dir,
             run_args: Vec::new(),
+            env: Vec::new(),
             home,
             control_port: free_port(),
             simulationio_port: free_port(),
             tag: format!("FLORET_BENCH_TAG={}", home_tag()),
             stopped: false,
+            python: false,
+            rounds: 3,
+            hang_after: match kind {
+                Kind::Flower => FLOWER_HANG_AFTER,
+                Kind::Floret => RUN_TIMEOUT,
+            },
+            hangs: std::cell::Cell::new(0),
         }
     }
 
@@ -467,6 +537,9 @@ impl System {
             .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             .env_remove("FLORET_FAULTS")
             .stdin(Stdio::null());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
         if let Some(bin) = &self.bin_dir {
             let path = std::env::var_os("PATH").unwrap_or_default();
             let mut paths = vec![bin.clone()];
@@ -474,6 +547,53 @@ impl System {
             command.env("PATH", std::env::join_paths(paths).unwrap());
         }
         command
+    }
+
+    /// Sets the number of SuperNodes in the local profile of this home's
+    /// `config.toml` (Flower 1.27 takes it from there only).
+    fn set_supernodes(&self, count: usize) {
+        self.output(&["ls"]);
+        let path = self.home.path().join("config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("options.num-supernodes = 10"),
+            "{}: {text}",
+            path.display()
+        );
+        std::fs::write(
+            &path,
+            text.replace(
+                "options.num-supernodes = 10",
+                &format!("options.num-supernodes = {count}"),
+            ),
+        )
+        .unwrap();
+    }
+
+    fn superlink_log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("local-superlink/superlink.log")).unwrap_or_default()
+    }
+
+    /// Waits until floret's SuperLink keeps a warm interpreter (it starts
+    /// one after the first Python run).
+    fn wait_warm(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.superlink_log().contains("a warm Python interpreter is ready") {
+            assert!(
+                Instant::now() < deadline,
+                "{}: no warm interpreter after 120 s:\n{}",
+                self.name,
+                self.superlink_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the run started from the warm interpreter.
+    fn started_warm(&self, run_id: &str) -> bool {
+        self.superlink_log()
+            .lines()
+            .any(|l| l.contains("starts from a warm Python interpreter") && l.contains(&format!("run_id={run_id} ")))
     }
 
     fn output(&self, args: &[&str]) -> String {
@@ -489,7 +609,31 @@ impl System {
     }
 
     /// One `flwr run APP --stream`, timed and sampled; checks it completed.
+    /// A Flower run that hangs is killed and run again (counted in `hangs`).
     fn run(&self, pss: bool) -> Run {
+        for _ in 0..=HANG_RETRIES {
+            if let Some(run) = self.try_run(pss) {
+                return run;
+            }
+            self.hangs.set(self.hangs.get() + 1);
+            eprintln!(
+                "{}: `flwr run` hung for {:?}; killed its app process and Ray, running it again",
+                self.name, self.hang_after
+            );
+            for p in self.matcher(Vec::new()).scan(false) {
+                if !PERSISTENT.contains(&p.label.as_str()) {
+                    // SAFETY: kills a process this system started, by pid.
+                    unsafe { libc::kill(p.pid as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+            self.settle();
+        }
+        panic!("{}: `flwr run` hung {} times in a row", self.name, HANG_RETRIES + 1);
+    }
+
+    /// One attempt; `None` when it did not end within `hang_after` (then
+    /// the CLI is killed; only a Flower run may hang).
+    fn try_run(&self, pss: bool) -> Option<Run> {
         let mut args = vec!["run".to_string()];
         args.extend(self.run_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -524,12 +668,19 @@ impl System {
             let waited = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
             let _ = sender.send((started.elapsed(), waited, status, usage.ru_maxrss as u64));
         });
-        let (wall, waited, status, cli_peak_kb) = match receiver.recv_timeout(RUN_TIMEOUT) {
+        let (wall, waited, status, cli_peak_kb) = match receiver.recv_timeout(self.hang_after) {
             Ok(result) => result,
             Err(_) => {
                 // SAFETY: kills our own child.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                panic!("{}: `flwr run` did not finish within {RUN_TIMEOUT:?}", self.name);
+                assert!(
+                    self.kind == Kind::Flower,
+                    "{}: `flwr run` did not finish within {:?}",
+                    self.name,
+                    self.hang_after
+                );
+                drop(sampler.finish());
+                return None;
             }
         };
         let memory = sampler.finish();
@@ -541,8 +692,9 @@ impl System {
             "{}: `flwr run --stream` failed (wait status {status:#x}):\n{text}\n{errors}",
             self.name
         );
+        let last_round = format!("[ROUND {0}/{0}]", self.rounds);
         for expected in [
-            "[ROUND 3/3]",
+            last_round.as_str(),
             "Strategy execution finished",
             "Final results:",
             "ServerApp-side Evaluate Metrics",
@@ -556,7 +708,7 @@ impl System {
         }
         let position = |marker: &str| text.rfind(marker).unwrap();
         assert!(
-            position("[ROUND 3/3]") < position("Final results:")
+            position(&last_round) < position("Final results:")
                 && position("Final results:") < position("ServerApp-side Evaluate Metrics"),
             "{}: the streamed log does not end with the final results:\n{text}",
             self.name
@@ -611,7 +763,7 @@ impl System {
             );
         }
         self.settle();
-        Run {
+        Some(Run {
             wall,
             accuracy: central_accuracy(&text),
             lines,
@@ -619,7 +771,7 @@ impl System {
             memory,
             run_id,
             elapsed: entry["elapsed"].as_f64().unwrap_or(f64::NAN),
-        }
+        })
     }
 
     /// Waits until only the SuperLink's own processes are left (Ray shut
@@ -726,6 +878,8 @@ fn strategy_seconds(run: &Run) -> Option<f64> {
 
 struct Results {
     name: String,
+    /// Runs that hung and were run again.
+    hangs: usize,
     cold: Run,
     warm: Vec<Run>,
     pss: Run,
@@ -754,10 +908,23 @@ impl Results {
 fn measure(mut system: System) -> Results {
     eprintln!("{}: cold run...", system.name);
     let cold = system.run(false);
+    if system.python {
+        // The first Python run of a SuperLink starts the interpreter it
+        // keeps warm and forks from it.
+        system.wait_warm();
+    }
     let warm = (0..WARM_RUNS)
         .map(|i| {
             eprintln!("{}: warm run {}/{WARM_RUNS}...", system.name, i + 1);
-            system.run(false)
+            let run = system.run(false);
+            assert!(
+                !system.python || system.started_warm(&run.run_id),
+                "{}: warm run {} did not start from the warm interpreter:\n{}",
+                system.name,
+                run.run_id,
+                system.superlink_log()
+            );
+            run
         })
         .collect();
     eprintln!("{}: untimed run sampling PSS...", system.name);
@@ -767,6 +934,7 @@ fn measure(mut system: System) -> Results {
     }
     Results {
         name: system.name.clone(),
+        hangs: system.hangs.get(),
         cold,
         warm,
         pss,
@@ -830,7 +998,22 @@ fn main() {
         format!("data-path={}", serde_json::Value::from(data.to_str().unwrap())),
     ];
 
+    // floret on Flower's app: the same Python files, in the same venv.
+    let mut floret_py = System::new(
+        Kind::Floret,
+        "floret, same Python app",
+        PathBuf::from(env!("CARGO_BIN_EXE_flwr")),
+        None,
+    );
+    floret_py.python = true;
+    floret_py.env = vec![("FLWR_PYTHON".into(), venv.join("bin/python"))];
+    let app_py = floret_py.home.path().join("app/flowerbench");
+    copy_tree(&manifest_dir().join("benches/flower_app"), &app_py);
+    floret_py.run_args = vec![app_py.to_str().unwrap().into(), flower.run_args[1].clone()];
+    floret_py.run_args.extend(flower.run_args[2..].iter().cloned());
+
     let floret = measure(floret);
+    let floret_py = measure(floret_py);
     let flower = measure(flower);
 
     // Nothing of either system may be left running.
@@ -853,7 +1036,8 @@ fn main() {
     println!();
     println!("| system | cold wall | warm wall (median of {WARM_RUNS}) | peak memory (Σ peak RSS of the SuperLink and all it spawns) | `flwr` CLI peak RSS | final central accuracy |");
     println!("|---|---|---|---|---|---|");
-    for r in [&floret, &flower] {
+    let all = [&floret, &floret_py, &flower];
+    for r in all {
         println!(
             "| {} | {:.3} s | {:.3} s | {:.1} MB | {:.1} MB | {} |",
             r.name,
@@ -864,20 +1048,28 @@ fn main() {
             r.warm_median().accuracy.map_or("?".to_string(), |a| format!("{a:.4}")),
         );
     }
+    for ours in [&floret, &floret_py] {
+        println!(
+            "| **Flower / {}** | **{:.1}×** | **{:.1}×** | **{:.1}×** | {:.1}× | |",
+            ours.name,
+            secs(flower.cold.wall) / secs(ours.cold.wall),
+            secs(flower.warm_median().wall) / secs(ours.warm_median().wall),
+            flower.peak_kb() as f64 / ours.peak_kb() as f64,
+            flower.timed().map(|x| x.cli_peak_kb).max().unwrap() as f64
+                / ours.timed().map(|x| x.cli_peak_kb).max().unwrap() as f64,
+        );
+    }
     println!(
-        "| **Flower / floret** | **{:.0}×** | **{:.0}×** | **{:.1}×** | {:.1}× | |",
-        secs(flower.cold.wall) / secs(floret.cold.wall),
-        secs(flower.warm_median().wall) / secs(floret.warm_median().wall),
-        flower.peak_kb() as f64 / floret.peak_kb() as f64,
-        flower.timed().map(|x| x.cli_peak_kb).max().unwrap() as f64
-            / floret.timed().map(|x| x.cli_peak_kb).max().unwrap() as f64,
+        "| **Flower / floret (Σ PSS)** | | | **{:.1}×** (Rust apps), **{:.1}×** (same Python app) | | |",
+        flower.pss.memory.max_sum_pss_kb as f64 / floret.pss.memory.max_sum_pss_kb as f64,
+        flower.pss.memory.max_sum_pss_kb as f64 / floret_py.pss.memory.max_sum_pss_kb as f64,
     );
     println!();
     println!("### Details");
     println!();
     println!("| system | warm walls | run running→finished (SuperLink, median warm) | strategy time (log, median warm) | central accuracy (cold, warm…) | max Σ RSS of one sample | Σ PSS (extra run) | processes | sampler (cold run) |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for r in [&floret, &flower] {
+    for r in all {
         let walls: Vec<String> = r.warm.iter().map(|w| format!("{:.3}", secs(w.wall))).collect();
         let median = r.warm_median();
         let accuracies: Vec<String> = r
@@ -900,7 +1092,16 @@ fn main() {
         );
     }
     println!();
-    for r in [&floret, &flower] {
+    for r in all.iter().filter(|r| r.hangs > 0) {
+        println!(
+            "{}: {} run(s) hung (no end after {} s; Ray's processes never started) and were killed and run again; the figures are of the runs that ended.",
+            r.name,
+            r.hangs,
+            FLOWER_HANG_AFTER.as_secs()
+        );
+        println!();
+    }
+    for r in all {
         println!("#### {}", r.name);
         println!();
         println!("Streamed log lines, in seconds since `flwr run` started, as they reached the CLI:");
@@ -944,6 +1145,183 @@ fn main() {
             "Peak RSS by process in the run with the largest peak memory (run {}): {}",
             peak.run_id,
             parts.join(", ")
+        );
+        println!();
+    }
+    large_federation(&venv);
+    call_cost(&venv);
+}
+
+/// The cost of one ClientApp call through floret's Python bridge with a
+/// model of 1,000,000 float32 values (`benches/echo_app`: the ClientApp reads
+/// the arrays as numpy arrays and replies with them), against a copy of the
+/// same 4 MB in memory, and against a call with a 10-value model.
+fn call_cost(venv: &Path) {
+    use floret::records::{Array, Record, RecordDict};
+    const CALLS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("echoapp");
+    copy_tree(&manifest_dir().join("benches/echo_app"), &app);
+    let interpreter = venv.join("bin/python");
+    let model = |values: usize| {
+        let mut arrays = floret::records::ArrayRecord::new();
+        arrays.insert(
+            "0",
+            Array::from_f32(vec![values], (0..values).map(|i| i as f32 * 0.5).collect()),
+        );
+        let mut content = RecordDict::new();
+        content.insert("arrays", Record::Arrays(arrays));
+        content
+    };
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let mut rows = Vec::new();
+    for values in [10usize, 1_000_000] {
+        eprintln!("call cost: {CALLS} calls with {values} float32 values...");
+        let timed = floret::bridge::probe::time_calls(
+            &interpreter,
+            &app,
+            "echoapp.client_app:app",
+            "train",
+            &model(values),
+            CALLS,
+        )
+        .unwrap_or_else(|e| panic!("the echo app failed: {e}"));
+        rows.push((
+            values,
+            timed.content_bytes,
+            timed.reply_bytes,
+            median(timed.calls.clone()),
+            timed.calls,
+        ));
+    }
+    // A copy of the same bytes, in memory.
+    let bytes = 4 * 1_000_000;
+    let source = vec![7u8; bytes];
+    let mut target = vec![0u8; bytes];
+    let copies: Vec<Duration> = (0..200)
+        .map(|_| {
+            let started = Instant::now();
+            target.copy_from_slice(std::hint::black_box(&source));
+            std::hint::black_box(&target);
+            started.elapsed()
+        })
+        .collect();
+    let copy = median(copies);
+    println!("## One ClientApp call through the Python bridge");
+    println!();
+    println!("Median of {CALLS} calls after one warm-up (`benches/echo_app`); a copy of 4,000,000 bytes in memory (`copy_from_slice`, median of 200): {:.3} ms.", secs(copy) * 1e3);
+    println!();
+    println!("| model | content sent | reply | call (median) | fastest | slowest | call / memory copy of 4 MB |");
+    println!("|---|---|---|---|---|---|---|");
+    for (values, sent, reply, median, calls) in &rows {
+        println!(
+            "| {values} float32 | {:.2} MB | {:.2} MB | {:.3} ms | {:.3} ms | {:.3} ms | {:.1}× |",
+            *sent as f64 / 1e6,
+            *reply as f64 / 1e6,
+            secs(*median) * 1e3,
+            secs(*calls.iter().min().unwrap()) * 1e3,
+            secs(*calls.iter().max().unwrap()) * 1e3,
+            secs(*median) / secs(copy),
+        );
+    }
+    let (small, large) = (rows[0].3, rows[1].3);
+    println!();
+    println!(
+        "The 4 MB model adds {:.3} ms to a call ({:.1}× a memory copy of its bytes; the model crosses the process boundary twice, and Flower's code converts it to numpy and back).",
+        secs(large.saturating_sub(small)) * 1e3,
+        secs(large.saturating_sub(small)) / secs(copy),
+    );
+    println!();
+}
+
+/// 1,000 SuperNodes × 10 rounds of the NumPy Message-API example
+/// (`examples/numpy-message-api`, 10% of the nodes sampled per phase), one
+/// run on a fresh SuperLink per system, floret then a second run on its warm
+/// SuperLink.
+fn large_federation(venv: &Path) {
+    const NODES: usize = 1000;
+    const ROUNDS: u32 = 10;
+    let config = format!("num-server-rounds={ROUNDS} fraction-train=0.1 fraction-evaluate=0.1");
+    let setup = |system: &mut System| {
+        let app = system.home.path().join("app/numpy-message-api");
+        copy_tree(&manifest_dir().join("examples/numpy-message-api"), &app);
+        system.run_args = vec![
+            app.to_str().unwrap().into(),
+            "--stream".into(),
+            "-c".into(),
+            config.clone(),
+        ];
+        system.rounds = ROUNDS;
+        system.set_supernodes(NODES);
+    };
+    let mut ours = System::new(
+        Kind::Floret,
+        "floret, Python app",
+        PathBuf::from(env!("CARGO_BIN_EXE_flwr")),
+        None,
+    );
+    ours.python = true;
+    ours.env = vec![("FLWR_PYTHON".into(), venv.join("bin/python"))];
+    setup(&mut ours);
+    let mut flower = System::new(
+        Kind::Flower,
+        "Flower 1.27.0",
+        venv.join("bin/flwr"),
+        Some(venv.join("bin")),
+    );
+    setup(&mut flower);
+    // 1,000 nodes take Flower minutes; hung is much later than for 10.
+    flower.hang_after = Duration::from_secs(1800);
+
+    eprintln!("{NODES} nodes x {ROUNDS} rounds: floret, cold...");
+    let cold = ours.run(false);
+    ours.wait_warm();
+    eprintln!("{NODES} nodes x {ROUNDS} rounds: floret, warm...");
+    let warm = ours.run(false);
+    assert!(ours.started_warm(&warm.run_id));
+    if let Err(e) = ours.stop() {
+        panic!("{e}");
+    }
+    eprintln!("{NODES} nodes x {ROUNDS} rounds: Flower...");
+    let theirs = flower.run(false);
+    if let Err(e) = flower.stop() {
+        panic!("{e}");
+    }
+    println!(
+        "## {NODES} SuperNodes × {ROUNDS} rounds of a Python app (examples/numpy-message-api, 10% sampled per phase)"
+    );
+    println!();
+    println!(
+        "| system | wall | run running→finished (SuperLink) | peak memory (Σ peak RSS) | final central accuracy |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, run) in [
+        ("floret, first Python run of its SuperLink", &cold),
+        ("floret, from the warm interpreter", &warm),
+        ("Flower 1.27.0", &theirs),
+    ] {
+        println!(
+            "| {name} | {:.3} s | {:.3} s | {:.1} MB | {} |",
+            secs(run.wall),
+            run.elapsed,
+            mb(run.memory.sum_hwm_kb()),
+            run.accuracy.map_or("?".to_string(), |a| format!("{a:.4}")),
+        );
+    }
+    println!(
+        "| **Flower / floret (first, warm)** | **{:.1}×, {:.1}×** | | **{:.1}×** | |",
+        secs(theirs.wall) / secs(cold.wall),
+        secs(theirs.wall) / secs(warm.wall),
+        theirs.memory.sum_hwm_kb() as f64 / cold.memory.sum_hwm_kb().max(warm.memory.sum_hwm_kb()) as f64,
+    );
+    println!();
+    if flower.hangs.get() > 0 {
+        println!(
+            "Flower: {} run(s) hung (Ray's processes never started) and were run again.",
+            flower.hangs.get()
         );
         println!();
     }

@@ -308,8 +308,14 @@ pub fn unused_keys(config: &UserConfig) -> Vec<String> {
 /// Checks, before a run is created, everything that would make it fail at
 /// once: components, run configuration, strategy parameters, federation size.
 /// For Python components, the interpreter is probed (which runs it: call
-/// this off the async runtime).
-pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &ConfigRecord) -> Result<(), String> {
+/// this off the async runtime) unless `python_vouched` (a warm interpreter
+/// of the same path has imported flwr already).
+pub fn validate(
+    app: &AppConfig,
+    run_config: &UserConfig,
+    federation_options: &ConfigRecord,
+    python_vouched: bool,
+) -> Result<(), String> {
     check_components(&app.serverapp, &app.clientapp)?;
     let num_supernodes = num_supernodes(federation_options)?;
     let python_client = builtin_name(&app.clientapp).is_none();
@@ -328,8 +334,10 @@ pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &C
                 ));
             }
         }
-        let interpreter = crate::bridge::run::interpreter_for(federation_options).map_err(|e| e.to_string())?;
-        crate::bridge::python::probe(&interpreter).map_err(|e| e.to_string())?;
+        if !python_vouched {
+            let interpreter = crate::bridge::run::interpreter_for(federation_options).map_err(|e| e.to_string())?;
+            crate::bridge::python::probe(&interpreter).map_err(|e| e.to_string())?;
+        }
         return Ok(());
     }
     let workload = WorkloadConfig::from_config(run_config)?;

@@ -399,7 +399,7 @@ impl ClientApp for PyClientApp {
 }
 
 /// The content of a reply as records, or its error.
-fn decode_reply(bytes: &[u8]) -> Result<RecordDict, Error> {
+pub(crate) fn decode_reply(bytes: &[u8]) -> Result<RecordDict, Error> {
     let unreadable = |reason: String| Error {
         code: error_code::UNKNOWN,
         reason: format!("the ClientApp's reply cannot be used by floret's built-in ServerApp: {reason}"),

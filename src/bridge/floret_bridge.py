@@ -18,6 +18,7 @@
 # This file is embedded in floret's binaries (src/bridge/); the Rust side of
 # the protocol is src/bridge/frame.rs.
 
+import gc
 import json
 import os
 import signal
@@ -411,6 +412,10 @@ def zygote(flower):
                 # a process whose other threads vanish. Still fork (the child
                 # runs only the bridge loop), but say so.
                 header["threads"] = threading.active_count()
+            # Objects that exist now are shared with the child: keep the
+            # collector from writing to them (and so copying their pages) in
+            # either process.
+            gc.freeze()
             with reaper_lock:
                 pid = os.fork()
                 if pid == 0:

@@ -4,9 +4,9 @@
 //! One zygote interpreter imports `flwr` and the app's components once
 //! ([`process`]); it forks the ServerApp process and a fixed number of
 //! ClientApp workers. Rust keeps everything that decides a run: node ids
-//! from the seed, message ids and virtual times, which worker runs which
-//! node (partition id mod workers), the order of replies (the order the
-//! messages were sent), each node's Context between calls ([`client`]),
+//! from the seed, message ids and virtual times, the order of calls and of
+//! replies (the order the messages were sent, whichever idle worker ran
+//! them), each node's Context between calls ([`client`]),
 //! stops, timeouts and crashes (outside inputs, recorded and re-injected by
 //! replay). Python's, numpy's and torch's global generators are seeded before
 //! every call, so a deterministic app replays bit for bit.
@@ -30,6 +30,8 @@
 
 pub(crate) mod client;
 pub mod frame;
+#[doc(hidden)]
+pub mod probe;
 pub mod process;
 pub mod python;
 pub mod run;
@@ -263,6 +265,17 @@ fn is_socket(fd: i32) -> bool {
         let mut stat: libc::stat = std::mem::zeroed();
         libc::fstat(fd, &mut stat) == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFSOCK
     }
+}
+
+/// Whether a zygote was handed to this process for runs of `interpreter`
+/// with `threads` per client (a run that finds one need not probe its
+/// interpreter: the zygote has imported flwr from it).
+pub fn has_handed_zygote(interpreter: &Path, threads: usize) -> bool {
+    HANDED
+        .lock()
+        .expect("handed lock")
+        .as_ref()
+        .is_some_and(|h| h.interpreter == interpreter && h.threads == threads.max(1))
 }
 
 /// The handed zygote, when it suits this run (same interpreter and threads).

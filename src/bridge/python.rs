@@ -67,23 +67,21 @@ pub struct Probe {
     pub sklearn: Option<String>,
 }
 
-impl Probe {
-    /// A warning when flwr is newer than the bridge was tested with.
-    pub fn warning(&self) -> Option<String> {
-        let version = parse_version(&self.flwr)?;
-        (version > FLWR_NEWEST_TESTED).then(|| {
-            format!(
-                "flwr {} in {} is newer than floret's Python bridge was tested with ({}.{}); if the app misbehaves, \
-                 try flwr {}.{}",
-                self.flwr,
-                self.path,
-                FLWR_NEWEST_TESTED.0,
-                FLWR_NEWEST_TESTED.1,
-                FLWR_NEWEST_TESTED.0,
-                FLWR_NEWEST_TESTED.1
-            )
-        })
-    }
+/// A warning for the run's log when `flwr` (the version the interpreter
+/// reported) is newer than the bridge was tested with.
+pub fn newer_than_tested(flwr: &str, interpreter: &Path) -> Option<String> {
+    let version = parse_version(flwr)?;
+    (version > FLWR_NEWEST_TESTED).then(|| {
+        format!(
+            "flwr {flwr} in {} is newer than floret's Python bridge was tested with ({}.{}); if the app misbehaves, \
+             try flwr {}.{}",
+            interpreter.display(),
+            FLWR_NEWEST_TESTED.0,
+            FLWR_NEWEST_TESTED.1,
+            FLWR_NEWEST_TESTED.0,
+            FLWR_NEWEST_TESTED.1
+        )
+    })
 }
 
 fn parse_version(text: &str) -> Option<(u32, u32)> {
@@ -291,5 +289,16 @@ mod tests {
         assert_eq!(parse_version("1.42.0rc1"), Some((1, 42)));
         assert_eq!(parse_version("2.0"), Some((2, 0)));
         assert!(parse_version("1.26.1").unwrap() < FLWR_OLDEST);
+    }
+
+    #[test]
+    fn only_a_flwr_newer_than_tested_gets_a_warning() {
+        let python = Path::new("/v/bin/python");
+        assert_eq!(newer_than_tested("1.27.0", python), None);
+        assert_eq!(newer_than_tested("1.42.3", python), None);
+        let warning = newer_than_tested("1.43.0", python).unwrap();
+        assert!(warning.contains("flwr 1.43.0 in /v/bin/python is newer"), "{warning}");
+        assert!(warning.contains("try flwr 1.42"), "{warning}");
+        assert_eq!(newer_than_tested("", python), None);
     }
 }

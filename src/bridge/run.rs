@@ -88,8 +88,12 @@ pub fn run(inputs: &Inputs, python: &PythonRun, stop: Option<Arc<AtomicBool>>, s
             inputs.server_app, inputs.client_app
         ));
     }
-    if let Err(error) = python::probe(&python.interpreter) {
-        return failed(error.to_string());
+    // A zygote handed by the SuperLink's warm interpreter has imported flwr
+    // from this interpreter already: no need to probe it again.
+    if !super::has_handed_zygote(&python.interpreter, threads_per_client(&python.federation_options)) {
+        if let Err(error) = python::probe(&python.interpreter) {
+            return failed(error.to_string());
+        }
     }
     let app_dir = match install(&python.fab, &python.flwr_home, python) {
         Ok(dir) => dir,
@@ -119,6 +123,9 @@ pub fn run(inputs: &Inputs, python: &PythonRun, stop: Option<Arc<AtomicBool>>, s
         Err(error) => return load_failed(error, sink),
     };
     sink.event(Event::PythonStarted(bridge.started_event(builtin_server)));
+    if let Some(warning) = python::newer_than_tested(&bridge.started_event(builtin_server).flwr, &spec.interpreter) {
+        sink.log(Level::Warning, &warning);
+    }
     if builtin_server {
         run_builtin_server(inputs, &bridge, stop, sink)
     } else {

@@ -184,8 +184,14 @@ impl ControlService {
         crate::federation::validate(&federation_options, &run_config)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let warm_key = super::warm::Key::for_app(&verified.app, &federation_options);
+        // A fresh warm interpreter of the run's path has imported flwr: the
+        // probe would only say so again (~50 ms).
+        let vouched = match (&warm_key, &self.shared.launcher) {
+            (Some(key), Some(launcher)) => launcher.warm().is_some_and(|warm| warm.is_fresh(key)),
+            _ => false,
+        };
         let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
-        tokio::task::spawn_blocking(move || crate::builtin::validate(&app, &config, &options))
+        tokio::task::spawn_blocking(move || crate::builtin::validate(&app, &config, &options, vouched))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::failed_precondition)?;

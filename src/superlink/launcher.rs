@@ -34,6 +34,10 @@ use crate::domain::run::Command;
 use crate::superlink::engine::Handle;
 use crate::superlink::warm::{self, WarmPython};
 
+/// How long a run waits for a warm interpreter being started before it
+/// starts its own (importing flwr takes ~1 s, several on a loaded machine).
+const WARM_START_WAIT: Duration = Duration::from_secs(30);
+
 /// The environment variable that hands the run's token to `flwr-simulation`.
 pub const TOKEN_VARIABLE: &str = "FLORET_APP_TOKEN";
 
@@ -86,11 +90,15 @@ impl Launcher {
                     let handed = match (&launcher.warm, python) {
                         (Some(pool), Some(key)) => {
                             let pool = Arc::clone(pool);
-                            // Forking answers in milliseconds, over a socket.
-                            tokio::task::spawn_blocking(move || pool.fork_for(&key).map(|handed| (key, handed)))
-                                .await
-                                .ok()
-                                .flatten()
+                            // Forking answers in milliseconds, over a socket;
+                            // the first run of an interpreter waits for its
+                            // start (about as long as its own would take).
+                            tokio::task::spawn_blocking(move || {
+                                pool.fork_for_waiting(&key, WARM_START_WAIT).map(|handed| (key, handed))
+                            })
+                            .await
+                            .ok()
+                            .flatten()
                         }
                         _ => None,
                     };

@@ -1,13 +1,16 @@
 //! Warm Python interpreters the SuperLink keeps between runs, so that a
 //! Python run does not pay for starting Python and importing `flwr`.
 //!
-//! After the first Python run of an interpreter, one zygote of it (flwr
-//! imported, no app loaded) stays alive in the SuperLink's process tree. For
-//! every later run of that interpreter the launcher asks it to fork a zygote
-//! for the run and hands that fork's socket to the run's `flwr-simulation`
-//! ([`crate::bridge::HANDED_VARIABLE`]), which loads the app in it exactly as
-//! in an interpreter it started itself: the run's events are the same bytes
-//! either way (nothing here is recorded).
+//! The first Python run of an interpreter starts one zygote of it (flwr
+//! imported, no app loaded), which then stays alive in the SuperLink's
+//! process tree. For that run and every later run of that interpreter the
+//! launcher asks it to fork a zygote for the run and hands that fork's
+//! socket to the run's `flwr-simulation` ([`crate::bridge::HANDED_VARIABLE`]),
+//! which loads the app in it exactly as in an interpreter it started itself:
+//! the run's events are the same bytes either way (nothing here is
+//! recorded). The first run waits for the warm zygote rather than starting
+//! its own next to it: two interpreters importing flwr at once on a small
+//! machine take longer than one.
 //!
 //! A warm zygote is dropped and replaced when its environment changed since
 //! it started (its site-packages directory was modified: a `pip install` or
@@ -15,13 +18,13 @@
 //! [`WARM_MAX`] interpreters are kept. `FLORET_WARM_PYTHON=0` turns this off.
 //!
 //! It never loads an app and never decides what a run computes; a run whose
-//! interpreter is not warm simply starts its own.
+//! interpreter cannot be started warm simply starts its own.
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::bridge::process::Settings;
 use crate::bridge::Zygote;
@@ -95,6 +98,8 @@ pub struct WarmPython {
     starter: Mutex<mpsc::Sender<Key>>,
     /// Keys being started, so that a burst of runs starts one each.
     starting: Mutex<Vec<Key>>,
+    /// Notified when a start ends (ready or failed).
+    started: Condvar,
 }
 
 impl WarmPython {
@@ -108,6 +113,7 @@ impl WarmPython {
             zygotes: Mutex::new((HashMap::new(), 0)),
             starter: Mutex::new(starter),
             starting: Mutex::new(Vec::new()),
+            started: Condvar::new(),
         });
         let weak = Arc::downgrade(&pool);
         std::thread::Builder::new()
@@ -159,6 +165,31 @@ impl WarmPython {
         }
     }
 
+    /// A zygote for a run of `key`, forked from the warm one; when there is
+    /// none yet, one is started and waited for (up to `wait`). `None` when it
+    /// cannot start (the run then starts its own interpreter, and reports
+    /// what is wrong with it).
+    pub fn fork_for_waiting(&self, key: &Key, wait: Duration) -> Option<Handed> {
+        if let Some(handed) = self.fork_for(key) {
+            return Some(handed);
+        }
+        let deadline = Instant::now() + wait;
+        let mut starting = self.starting.lock().expect("starting lock");
+        while starting.contains(key) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            starting = self.started.wait_timeout(starting, left).expect("starting lock").0;
+        }
+        drop(starting);
+        if self.is_fresh(key) {
+            self.fork_for(key)
+        } else {
+            None
+        }
+    }
+
     /// Starts a warm zygote for `key` in the background, unless one is
     /// being started.
     pub fn request(&self, key: &Key) {
@@ -177,12 +208,12 @@ impl WarmPython {
             cwd: None,
         };
         let started = Zygote::spawn(&key.interpreter, &settings);
-        self.starting.lock().expect("starting lock").retain(|k| k != &key);
         let zygote = match started {
             Ok(zygote) => zygote,
             Err(error) => {
                 // The run itself reports what is wrong with the interpreter.
                 tracing::info!(%error, interpreter = %key.interpreter.display(), "no warm Python interpreter");
+                self.done_starting(&key);
                 return;
             }
         };
@@ -202,13 +233,31 @@ impl WarmPython {
             map.remove(&oldest);
         }
         map.insert(
-            key,
+            key.clone(),
             Warm {
                 zygote,
                 site,
                 used: *clock,
             },
         );
+        drop(zygotes);
+        self.done_starting(&key);
+    }
+
+    /// Ends the start of `key` and wakes those waiting for it.
+    fn done_starting(&self, key: &Key) {
+        self.starting.lock().expect("starting lock").retain(|k| k != key);
+        self.started.notify_all();
+    }
+
+    /// Whether a warm zygote for `key` is alive and not stale: its
+    /// interpreter exists and has imported a usable flwr.
+    pub fn is_fresh(&self, key: &Key) -> bool {
+        let zygotes = self.zygotes.lock().expect("warm lock");
+        zygotes
+            .0
+            .get(key)
+            .is_some_and(|warm| warm.zygote.is_alive() && !warm.is_stale())
     }
 
     /// Whether a warm zygote for `key` is ready (tests and benchmarks wait

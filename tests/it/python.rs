@@ -738,28 +738,40 @@ fn a_warm_interpreter_serves_the_next_python_run_with_the_same_event_bytes() {
         run_id_of(&ran)
     };
 
-    // The first Python run starts its own interpreter; the SuperLink then
-    // keeps one warm, which serves the second.
-    let cold = run(&home, true);
-    wait_until_within("a warm interpreter is ready", 120, || {
-        superlink_log(&home).contains("a warm Python interpreter is ready")
-    });
-    assert!(!superlink_log(&home).contains("starts from a warm Python interpreter"));
-    let warm = run(&home, true);
-    let log = superlink_log(&home);
-    let used = log
-        .lines()
-        .find(|line| line.contains("starts from a warm Python interpreter"))
-        .unwrap_or_else(|| panic!("the second run did not use the warm interpreter:\n{log}"));
-    assert!(used.contains(&format!("run_id={warm}")), "{used}");
-    assert!(
-        simulation_payloads(&home, cold) == simulation_payloads(&home, warm),
-        "seed {seed}: the warm run's events differ from the cold run's (rerun with FLORET_TEST_SEED={seed})"
-    );
-    let replay = flwr(&home, &venv, &["replay", &warm.to_string()]);
+    let started_warm = |home: &Home, run_id: u64| {
+        superlink_log(home).lines().any(|line| {
+            line.contains("starts from a warm Python interpreter") && line.contains(&format!("run_id={run_id} "))
+        })
+    };
+    let ready = |home: &Home| {
+        superlink_log(home)
+            .matches("a warm Python interpreter is ready")
+            .count()
+    };
+
+    // A cold start: warm interpreters off, the run starts its own.
+    let off = Home::new();
+    let cold = run(&off, false);
+    assert!(warm_processes_of(&off).is_empty(), "{:?}", bridge_processes_of(&off));
+    assert!(!superlink_log(&off).contains("warm Python interpreter"));
+
+    // The first Python run of a SuperLink starts the warm interpreter and
+    // forks from it; the next reuses it. Same bytes as the cold run.
+    let first = run(&home, true);
+    assert!(started_warm(&home, first), "{}", superlink_log(&home));
+    let second = run(&home, true);
+    assert!(started_warm(&home, second), "{}", superlink_log(&home));
+    assert_eq!(ready(&home), 1, "{}", superlink_log(&home));
+    for (name, warm) in [("first", first), ("second", second)] {
+        assert!(
+            simulation_payloads(&off, cold) == simulation_payloads(&home, warm),
+            "seed {seed}: the {name} warm run's events differ from the cold run's (rerun with FLORET_TEST_SEED={seed})"
+        );
+    }
+    let replay = flwr(&home, &venv, &["replay", &second.to_string()]);
     assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
     // An install into the environment makes the warm interpreter stale: the
-    // next run starts its own, and a fresh one is kept.
+    // next run gets a fresh one.
     let site = std::fs::read_dir(venv.join("lib"))
         .unwrap()
         .flatten()
@@ -773,32 +785,14 @@ fn a_warm_interpreter_serves_the_next_python_run_with_the_same_event_bytes() {
     let after_install = run(&home, true);
     let log = superlink_log(&home);
     assert!(log.contains("is stale; replacing it"), "{log}");
-    assert!(
-        !log.lines()
-            .any(|line| line.contains("starts from a warm") && line.contains(&format!("run_id={after_install}"))),
-        "{log}"
-    );
-    wait_until_within("a fresh warm interpreter is ready", 120, || {
-        superlink_log(&home)
-            .matches("a warm Python interpreter is ready")
-            .count()
-            == 2
-    });
+    assert_eq!(ready(&home), 2, "{log}");
+    assert!(started_warm(&home, after_install), "{log}");
     // Nothing of the runs is left; one interpreter stays warm.
     wait_until_within("the runs' Python processes are gone", 20, || {
         python_processes_of(&home).is_empty()
     });
     assert_eq!(warm_processes_of(&home).len(), 1, "{:?}", bridge_processes_of(&home));
 
-    // FLORET_WARM_PYTHON=0 turns it off; the run is the same.
-    let off = Home::new();
-    let run_off = run(&off, false);
-    assert!(
-        simulation_payloads(&home, cold) == simulation_payloads(&off, run_off),
-        "seed {seed}: the events differ between homes (rerun with FLORET_TEST_SEED={seed})"
-    );
-    assert!(warm_processes_of(&off).is_empty(), "{:?}", bridge_processes_of(&off));
-    assert!(!superlink_log(&off).contains("warm Python interpreter"));
     // The warm interpreter ends with its SuperLink.
     let kept = warm_processes_of(&home);
     drop(home);
