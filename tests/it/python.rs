@@ -806,3 +806,136 @@ fn a_warm_interpreter_serves_the_next_python_run_with_the_same_event_bytes() {
         })
     });
 }
+
+#[test]
+fn client_mods_lifespans_queries_and_custom_actions_run_as_under_flower() {
+    for version in ["1.27.0", "1.42.0"] {
+        let venv = python_env(version);
+        let home = Home::new();
+        let app = copy_app(&format!("{ROOT}/tests/fixtures/features-app"));
+        let ran = flwr(
+            &home,
+            &venv,
+            &[
+                "run",
+                app.path().to_str().unwrap(),
+                "--stream",
+                "--federation-config",
+                "num-supernodes=3",
+                "-c",
+                "greeting=\"hi\"",
+            ],
+        );
+        ran.ok();
+        let log = &ran.stdout;
+        for partition in 0..3 {
+            for expected in [
+                // The mod sees every call and keeps its count in the node's state.
+                format!("query: partition {partition} answered query with hi, call 1"),
+                format!("train.finetune: partition {partition} answered finetune with hi, call 2"),
+                // A failed call keeps no state: the count goes on from 2.
+                format!("query: partition {partition} answered query with hi, call 3"),
+                format!("client lifespan: enter partition {partition}"),
+                format!("client lifespan: exit partition {partition}"),
+            ] {
+                assert!(log.contains(&expected), "flwr {version}: no {expected:?} in:\n{log}");
+            }
+        }
+        assert_eq!(
+            log.matches("train.missing: error from a node:").count(),
+            3,
+            "flwr {version}:\n{log}"
+        );
+        assert!(
+            log.contains("No train function registered with name 'missing'"),
+            "flwr {version}:\n{log}"
+        );
+        for expected in ["server lifespan: enter", "server lifespan: exit"] {
+            assert!(log.contains(expected), "flwr {version}: no {expected:?} in:\n{log}");
+        }
+        let replay = flwr(&home, &venv, &["replay", &run_id_of(&ran).to_string()]);
+        assert_eq!(replay.code, 0, "flwr {version}: {}{}", replay.stdout, replay.stderr);
+    }
+}
+
+/// The lines of the `sh` code blocks of a README: the commands of its
+/// Python sections.
+fn sh_block_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = Vec::new();
+    let mut inside = None;
+    for line in text.lines() {
+        if let Some(language) = line.strip_prefix("```") {
+            inside = match inside {
+                None => Some(language == "sh"),
+                Some(_) => None,
+            };
+            continue;
+        }
+        if inside == Some(true) {
+            lines.push(line.to_string());
+        }
+    }
+    lines
+}
+
+#[test]
+fn the_python_commands_of_the_readmes_work_as_shown() {
+    // The READMEs install the newest flwr and the examples' packages.
+    let venv = python_env("1.42.0");
+    let readmes = [
+        format!("{ROOT}/README.md"),
+        format!("{ROOT}/examples/numpy-message-api/README.md"),
+        format!("{ROOT}/examples/sklearn-legacy/README.md"),
+    ];
+    for readme in &readmes {
+        let lines = sh_block_lines(Path::new(readme));
+        assert!(!lines.is_empty(), "{readme} shows no Python commands");
+        let home = Home::new();
+        let mut run_id: Option<u64> = None;
+        let mut ran = 0;
+        for line in &lines {
+            let command = line.rsplit(" && ").next().unwrap().split('#').next().unwrap().trim();
+            if let Some(packages) = command.split_once("pip install ").map(|(_, p)| p) {
+                // What the README installs is what this test's venv holds.
+                let shown = std::process::Command::new(venv.join("bin/pip"))
+                    .arg("show")
+                    .args(packages.split_whitespace())
+                    .output()
+                    .unwrap();
+                assert!(
+                    shown.status.success(),
+                    "{readme}: `{command}`: the test's venv lacks one of them"
+                );
+                continue;
+            }
+            let command = command.strip_prefix("target/release/").unwrap_or(command);
+            if !command.starts_with("flwr ") {
+                continue;
+            }
+            let command = match run_id {
+                Some(id) => command.replace("RUN_ID", &id.to_string()),
+                None => command.to_string(),
+            };
+            assert!(!command.contains("RUN_ID"), "{readme}: `{command}` before any run");
+            // As after `. VENV/bin/activate`.
+            let script = format!("export VIRTUAL_ENV='{}'; {command}", venv.display());
+            let out = home.shell(&script, Path::new(ROOT));
+            // A legacy ServerApp's replay may diverge, and says why (5).
+            let legacy_divergence =
+                command.starts_with("flwr replay") && out.code == 5 && out.stdout.contains("Flower's legacy API");
+            assert!(
+                out.code == 0 || legacy_divergence,
+                "{readme}: `{command}` exited {}\n{}\n{}",
+                out.code,
+                out.stdout,
+                out.stderr
+            );
+            if command.starts_with("flwr run") {
+                run_id = Some(run_id_of(&out));
+            }
+            ran += 1;
+        }
+        assert!(ran > 0, "{readme}: no flwr command ran");
+    }
+}
