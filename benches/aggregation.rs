@@ -8,8 +8,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use floret::prng::Prng;
 use floret::records::{Array, ArrayRecord, MetricRecord, MetricValue, Record, RecordDict};
-use floret::sim::prng::Prng;
 use floret::strategy::{self, bulyan, fedmedian, fedtrimmedavg, krum};
 
 const REPLIES: usize = 100;

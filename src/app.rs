@@ -549,11 +549,6 @@ fn flatten_into(table: &toml::Table, prefix: &str, out: &mut UserConfig) -> Resu
     Ok(())
 }
 
-/// Python's `str.isspace` (what `\s` matches in Python's `re`).
-fn py_isspace(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
-
 /// All non-overlapping matches of Flower's `(\S+?)=('[^']*'|"[^"]*"|\S+)` in
 /// `arg`, left to right, as `(key, value)` (the value keeps its quotes).
 pub fn scan_config_pairs(arg: &str) -> Vec<(String, String)> {
@@ -577,7 +572,7 @@ fn scan_config_spans(c: &[char]) -> Vec<(usize, usize, usize)> {
             }
         }
         let mut j = v;
-        while j < n && !py_isspace(c[j]) {
+        while j < n && !crate::pyfmt::is_py_space(c[j]) {
             j += 1;
         }
         (j > v).then_some(j)
@@ -586,7 +581,7 @@ fn scan_config_spans(c: &[char]) -> Vec<(usize, usize, usize)> {
     let mut pos = 0;
     while pos < n {
         let mut matched = None;
-        if !py_isspace(c[pos]) {
+        if !crate::pyfmt::is_py_space(c[pos]) {
             // Lazy key: the shortest run of non-space characters followed by
             // '=' and a value that matches.
             let mut key_end = pos + 1;
@@ -597,7 +592,7 @@ fn scan_config_spans(c: &[char]) -> Vec<(usize, usize, usize)> {
                         break;
                     }
                 }
-                if key_end < n && !py_isspace(c[key_end]) {
+                if key_end < n && !crate::pyfmt::is_py_space(c[key_end]) {
                     key_end += 1;
                 } else {
                     break;
@@ -629,7 +624,7 @@ fn check_skipped_words(arg: &str) -> Result<(), AppError> {
         .zip(&skipped)
         .map(|(&ch, &skip)| if skip { ch } else { ' ' })
         .collect();
-    let Some(word) = text.split(py_isspace).find(|w| !w.is_empty()) else {
+    let Some(word) = text.split(crate::pyfmt::is_py_space).find(|w| !w.is_empty()) else {
         return Ok(());
     };
     Err(if word.starts_with('=') {

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use crate::app::AppConfig;
 use crate::clientapp::{ClientApp, ClientEnv};
 use crate::flwr_log::Logger;
+use crate::prng::{purpose, Prng};
 use crate::records::{
     error_code, ArrayRecord, ConfigRecord, ConfigValue, Context, Error, Message, MetricRecord, MetricValue, Record,
     RecordDict, Scalar, UserConfig,
 };
-use crate::sim::prng::{purpose, Prng};
 use crate::sim::{Apps, Inputs, ServerApp};
 use crate::strategy::start::{self, Driver, Incomplete, StartConfig};
 use crate::strategy::{Strategy, StrategyError};
@@ -305,17 +305,36 @@ pub fn unused_keys(config: &UserConfig) -> Vec<String> {
         .collect()
 }
 
+/// Resolves a run's inputs from what the SuperLink recorded and its FAB.
+pub fn resolve_inputs(
+    run_id: u64,
+    seed: u64,
+    fab: &[u8],
+    fab_hash: &str,
+    overrides: &crate::records::UserConfig,
+    federation_options: &ConfigRecord,
+) -> Result<Inputs, String> {
+    let verified = crate::fab::verify_fab(fab, fab_hash).map_err(|e| e.to_string())?;
+    let run_config = fuse_run_config(&verified.app.config, overrides)?;
+    Ok(Inputs {
+        run_id,
+        seed,
+        run_config,
+        num_supernodes: num_supernodes(federation_options)?,
+        server_app: verified.app.serverapp.clone(),
+        client_app: verified.app.clientapp.clone(),
+    })
+}
+
+/// The run config key that names the app's initial model, for the built-in
+/// ServerApp with a Python ClientApp (`"<module>:<attribute>"`).
+pub const INITIAL_ARRAYS_KEY: &str = "initial-arrays";
+
 /// Checks, before a run is created, everything that would make it fail at
 /// once: components, run configuration, strategy parameters, federation size.
-/// For Python components, the interpreter is probed (which runs it: call
-/// this off the async runtime) unless `python_vouched` (a warm interpreter
-/// of the same path has imported flwr already).
-pub fn validate(
-    app: &AppConfig,
-    run_config: &UserConfig,
-    federation_options: &ConfigRecord,
-    python_vouched: bool,
-) -> Result<(), String> {
+/// (A Python component's interpreter is checked by
+/// `bridge::run::check_interpreter`.)
+pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &ConfigRecord) -> Result<(), String> {
     check_components(&app.serverapp, &app.clientapp)?;
     let num_supernodes = num_supernodes(federation_options)?;
     let python_client = builtin_name(&app.clientapp).is_none();
@@ -323,20 +342,14 @@ pub fn validate(
         if builtin_name(&app.serverapp).is_some() {
             crate::strategy::config::build_strategy(run_config, &mut Logger::new()).map_err(|e| e.to_string())?;
             crate::mods::build_mods(run_config)?;
-            if !matches!(run_config.get(crate::bridge::run::INITIAL_ARRAYS_KEY), Some(Scalar::Str(s)) if !s.is_empty())
-            {
+            if !matches!(run_config.get(INITIAL_ARRAYS_KEY), Some(Scalar::Str(s)) if !s.is_empty()) {
                 return Err(format!(
                     "floret:serverapp with the Python ClientApp `{}` needs the model it starts from: set `{} = \
                      \"<module>:<function>\"` in [tool.flwr.app.config], naming a function of your app that returns \
                      the initial ArrayRecord (or a list of NumPy arrays)",
-                    app.clientapp,
-                    crate::bridge::run::INITIAL_ARRAYS_KEY
+                    app.clientapp, INITIAL_ARRAYS_KEY
                 ));
             }
-        }
-        if !python_vouched {
-            let interpreter = crate::bridge::run::interpreter_for(federation_options).map_err(|e| e.to_string())?;
-            crate::bridge::python::probe(&interpreter).map_err(|e| e.to_string())?;
         }
         return Ok(());
     }
@@ -865,4 +878,56 @@ impl ClientApp for BuiltinClient {
             other => Err(app_error(format!("No {other} function registered with name 'default'"))),
         }
     }
+}
+
+/// `docs/STRATEGIES.md`: the strategies, the DP wrappers and the client mods
+/// with every key, type and default, rendered from the tables the code reads.
+pub fn strategies_markdown() -> String {
+    let mut out = String::new();
+    out.push_str("# Strategies, DP wrappers and client mods\n\n");
+    out.push_str("Generated from `strategy::config::describe()` and `mods::describe()`; do not edit by hand.\n\n");
+    out.push_str("## Choosing a strategy\n\n");
+    out.push_str("`strategy.name` (default `FedAvg`) is one of: ");
+    out.push_str(
+        &crate::strategy::config::strategy_names()
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.push_str(".\n\nExample (`pyproject.toml`):\n\n```toml\n[tool.flwr.app.config]\n");
+    out.push_str("fraction-train = 0.5\nstrategy.name = \"FedAdam\"\nstrategy.eta = 0.05\n");
+    out.push_str("dp.mode = \"client-fixed\"\ndp.noise-multiplier = 1.0\ndp.clipping-norm = 1.0\n");
+    out.push_str("dp.num-sampled-clients = 5\nmods.train = \"fixedclipping\"\n```\n");
+    out.push_str("\n## Base parameters (every strategy)\n\n");
+    let params = crate::strategy::config::describe();
+    let base: Vec<&crate::params::ParamDoc> = params.iter().filter(|d| d.applies_to == ["*"]).collect();
+    crate::params::markdown_table(&mut out, &base, false);
+    for name in crate::strategy::config::strategy_names() {
+        let own: Vec<&crate::params::ParamDoc> = params.iter().filter(|d| d.applies_to.contains(name)).collect();
+        out.push_str(&format!("\n## {name}\n\n"));
+        if own.is_empty() {
+            out.push_str("No parameters besides the base ones.\n");
+        } else {
+            crate::params::markdown_table(&mut out, &own, false);
+        }
+    }
+    out.push_str("\n## Differential privacy (`dp.*`)\n\n");
+    for (mode, class) in crate::strategy::config::dp_mode_classes() {
+        out.push_str(&format!("- `dp.mode = \"{mode}\"`: Flower's `{class}`\n"));
+    }
+    out.push('\n');
+    let dp: Vec<&crate::params::ParamDoc> = params.iter().filter(|d| d.key.starts_with("dp.")).collect();
+    crate::params::markdown_table(&mut out, &dp, true);
+    out.push_str("\n## Client mods (`mods.*`)\n\n");
+    out.push_str("Each list applies to its message type only, outermost first. ");
+    out.push_str("`dp.mode = \"client-fixed\"` needs `fixedclipping` in `mods.train`, ");
+    out.push_str("`dp.mode = \"client-adaptive\"` needs `adaptiveclipping`.\n\n");
+    for (name, flower) in crate::mods::FLOWER_MODS {
+        out.push_str(&format!("- `{name}`: Flower's `{flower}`\n"));
+    }
+    out.push('\n');
+    let mods = crate::mods::describe();
+    crate::params::markdown_table(&mut out, &mods.iter().collect::<Vec<_>>(), false);
+    out
 }

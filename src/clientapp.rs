@@ -13,8 +13,8 @@
 //! The runtime never calls a ClientApp for two messages of one node at once.
 
 use crate::flwr_log::Logger;
+use crate::prng::Prng;
 use crate::records::{Context, Error, Message, RecordDict};
-use crate::sim::prng::Prng;
 
 /// What the runtime lends a ClientApp for one call.
 pub struct ClientEnv<'a> {

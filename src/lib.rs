@@ -30,14 +30,18 @@ pub mod bridge;
 pub mod builtin;
 pub mod cli;
 pub mod clientapp;
+pub mod codec;
 pub mod domain;
 pub mod fab;
 pub mod federation;
 pub mod flwr_log;
+pub mod host;
 pub mod logfile;
 pub mod math;
 pub mod mods;
 pub mod owner_only;
+pub mod params;
+pub mod prng;
 pub mod proto;
 pub mod provenance;
 pub mod pyfmt;
@@ -50,6 +54,7 @@ pub mod strategy;
 pub mod superlink;
 pub mod timeline;
 pub mod traffic;
+pub mod wire;
 pub mod workload;
 
 /// The product name reported by the Local API.

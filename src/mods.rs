@@ -45,10 +45,10 @@
 use crate::clientapp::{ClientEnv, Mod};
 use crate::flwr_log::Logger;
 use crate::math;
+use crate::params::{describe_scalar, ParamDefault, ParamDoc, ParamKind};
 use crate::pyfmt::{format_f, PyValue};
 use crate::records::{error_code, ArrayRecord, ConfigValue, Context, Error, Message, MetricValue, Record, RecordDict};
 use crate::records::{Scalar, UserConfig};
-use crate::strategy::config::{describe_scalar, ParamDefault, ParamDoc, ParamKind};
 use crate::strategy::dp::{KEY_CLIPPING_NORM, KEY_NORM_BIT};
 use crate::strategy::kernels::{add_gaussian_noise, clip_update};
 
@@ -451,7 +451,7 @@ const LOCALDP_KEYS: [&str; 4] = [
 ];
 
 /// The `mods.*` keys [`build_mods`] reads, for `docs/STRATEGIES.md`
-/// (rendered by `strategy::config::render_markdown`).
+/// (rendered by `builtin::strategies_markdown`).
 pub fn describe() -> Vec<ParamDoc> {
     let list = |key, flower_name, doc| ParamDoc {
         key,
@@ -606,8 +606,8 @@ mod tests {
     use super::*;
     use crate::clientapp::{ClientApp, WithMods};
     use crate::flwr_log::Level;
+    use crate::prng::Prng;
     use crate::records::{Array, ConfigRecord, MetricRecord, Values};
-    use crate::sim::prng::Prng;
 
     /// A ClientApp answering with `reply(message)`.
     struct FnApp<F>(F);

@@ -14,6 +14,11 @@ use crate::records::{
     ArrayRecord, ConfigRecord, ConfigValue, MetricRecord, MetricValue, Record, RecordDict, Scalar, UserConfig,
 };
 
+/// Key of the ConfigRecord in the ServerApp context's state that carries
+/// what floret adds to a run's inputs (the seed): the SuperLink writes it in
+/// `PullAppInputs`, the app process reads it.
+pub const FLORET_STATE_KEY: &str = "floret";
+
 #[allow(clippy::all, clippy::pedantic)]
 pub mod flwr {
     pub mod proto {

@@ -716,8 +716,8 @@ fn sorted_repr(value: &PyValue) -> String {
     out
 }
 
-/// Python's `str.isspace()`.
-fn is_py_space(c: char) -> bool {
+/// Python's `str.isspace()` (what `\s` matches in Python's `re`).
+pub(crate) fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
 }
 

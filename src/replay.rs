@@ -30,22 +30,15 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::codec;
 use crate::domain::event::{AppProcessStarted, Delivered, Event, Phase, PythonStarted, Reply, RunFinished};
 use crate::domain::ids::Micros;
 use crate::flwr_log::Level;
 use crate::records::{Digest, Error};
 use crate::sim::{self, Apps, Inputs, Sink};
-use crate::store::codec;
 
-/// One recorded event, as the store holds it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecordedEvent {
-    pub seq: u64,
-    pub kind: String,
-    pub version: u32,
-    pub payload: Vec<u8>,
-    pub at: Micros,
-}
+/// One recorded event, undecoded (the store's form).
+pub use crate::codec::RawEvent as RecordedEvent;
 
 /// A run's record: its events in order and its FAB.
 #[derive(Clone, Debug, PartialEq)]
@@ -393,7 +386,7 @@ fn divergence(index: usize, recorded: Option<(&RecordedEvent, &Event)>, replayed
         .unwrap_or_else(|| "The replay produced fewer events than the record.".into());
     Divergence {
         index,
-        seq: recorded.map(|(r, _)| r.seq),
+        seq: recorded.map(|(r, _)| r.seq.0),
         round,
         node_id: recorded
             .and_then(|(_, e)| node_of(e))
@@ -594,7 +587,7 @@ fn replay_inner(
         python,
         expected,
     } = decode(record)?;
-    let inputs = crate::simulation::resolve_inputs(
+    let inputs = crate::builtin::resolve_inputs(
         submitted.run_id.0,
         submitted.seed,
         &record.fab,
@@ -750,7 +743,7 @@ fn python_replay(
         app_config: verified.app.config.clone(),
         federation_options: submitted.federation_options.clone(),
         interpreter,
-        flwr_home: crate::cli::flwr_home(),
+        flwr_home: crate::host::flwr_home(),
         anchor: submitted_at.0.div_euclid(1_000_000) as f64,
         workers: recorded.map(|p| p.workers as usize).unwrap_or(workers),
     })

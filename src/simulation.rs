@@ -23,17 +23,17 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::bridge::{self, run::PythonRun};
+use crate::codec;
 use crate::domain::event::{Event, Outcome, Phase, SubStatus, Usage};
 use crate::flwr_log::{format_line, Level, Logger};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
+use crate::proto::FLORET_STATE_KEY;
 use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Error};
 use crate::sim::{self, Inputs, Sink};
-use crate::store::codec;
-use crate::superlink::access;
-use crate::superlink::control::STORE_FULL_METADATA;
-use crate::superlink::simulationio::FLORET_STATE_KEY;
+use crate::wire as access;
+use crate::wire::STORE_FULL_METADATA;
 
 /// How often the process proves it is alive (Flower: every ~20 s).
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -113,27 +113,6 @@ fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, String> {
             .map_err(|_| format!("invalid seed {seed:?} in the run's context")),
         _ => Ok(None),
     }
-}
-
-/// Resolves a run's inputs from what the SuperLink recorded and its FAB.
-pub fn resolve_inputs(
-    run_id: u64,
-    seed: u64,
-    fab: &[u8],
-    fab_hash: &str,
-    overrides: &crate::records::UserConfig,
-    federation_options: &ConfigRecord,
-) -> Result<Inputs, String> {
-    let verified = crate::fab::verify_fab(fab, fab_hash).map_err(|e| e.to_string())?;
-    let run_config = crate::builtin::fuse_run_config(&verified.app.config, overrides)?;
-    Ok(Inputs {
-        run_id,
-        seed,
-        run_config,
-        num_supernodes: crate::builtin::num_supernodes(federation_options)?,
-        server_app: verified.app.serverapp.clone(),
-        client_app: verified.app.clientapp.clone(),
-    })
 }
 
 /// Streams events to the SuperLink and brings back stop requests.
@@ -441,7 +420,8 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
         None => {
             // A Python Flower SuperLink records no seed: use the run
             // configuration's, else the run id, and say so.
-            let inputs = resolve_inputs(run.run_id, 0, &fab.content, &fab.hash_str, &overrides, options)?;
+            let inputs =
+                crate::builtin::resolve_inputs(run.run_id, 0, &fab.content, &fab.hash_str, &overrides, options)?;
             let seed = crate::builtin::seed_from_config(&inputs.run_config).unwrap_or(run.run_id);
             warnings.push(format!(
                 "This SuperLink does not record seeds (it is not floret's): the run uses seed {seed}. It can be \
@@ -450,7 +430,7 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
             seed
         }
     };
-    let resolved = resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
+    let resolved = crate::builtin::resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
     let python = if bridge::is_python(&resolved.server_app) || bridge::is_python(&resolved.client_app) {
         let verified = crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| e.to_string())?;
         let anchor = crate::domain::ids::Micros::parse_iso(&run.pending_at)
@@ -465,7 +445,7 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
             app_config: verified.app.config.clone(),
             federation_options: options.clone(),
             interpreter: bridge::run::interpreter_for(options).map_err(|e| e.to_string())?,
-            flwr_home: crate::cli::flwr_home(),
+            flwr_home: crate::host::flwr_home(),
             anchor,
             workers: crate::builtin::worker_threads(options),
         })

@@ -12,7 +12,7 @@
 //! SuperLink serving that home and of its app processes (`flwr-simulation`),
 //! found by the ports on their command lines. The schedule (what each client
 //! does, when the killer strikes and at what) comes from one seeded PRNG
-//! (`floret::sim::prng`): the seed is printed and `--seed` repeats the
+//! (`floret::prng`): the seed is printed and `--seed` repeats the
 //! schedule (not the interleaving with the processes' own timing).
 //!
 //! Steps: start the SuperLink → clients and killer run concurrently, an
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use floret::domain::ids::Seq;
 use floret::domain::run::Status;
-use floret::sim::prng::Prng;
+use floret::prng::Prng;
 use floret::store::{Reader, Store};
 
 /// Kills the local SuperLink and its app processes with SIGKILL at random
@@ -242,7 +242,7 @@ fn draw_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    floret::sim::prng::derive_seed(nanos, &[u64::from(std::process::id())])
+    floret::prng::derive_seed(nanos, &[u64::from(std::process::id())])
 }
 
 /// What a `flwr` command did.

@@ -163,11 +163,11 @@ fn main() {
     let storage_dir = args
         .storage_dir
         .clone()
-        .unwrap_or_else(|| floret::cli::flwr_home().join("superlink").join("ffs"));
+        .unwrap_or_else(|| floret::host::flwr_home().join("superlink").join("ffs"));
     let simulation_executable = (args.isolation == "subprocess").then(|| {
         args.simulation_executable
             .clone()
-            .unwrap_or_else(|| floret::cli::local::sibling_executable("flwr-simulation"))
+            .unwrap_or_else(|| floret::host::sibling_executable("flwr-simulation"))
     });
     let config = floret::superlink::Config {
         database,

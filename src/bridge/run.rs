@@ -22,9 +22,7 @@ use crate::flwr_log::Level;
 use crate::records::{ConfigRecord, ConfigValue, Scalar, UserConfig};
 use crate::sim::{self, Finished, Inputs, Sink};
 
-/// The run config key that names the app's initial-arrays function, for the
-/// built-in ServerApp with a Python ClientApp (`"<module>:<function>"`).
-pub const INITIAL_ARRAYS_KEY: &str = "initial-arrays";
+pub use crate::builtin::INITIAL_ARRAYS_KEY;
 
 /// What a Python run needs besides its [`Inputs`].
 #[derive(Clone, Debug)]
@@ -61,6 +59,14 @@ pub fn interpreter_for(options: &ConfigRecord) -> Result<PathBuf, python::Error>
         Some(ConfigValue::Str(path)) if !path.is_empty() => Ok(PathBuf::from(path)),
         _ => python::resolve_here(),
     }
+}
+
+/// Probes the run's interpreter (which runs it: call this off the async
+/// runtime): a missing one, or one without a usable `flwr`, is an error
+/// that names it and the fix.
+pub fn check_interpreter(options: &ConfigRecord) -> Result<(), String> {
+    let interpreter = interpreter_for(options).map_err(|e| e.to_string())?;
+    python::probe(&interpreter).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// CPUs per ClientApp (`backend.client-resources.num-cpus`, default 1).

@@ -39,10 +39,10 @@ use crate::domain::event::{
     SimulationFinished, SimulationStarted, SimulationStopped, Usage,
 };
 use crate::flwr_log::Level;
+use crate::prng::{purpose, Prng};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::records::{error_code, Digest, Scalar};
-use crate::sim::prng::{purpose, Prng};
 use crate::sim::{Finished, Inputs, Sink};
 
 /// The virtual time of step 0 when the run's submission time is unknown

@@ -8,23 +8,19 @@
 //! It never starts processes itself (that is `local`).
 
 use std::path::Path;
-use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::cli::flower_config::{self, Profile};
+use crate::cli::transport::{channel, UNAVAILABLE};
 use crate::cli::{local, CliError, Output};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
-use crate::superlink::access;
+use crate::wire as access;
 
 /// Largest message the CLI accepts (run lists of many thousands of runs).
 const MESSAGE_SIZE_MAX: usize = 256 * 1024 * 1024;
-
-/// Flower's message when nothing answers at the address.
-pub const UNAVAILABLE: &str = "Connection to the SuperLink is unavailable. Please check your network connection \
-    and 'address' in the SuperLink connection configuration.";
 
 pub struct Connection {
     pub control: pb::control_client::ControlClient<Channel>,
@@ -65,14 +61,11 @@ pub fn managed_secret_file(flwr_home: &Path) -> std::path::PathBuf {
 /// Loads the Flower configuration (creating it on first use, with Flower's
 /// notice) and selects a profile.
 pub fn load_profile(name: Option<&str>, out: &mut Output) -> Result<(Profile, std::path::PathBuf), CliError> {
-    let flwr_home = flower_config::flwr_home();
+    let flwr_home = crate::host::flwr_home();
     let (config, created) = flower_config::load_or_create(&flwr_home).map_err(|e| CliError::new(e.to_string()))?;
     if created {
         out.say(
-            &format!(
-                "\nFlower configuration not found. Created default configuration at {}\n",
-                flwr_home.join("config.toml").display()
-            ),
+            &flower_config::created_message(&config.path),
             crate::cli::table::Style::Plain,
         );
     }
@@ -111,15 +104,6 @@ pub async fn connect(profile: Profile, flwr_home: &Path, out: &mut Output) -> Re
         address,
         managed_secret: managed.then(|| managed_secret_file(flwr_home)),
     })
-}
-
-/// A channel to `host:port`.
-pub async fn channel(address: &str) -> Result<Channel, CliError> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|_| CliError::new(format!("Invalid SuperLink address '{address}'; expected host:port.")))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    endpoint.connect().await.map_err(|_| CliError::new(UNAVAILABLE))
 }
 
 /// The CLI's message for a failed call, as Flower words them.

@@ -76,18 +76,6 @@ fn default_hint(name: &str, was_default: bool) -> String {
     }
 }
 
-/// `$FLWR_HOME` if set and non-empty, else `$HOME/.flwr`.
-pub fn flwr_home() -> PathBuf {
-    match std::env::var_os("FLWR_HOME") {
-        Some(h) if !h.is_empty() => PathBuf::from(h),
-        _ => {
-            #[allow(deprecated)] // fine on Unix; Flower uses Path.home()
-            let home = std::env::home_dir().unwrap_or_else(|| PathBuf::from("/"));
-            home.join(".flwr")
-        }
-    }
-}
-
 /// `<flwr_home>/config.toml`.
 pub fn config_path(flwr_home: &Path) -> PathBuf {
     flwr_home.join(CONFIG_FILE)
@@ -569,7 +557,7 @@ mod tests {
     #[test]
     fn flwr_home_from_env_or_home() {
         // Only read the environment; tests must not change it.
-        let home = flwr_home();
+        let home = crate::host::flwr_home();
         match std::env::var_os("FLWR_HOME") {
             Some(h) if !h.is_empty() => assert_eq!(home, PathBuf::from(h)),
             _ => assert!(home.ends_with(".flwr")),

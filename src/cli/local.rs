@@ -24,7 +24,7 @@ use std::time::Duration;
 use tonic::Code;
 
 use crate::cli::table::Style;
-use crate::cli::{connection, CliError, Output};
+use crate::cli::{CliError, Output};
 use crate::proto::floret::v1 as ext;
 
 /// Flower's default ports of the managed local SuperLink.
@@ -83,7 +83,7 @@ pub async fn probe(port: u16) -> Probe {
         Ok(Ok(_)) => {}
         Ok(Err(_)) | Err(_) => return Probe::Nothing,
     }
-    let Ok(channel) = connection::channel(&address).await else {
+    let Ok(channel) = crate::cli::transport::channel(&address).await else {
         return Probe::OtherProgram("it accepts connections but does not speak HTTP/2".into());
     };
     let mut client = ext::local_client::LocalClient::new(channel);
@@ -144,17 +144,7 @@ pub struct Running {
 
 /// The `flower-superlink` executable: next to this `flwr`, else on `PATH`.
 pub fn superlink_executable() -> PathBuf {
-    sibling_executable("flower-superlink")
-}
-
-/// An executable installed next to the current one, else its bare name
-/// (found on `PATH`).
-pub fn sibling_executable(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
-        .filter(|path| path.is_file())
-        .unwrap_or_else(|| PathBuf::from(name))
+    crate::host::sibling_executable("flower-superlink")
 }
 
 /// An exclusive lock on a file, held until dropped.

@@ -16,7 +16,7 @@ use crate::cli::{exit, CliError, Output};
 use crate::domain::ids::Micros;
 use crate::flwr_log::Level;
 use crate::proto::flwr::proto as pb;
-use crate::superlink::control::LOG_END_HEADER;
+use crate::wire::LOG_END_HEADER;
 
 /// How long `--show` waits for the first log output of a run.
 const SHOW_WAIT: Duration = Duration::from_secs(5);

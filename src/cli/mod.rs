@@ -24,8 +24,7 @@ pub mod run;
 pub mod stop;
 pub mod superlink;
 pub mod table;
-
-use std::path::PathBuf;
+pub mod transport;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -109,10 +108,7 @@ pub struct SuperlinkArg {
     pub superlink: Option<String>,
 }
 
-/// `$FLWR_HOME`, default `~/.flwr`.
-pub fn flwr_home() -> PathBuf {
-    flower_config::flwr_home()
-}
+pub use crate::host::flwr_home;
 
 /// Runs a parsed command line; returns the exit status.
 pub fn main(cli: Cli) -> i32 {

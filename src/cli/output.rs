@@ -49,10 +49,8 @@ fn color_on(is_terminal: bool) -> bool {
 
 /// The terminal width: `$COLUMNS`, the terminal's size, or 80.
 pub fn terminal_width() -> usize {
-    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.parse::<usize>().ok()) {
-        if columns > 0 {
-            return columns;
-        }
+    if let Some(columns) = columns_from(std::env::var("COLUMNS").ok().as_deref()) {
+        return columns;
     }
     for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
         // SAFETY: TIOCGWINSZ writes a winsize into the struct we pass.
@@ -62,6 +60,11 @@ pub fn terminal_width() -> usize {
         }
     }
     80
+}
+
+/// `$COLUMNS` when it is a positive integer (as Rich reads it).
+fn columns_from(value: Option<&str>) -> Option<usize> {
+    value.and_then(|v| v.trim().parse::<usize>().ok()).filter(|w| *w > 0)
 }
 
 /// Removes emoji (and the variation selector), as Flower does for JSON
@@ -177,6 +180,15 @@ impl Output {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn columns_env_parsing() {
+        assert_eq!(super::columns_from(Some("120")), Some(120));
+        assert_eq!(super::columns_from(Some(" 100 ")), Some(100));
+        assert_eq!(super::columns_from(Some("0")), None);
+        assert_eq!(super::columns_from(Some("wide")), None);
+        assert_eq!(super::columns_from(None), None);
+    }
+
     use super::*;
 
     #[test]

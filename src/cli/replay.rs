@@ -8,11 +8,11 @@ use tonic::Code;
 use crate::cli::connection::{self};
 use crate::cli::table::{paint, Style};
 use crate::cli::{exit, CliError, Format, Output};
+use crate::codec;
 use crate::domain::ids::{Micros, RunId, Seq};
 use crate::domain::views::StoredEvent;
 use crate::proto::floret::v1 as ext;
 use crate::replay::{self, Record, RecordedEvent, Verdict, VerdictOutcome};
-use crate::store::codec;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -39,7 +39,7 @@ pub struct ReplayArgs {
 
 async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<Record, CliError> {
     let secret = connection.local_secret().await;
-    let request = crate::superlink::access::with_local_secret(ext::RunRecordRequest { run_id }, secret.as_deref());
+    let request = crate::wire::with_local_secret(ext::RunRecordRequest { run_id }, secret.as_deref());
     let mut stream = match connection.local.stream_run_record(request).await {
         Ok(response) => response.into_inner(),
         Err(status) if status.code() == Code::Unimplemented => {
@@ -63,7 +63,7 @@ async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<R
             record.fab = fab.content;
         }
         record.events.extend(chunk.events.into_iter().map(|e| RecordedEvent {
-            seq: e.seq,
+            seq: Seq(e.seq),
             kind: e.kind,
             version: e.version,
             payload: e.payload,
@@ -80,7 +80,7 @@ fn timeline(record: &Record, run_id: u64) -> Result<String, CliError> {
         .map(|e| {
             let event = codec::decode(&e.kind, e.version, &e.payload).map_err(|e| CliError::new(e.to_string()))?;
             Ok(StoredEvent {
-                seq: Seq(e.seq),
+                seq: e.seq,
                 run_id: RunId(run_id),
                 at: e.at,
                 event,

@@ -126,7 +126,7 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
         .clone()
         .or_else(|| profile.federation.clone())
         .unwrap_or_default();
-    if !federation.is_empty() && !valid_federation(&federation) {
+    if !federation.is_empty() && !super::flower_config::is_valid_federation(&federation) {
         return Err(CliError::new(format!(
             "Invalid federation format: {federation}. Expected format: '@<account-name>/<federation-name>'."
         )));
@@ -192,28 +192,15 @@ pub async fn run(args: RunArgs, out: &mut Output) -> Result<i32, CliError> {
     Ok(code)
 }
 
-/// Flower's federation id format: `@<account>/<name>`.
-fn valid_federation(text: &str) -> bool {
-    let Some(rest) = text.strip_prefix('@') else {
-        return false;
-    };
-    let Some((account, name)) = rest.split_once('/') else {
-        return false;
-    };
-    let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    ok(account) && ok(name)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     #[test]
     fn federation_ids_follow_flower_format() {
-        assert!(valid_federation("@none/default"));
-        assert!(valid_federation("@acct-1/my_fed"));
-        assert!(!valid_federation("none/default"));
-        assert!(!valid_federation("@none"));
-        assert!(!valid_federation("@no ne/x"));
+        assert!(super::super::flower_config::is_valid_federation("@none/default"));
+        assert!(super::super::flower_config::is_valid_federation("@acct-1/my_fed"));
+        assert!(!super::super::flower_config::is_valid_federation("none/default"));
+        assert!(!super::super::flower_config::is_valid_federation("@none"));
+        assert!(!super::super::flower_config::is_valid_federation("@no ne/x"));
     }
 }

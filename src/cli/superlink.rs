@@ -74,7 +74,7 @@ pub async fn superlink(command: SuperlinkCommand, out: &mut Output) -> Result<i3
                 }
                 (Some(identity), false) => {
                     let uptime = Micros::parse_iso(&identity.started_at).map(|started| {
-                        let now = crate::superlink::engine::wall_clock();
+                        let now = crate::host::wall_clock();
                         crate::cli::list::format_duration((now.0 - started.0) as f64 / 1e6)
                     });
                     let rows: Vec<(String, Cell)> = [
@@ -115,10 +115,10 @@ pub async fn superlink(command: SuperlinkCommand, out: &mut Output) -> Result<i3
                 }
                 return Ok(exit::SUCCESS);
             };
-            let channel = crate::cli::connection::channel(&format!("127.0.0.1:{control_port}")).await?;
+            let channel = crate::cli::transport::channel(&format!("127.0.0.1:{control_port}")).await?;
             let mut client = ext::local_client::LocalClient::new(channel);
-            let secret = crate::superlink::access::read_secret(&crate::cli::connection::managed_secret_file(&home));
-            let request = crate::superlink::access::with_local_secret(ext::ShutdownRequest {}, secret.as_deref());
+            let secret = crate::wire::read_secret(&crate::cli::connection::managed_secret_file(&home));
+            let request = crate::wire::with_local_secret(ext::ShutdownRequest {}, secret.as_deref());
             let response = client
                 .shutdown(request)
                 .await

@@ -7,8 +7,8 @@
 //! truncation with "…", alignment, box drawing, and optional ANSI SGR colouring segment by segment
 //! as Rich emits it. Widths are display widths (`unicode-width`); ANSI codes never count.
 //!
-//! It never queries the terminal itself (callers pass the width; [`terminal_width`] only reads
-//! `$COLUMNS`), never writes to stdout/stderr, never decides whether colour is wanted, and never
+//! It never queries the terminal itself (callers pass the width, from
+//! `cli::output::terminal_width`), never writes to stdout/stderr, never decides whether colour is wanted, and never
 //! parses Rich markup: styles come in as data ([`Style`] on columns and cells).
 //!
 //! Known differences from Rich: only `\n` breaks lines inside a cell (Rich also measures other
@@ -208,19 +208,6 @@ pub fn paint(text: &str, style: Style, color: bool) -> String {
         return text.to_string();
     }
     format!("\x1b[{}m{text}\x1b[0m", attrs.sgr())
-}
-
-/// The terminal width as Rich guesses it without a tty: `$COLUMNS` when it is a positive integer,
-/// otherwise 80.
-pub fn terminal_width() -> usize {
-    columns_from(std::env::var("COLUMNS").ok().as_deref())
-}
-
-fn columns_from(value: Option<&str>) -> usize {
-    value
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|w| *w > 0)
-        .unwrap_or(80)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1307,15 +1294,6 @@ mod tests {
             let _ = render_error_box("Run ID not found.\n\nTry --help.", width, true);
             let _ = render_error_box("", width, false);
         }
-    }
-
-    #[test]
-    fn columns_env_parsing() {
-        assert_eq!(columns_from(Some("120")), 120);
-        assert_eq!(columns_from(Some(" 100 ")), 100);
-        assert_eq!(columns_from(Some("0")), 80);
-        assert_eq!(columns_from(Some("wide")), 80);
-        assert_eq!(columns_from(None), 80);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!   execution; `flwr replay` re-executes a run and compares them.
 //!
 //! Payloads hold no wall-clock time, no process ids, nothing random that the
-//! seed does not determine. Their encoding lives in `store::codec`; this module
+//! seed does not determine. Their encoding lives in `codec`; this module
 //! does no I/O and no encoding.
 
 use serde::{Deserialize, Serialize};

@@ -5,7 +5,7 @@
 //! draws random numbers, or iterates a `HashMap`. Time and ids arrive as
 //! arguments; the tidy test enforces it.
 //!
-//! It never encodes events (that is `store::codec`).
+//! It never encodes events (that is `codec`).
 
 pub mod event;
 pub mod ids;

@@ -15,8 +15,6 @@
 //! for the one log line that reports elapsed time and the ClientApp time it
 //! reports to the [`Sink`] with the traffic (never in an event).
 
-pub mod prng;
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,11 +26,11 @@ use crate::domain::event::{
     SimulationStarted, SimulationStopped, Usage,
 };
 use crate::flwr_log::{Entry, Level, Logger};
+use crate::prng::{purpose, Prng};
 use crate::records::{error_code, Context, Error, Message, RecordDict, Scalar, UserConfig};
 use crate::strategy::start::{self, Driver, Incomplete, Interrupt, StartError};
 use crate::strategy::Grid;
 use crate::traffic::{self, Traffic};
-use prng::{purpose, Prng};
 
 /// Everything that determines a run.
 #[derive(Clone, Debug, PartialEq)]

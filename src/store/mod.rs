@@ -22,7 +22,7 @@
 //! is refused with [`Error::SchemaMismatch`] (Flower's exit code 105) before
 //! anything is written to it.
 
-pub mod codec;
+use crate::codec;
 pub mod migrations;
 
 use std::collections::BTreeMap;
@@ -152,10 +152,7 @@ impl Store {
     /// Opens (or creates) the database at `path`. A file of another schema is
     /// refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Store> {
-        let sqlite = |source| Error::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sqlite = sqlite_at(path);
         if path.exists() {
             let probe =
                 Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -173,18 +170,12 @@ impl Store {
     /// A database that lives only in memory (tests, replay).
     pub fn open_in_memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
-        let connection = Connection::open_in_memory().map_err(|source| Error::Sqlite {
-            path: path.clone(),
-            source,
-        })?;
+        let connection = Connection::open_in_memory().map_err(sqlite_at(&path))?;
         Store::init(connection, path)
     }
 
     fn init(mut connection: Connection, path: PathBuf) -> Result<Store> {
-        let sqlite = |source| Error::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_at(&path);
         configure(&connection).map_err(sqlite)?;
         // Check again under the write connection: the file may have been
         // created by another process since the probe.
@@ -224,13 +215,6 @@ impl Store {
     /// Time of the newest event.
     pub fn last_at(&self) -> Micros {
         self.last_at
-    }
-
-    fn sqlite(&self, source: rusqlite::Error) -> Error {
-        Error::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
     }
 
     /// Appends `events` of one run in one transaction and updates the
@@ -356,10 +340,7 @@ impl Store {
     /// Replaces the projection tables with the fold of the event table.
     pub fn rebuild(&mut self) -> Result<()> {
         let folded = self.rebuild_projections()?;
-        let transaction = self.connection.transaction().map_err(|s| Error::Sqlite {
-            path: self.path.clone(),
-            source: s,
-        })?;
+        let transaction = self.connection.transaction().map_err(sqlite_at(&self.path))?;
         let write = |transaction: &rusqlite::Transaction| -> rusqlite::Result<()> {
             transaction.execute_batch(&format!(
                 "DELETE FROM {RUNS}; DELETE FROM {RUN_LOGS}; DELETE FROM {ROUND_METRICS};"
@@ -375,11 +356,8 @@ impl Store {
             }
             Ok(())
         };
-        write(&transaction).map_err(|s| Error::Sqlite {
-            path: self.path.clone(),
-            source: s,
-        })?;
-        transaction.commit().map_err(|s| self.sqlite(s))?;
+        write(&transaction).map_err(sqlite_at(&self.path))?;
+        transaction.commit().map_err(sqlite_at(&self.path))?;
         self.state = folded.state;
         Ok(())
     }
@@ -393,14 +371,19 @@ impl Store {
     }
 }
 
+/// How every SQLite error of the file at `path` becomes ours.
+fn sqlite_at(path: &Path) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
+    move |source| Error::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// The error of a failed write of `payload` bytes: for `SQLITE_FULL`, which
 /// file, why and about how much the write needs.
 fn write_error(connection: &Connection, path: &Path, source: rusqlite::Error, payload: u64) -> Error {
     if source.sqlite_error_code() != Some(rusqlite::ErrorCode::DiskFull) {
-        return Error::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        return sqlite_at(path)(source);
     }
     let pragma = |name: &str| -> u64 {
         connection
@@ -695,10 +678,7 @@ fn collect_rows<T>(
     params: &[&dyn rusqlite::ToSql],
     map: impl FnMut(&Row) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>> {
-    let sqlite = |source| Error::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
+    let sqlite = sqlite_at(path);
     let mut statement = connection.prepare_cached(sql).map_err(sqlite)?;
     let rows = statement.query_map(params, map).map_err(sqlite)?;
     rows.collect::<rusqlite::Result<_>>().map_err(sqlite)
@@ -716,10 +696,7 @@ fn collect_rows_within<T>(
     size: impl Fn(&T) -> usize,
     max_bytes: usize,
 ) -> Result<Vec<T>> {
-    let sqlite = |source| Error::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
+    let sqlite = sqlite_at(path);
     let mut statement = connection.prepare_cached(sql).map_err(sqlite)?;
     let mut rows = statement.query(params).map_err(sqlite)?;
     let (mut page, mut total) = (Vec::new(), 0usize);
@@ -807,15 +784,7 @@ fn query_events(connection: &Connection, path: &Path, run_id: Option<RunId>) -> 
         .collect()
 }
 
-/// An event in its stored form, undecoded (what replay compares).
-#[derive(Clone, Debug, PartialEq)]
-pub struct RawEvent {
-    pub seq: Seq,
-    pub kind: String,
-    pub version: u32,
-    pub payload: Vec<u8>,
-    pub at: Micros,
-}
+pub use crate::codec::RawEvent;
 
 /// Up to `limit` events of a run after sequence number `after`, undecoded,
 /// of at most `max_bytes` of payload (or one event).
@@ -973,10 +942,7 @@ impl ReadView<'_> {
                 |row| row.get::<_, Option<i64>>(0),
             )
             .map(|at| at.map(Micros))
-            .map_err(|source| Error::Sqlite {
-                path: self.path.to_path_buf(),
-                source,
-            })
+            .map_err(sqlite_at(self.path))
     }
 
     pub fn round_metrics(&self, run_id: RunId) -> Result<Vec<RoundMetrics>> {
@@ -998,10 +964,7 @@ impl ReadView<'_> {
         self.connection
             .query_row(&format!("SELECT COUNT(*) FROM {EVENTS}"), [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
-            .map_err(|source| Error::Sqlite {
-                path: self.path.to_path_buf(),
-                source,
-            })
+            .map_err(sqlite_at(self.path))
     }
 }
 
@@ -1028,10 +991,7 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader> {
-        let sqlite = |source| Error::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
+        let sqlite = sqlite_at(path);
         let connection =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(sqlite)?;
@@ -1060,10 +1020,7 @@ impl Reader {
     /// touched since the previous audit keeps the whole file checked. What
     /// differs is reported in [`Audit::violations`]; `Err` is a failed read.
     pub fn audit(&self, after: Seq) -> Result<Audit> {
-        let sqlite = |source| Error::Sqlite {
-            path: self.path.clone(),
-            source,
-        };
+        let sqlite = sqlite_at(&self.path);
         // One deferred read transaction: every query sees the same snapshot.
         let snapshot = self.connection.unchecked_transaction().map_err(sqlite)?;
         let (count, first, last): (i64, i64, i64) = snapshot
@@ -1139,9 +1096,6 @@ impl Reader {
             )
             .optional()
             .map(|found| found.is_some())
-            .map_err(|source| Error::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(sqlite_at(&self.path))
     }
 }

@@ -20,13 +20,14 @@
 //! mode; a wrong key, a wrong type (ints are accepted where floats are
 //! expected), an out-of-range value or a missing required parameter is one
 //! clear `StrategyError::InvalidParameter` line. [`describe`] is the single
-//! table the builder reads defaults and types from, and [`render_markdown`]
-//! renders it (with the client mods' keys) for `docs/STRATEGIES.md`, so the
-//! documentation cannot drift from the code.
+//! table the builder reads defaults and types from, and
+//! `builtin::strategies_markdown` renders it (with the client mods' keys)
+//! for `docs/STRATEGIES.md`, so the documentation cannot drift from the code.
 //!
 //! This module never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::params::{describe_scalar, ParamDefault, ParamDoc, ParamKind};
 use crate::pyfmt::float_repr;
 use crate::records::{Scalar, UserConfig};
 use crate::strategy::bulyan::Bulyan;
@@ -72,66 +73,13 @@ pub fn strategy_names() -> &'static [&'static str] {
 }
 
 /// `dp.mode` values.
+/// Each `dp.mode` value with the Flower class it stands for.
+pub fn dp_mode_classes() -> &'static [(&'static str, &'static str)] {
+    DP_MODES
+}
+
 pub fn dp_modes() -> Vec<&'static str> {
     DP_MODES.iter().map(|(mode, _)| *mode).collect()
-}
-
-/// A parameter's type in the run configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamKind {
-    /// A float (an int is accepted).
-    Float,
-    Int,
-    Str,
-}
-
-impl ParamKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ParamKind::Float => "float",
-            ParamKind::Int => "int",
-            ParamKind::Str => "str",
-        }
-    }
-}
-
-/// A parameter's default.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ParamDefault {
-    Float(f64),
-    Int(i64),
-    Str(&'static str),
-    /// Must be given.
-    Required,
-    /// Flower's `None`; the doc says what that means.
-    Unset,
-}
-
-impl ParamDefault {
-    /// As written in the docs (TOML syntax).
-    pub fn render(self) -> String {
-        match self {
-            ParamDefault::Float(f) => float_repr(f),
-            ParamDefault::Int(i) => i.to_string(),
-            ParamDefault::Str(s) => format!("\"{s}\""),
-            ParamDefault::Required => "required".into(),
-            ParamDefault::Unset => "unset".into(),
-        }
-    }
-}
-
-/// One configurable parameter.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ParamDoc {
-    /// The run-config key.
-    pub key: &'static str,
-    /// Flower's constructor parameter.
-    pub flower_name: &'static str,
-    /// Strategy names, `dp.mode` values, or `"*"` (every strategy).
-    pub applies_to: &'static [&'static str],
-    pub kind: ParamKind,
-    pub default: ParamDefault,
-    pub doc: &'static str,
 }
 
 const ALL: &[&str] = &["*"];
@@ -202,16 +150,6 @@ const PARAMS: &[ParamDoc] = &[
 /// Every parameter [`build_strategy`] reads, in documentation order.
 pub fn describe() -> Vec<ParamDoc> {
     PARAMS.to_vec()
-}
-
-/// `int (3)`, `str ("x")`: a value's type and value, for error messages.
-pub fn describe_scalar(value: &Scalar) -> String {
-    match value {
-        Scalar::Bool(b) => format!("bool ({b})"),
-        Scalar::Int(i) => format!("int ({i})"),
-        Scalar::Float(f) => format!("float ({})", float_repr(*f)),
-        Scalar::Str(s) => format!("str ({:?})", crate::app::clip(s)),
-    }
 }
 
 fn invalid<T>(reason: String) -> Result<T, StrategyError> {
@@ -551,80 +489,6 @@ fn wrap_dp(
     Ok(wrapped)
 }
 
-fn markdown_table(out: &mut String, rows: &[&ParamDoc], with_applies: bool) {
-    if with_applies {
-        out.push_str("| key | applies to | type | default | Flower parameter | meaning |\n|---|---|---|---|---|---|\n");
-    } else {
-        out.push_str("| key | type | default | Flower parameter | meaning |\n|---|---|---|---|---|\n");
-    }
-    for d in rows {
-        let applies = if with_applies {
-            format!(" {} |", d.applies_to.join(", "))
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            "| `{}` |{applies} {} | {} | `{}` | {} |\n",
-            d.key,
-            d.kind.name(),
-            d.default.render(),
-            d.flower_name,
-            d.doc
-        ));
-    }
-}
-
-/// `docs/STRATEGIES.md`: the strategies, the DP wrappers and the client mods
-/// with every key, type and default, rendered from the tables the code reads.
-pub fn render_markdown() -> String {
-    let mut out = String::new();
-    out.push_str("# Strategies, DP wrappers and client mods\n\n");
-    out.push_str("Generated from `strategy::config::describe()` and `mods::describe()`; do not edit by hand.\n\n");
-    out.push_str("## Choosing a strategy\n\n");
-    out.push_str("`strategy.name` (default `FedAvg`) is one of: ");
-    out.push_str(
-        &STRATEGY_NAMES
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    out.push_str(".\n\nExample (`pyproject.toml`):\n\n```toml\n[tool.flwr.app.config]\n");
-    out.push_str("fraction-train = 0.5\nstrategy.name = \"FedAdam\"\nstrategy.eta = 0.05\n");
-    out.push_str("dp.mode = \"client-fixed\"\ndp.noise-multiplier = 1.0\ndp.clipping-norm = 1.0\n");
-    out.push_str("dp.num-sampled-clients = 5\nmods.train = \"fixedclipping\"\n```\n");
-    out.push_str("\n## Base parameters (every strategy)\n\n");
-    let base: Vec<&ParamDoc> = PARAMS.iter().filter(|d| d.applies_to == ALL).collect();
-    markdown_table(&mut out, &base, false);
-    for name in STRATEGY_NAMES {
-        let own: Vec<&ParamDoc> = PARAMS.iter().filter(|d| d.applies_to.contains(name)).collect();
-        out.push_str(&format!("\n## {name}\n\n"));
-        if own.is_empty() {
-            out.push_str("No parameters besides the base ones.\n");
-        } else {
-            markdown_table(&mut out, &own, false);
-        }
-    }
-    out.push_str("\n## Differential privacy (`dp.*`)\n\n");
-    for (mode, class) in DP_MODES {
-        out.push_str(&format!("- `dp.mode = \"{mode}\"`: Flower's `{class}`\n"));
-    }
-    out.push('\n');
-    let dp: Vec<&ParamDoc> = PARAMS.iter().filter(|d| d.key.starts_with("dp.")).collect();
-    markdown_table(&mut out, &dp, true);
-    out.push_str("\n## Client mods (`mods.*`)\n\n");
-    out.push_str("Each list applies to its message type only, outermost first. ");
-    out.push_str("`dp.mode = \"client-fixed\"` needs `fixedclipping` in `mods.train`, ");
-    out.push_str("`dp.mode = \"client-adaptive\"` needs `adaptiveclipping`.\n\n");
-    for (name, flower) in crate::mods::FLOWER_MODS {
-        out.push_str(&format!("- `{name}`: Flower's `{flower}`\n"));
-    }
-    out.push('\n');
-    let mods = crate::mods::describe();
-    markdown_table(&mut out, &mods.iter().collect::<Vec<_>>(), false);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -894,18 +758,18 @@ mod tests {
     fn strategies_md_is_up_to_date() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/STRATEGIES.md");
         if std::env::var_os("FLORET_UPDATE_DOCS").is_some() {
-            std::fs::write(path, render_markdown()).expect("write docs/STRATEGIES.md");
+            std::fs::write(path, crate::builtin::strategies_markdown()).expect("write docs/STRATEGIES.md");
         }
         let committed = std::fs::read_to_string(path).expect("read docs/STRATEGIES.md");
         assert!(
-            committed == render_markdown(),
+            committed == crate::builtin::strategies_markdown(),
             "docs/STRATEGIES.md is stale: regenerate it with `FLORET_UPDATE_DOCS=1 cargo test strategies_md`"
         );
     }
 
     #[test]
     fn the_docs_cover_every_key_the_builder_reads() {
-        let md = render_markdown();
+        let md = crate::builtin::strategies_markdown();
         for doc in describe() {
             assert!(
                 md.contains(&format!("`{}`", doc.key)),

@@ -55,9 +55,9 @@
 
 use crate::flwr_log::Logger;
 use crate::math;
+use crate::prng::{purpose, Prng};
 use crate::pyfmt::{float_repr, format_f, PyValue};
 use crate::records::{ArrayRecord, ConfigRecord, ConfigValue, Error, Message, MetricRecord, MetricValue, Record};
-use crate::sim::prng::{purpose, Prng};
 use crate::strategy::kernels::{add_gaussian_noise, clip_update};
 use crate::strategy::{Grid, Strategy, StrategyError};
 

@@ -146,7 +146,7 @@ mod tests {
             let weights: Vec<i64> = (1..=rows.len() as i64).collect();
             let contents = f32_contents(&rows, &weights);
             let mut shuffled = contents.clone();
-            crate::sim::prng::Prng::from_seed(seed).shuffle(&mut shuffled);
+            crate::prng::Prng::from_seed(seed).shuffle(&mut shuffled);
             let a = median_arrayrecords(&reply_records(&contents.iter().collect::<Vec<_>>())).unwrap();
             let b = median_arrayrecords(&reply_records(&shuffled.iter().collect::<Vec<_>>())).unwrap();
             prop_assert_eq!(a, b);

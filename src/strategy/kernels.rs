@@ -42,8 +42,8 @@ use std::cmp::Ordering;
 use std::fmt::Debug;
 use std::ops::{Add, Div, Mul, Sub};
 
+use crate::prng::Prng;
 use crate::records::{Array, ArrayRecord, Values};
-use crate::sim::prng::Prng;
 
 /// A float element type numpy computes in (float32 or float64).
 pub trait Elem:
@@ -777,10 +777,10 @@ pub(crate) mod testkit {
     use serde_json::Value;
 
     use crate::flwr_log::{Level, Logger};
+    use crate::prng::Prng;
     use crate::records::{
         Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, Record, RecordDict, Values,
     };
-    use crate::sim::prng::Prng;
     use crate::strategy::{Grid, Strategy, StrategyError};
 
     pub const GOLDEN: &str = include_str!(concat!(

@@ -81,10 +81,10 @@ use std::fmt;
 
 use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
+use crate::prng::Prng;
 use crate::records::{
     error_code, Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, MetricValue, RecordDict, Values,
 };
-use crate::sim::prng::Prng;
 
 pub use fedavg::{FedAvg, FedAvgParams};
 
@@ -94,7 +94,7 @@ pub trait Grid {
     /// The connected nodes, sorted by id.
     fn node_ids(&self) -> &[u64];
     /// A random stream derived from the run's seed and `path` (see
-    /// `sim::prng`); the same path always yields the same stream.
+    /// `prng`); the same path always yields the same stream.
     fn prng(&self, path: &[u64]) -> Prng;
 }
 
@@ -169,8 +169,8 @@ pub trait Strategy: Send {
 /// Tags of the sampling streams.
 pub fn sampling_purpose(phase: Phase) -> u64 {
     match phase {
-        Phase::Train => crate::sim::prng::purpose::SAMPLE_TRAIN,
-        Phase::Evaluate => crate::sim::prng::purpose::SAMPLE_EVALUATE,
+        Phase::Train => crate::prng::purpose::SAMPLE_TRAIN,
+        Phase::Evaluate => crate::prng::purpose::SAMPLE_EVALUATE,
     }
 }
 

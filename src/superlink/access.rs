@@ -10,18 +10,16 @@
 //!   writes at every start to `<database>.secret` (mode 0600), which the CLI
 //!   reads and sends as gRPC metadata ([`LOCAL_SECRET_HEADER`]).
 //!
+//! What both sides of these calls share (header names, attaching them,
+//! reading the secret file) is in `crate::wire`.
+//!
 //! It never changes runs or decides anything about them.
 
 use std::path::{Path, PathBuf};
 
 use tonic::{Request, Status};
 
-/// The gRPC metadata that carries a run's token on app-process writes.
-pub const APP_TOKEN_HEADER: &str = "floret-app-token";
-/// The gRPC metadata that carries the Local API secret.
-pub const LOCAL_SECRET_HEADER: &str = "floret-local-secret";
-/// Bytes of randomness in a Local API secret (hex-encoded in its file).
-const SECRET_BYTES: usize = 32;
+use crate::wire::{APP_TOKEN_HEADER, LOCAL_SECRET_HEADER, SECRET_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,36 +27,9 @@ pub enum Error {
     WriteSecret { path: PathBuf, source: std::io::Error },
 }
 
-/// `message` with the run's token attached, for PushLogs and UpdateRunStatus.
-pub fn with_app_token<T>(message: T, token: &str) -> Request<T> {
-    with_header(message, APP_TOKEN_HEADER, Some(token))
-}
-
-/// `message` with the Local API secret attached, if there is one.
-pub fn with_local_secret<T>(message: T, secret: Option<&str>) -> Request<T> {
-    with_header(message, LOCAL_SECRET_HEADER, secret)
-}
-
-fn with_header<T>(message: T, key: &'static str, value: Option<&str>) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Some(value) = value.and_then(|v| v.parse().ok()) {
-        request.metadata_mut().insert(key, value);
-    }
-    request
-}
-
 /// The run's token a request carries in its metadata, if any.
 pub(crate) fn app_token<T>(request: &Request<T>) -> Option<&str> {
     request.metadata().get(APP_TOKEN_HEADER)?.to_str().ok()
-}
-
-/// Where the SuperLink serving `database` keeps its Local API secret;
-/// `None` for a database in memory.
-pub fn secret_path(database: &Path) -> Option<PathBuf> {
-    match database.to_str() {
-        Some(":memory:" | ":flwr-in-memory:" | "") | None => None,
-        Some(path) => Some(PathBuf::from(format!("{path}.secret"))),
-    }
 }
 
 /// Draws a new secret and writes it to `path` (atomically, mode 0600).
@@ -73,21 +44,6 @@ pub(crate) fn create_secret(path: &Path) -> Result<String, Error> {
         }
     })?;
     Ok(secret)
-}
-
-/// The secret in `path`, if this user can read it and it is private to its
-/// owner, who is this user (a file others could have written is not
-/// trusted, and no other file is ever sent to a server).
-pub fn read_secret(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::symlink_metadata(path).ok()?;
-    // SAFETY: geteuid(2) has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if !metadata.is_file() || metadata.uid() != me || metadata.mode() & 0o077 != 0 || metadata.len() > 256 {
-        return None;
-    }
-    let secret = std::fs::read_to_string(path).ok()?.trim().to_string();
-    (secret.len() == 2 * SECRET_BYTES && secret.bytes().all(|b| b.is_ascii_hexdigit())).then_some(secret)
 }
 
 /// Refuses a Local API call that does not carry `expected`.
@@ -121,6 +77,7 @@ fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{read_secret, secret_path, with_app_token, with_local_secret};
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

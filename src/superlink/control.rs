@@ -25,18 +25,17 @@ use crate::domain::event::RunSubmitted;
 use crate::domain::event::{RunFinished, SubStatus};
 use crate::domain::ids::{Micros, RunId};
 use crate::domain::run::{Command, Rejection, STOPPED_BY_USER};
+use crate::host::wall_clock;
 use crate::proto::flwr::proto as pb;
 use crate::proto::{self, DEFAULT_FEDERATION};
 use crate::store::RunFilter;
-use crate::superlink::engine::{wall_clock, ExecError};
+use crate::superlink::engine::ExecError;
 use crate::superlink::{Shared, LOG_PAGE_MAX};
 
 /// Flower's maximum FAB size: 10 MiB.
-pub const FAB_SIZE_MAX: usize = 10 * 1024 * 1024;
+pub const FAB_SIZE_MAX: usize = crate::fab::FAB_MAX_SIZE;
 
-/// StreamLogs response metadata: the time (µs since the epoch) of the run's
-/// last log row when the stream began; 0 when it had none.
-pub const LOG_END_HEADER: &str = "floret-log-end-us";
+pub use crate::wire::LOG_END_HEADER;
 
 /// How long StopRun waits for a running simulation to stop by itself before
 /// it finishes the run and kills the process.
@@ -56,10 +55,7 @@ pub(crate) fn exec_status(error: ExecError) -> Status {
     }
 }
 
-/// Metadata key of a `RESOURCE_EXHAUSTED` status that says the SuperLink's
-/// disk is full: nothing was recorded, and the same call can succeed once
-/// space is freed (app processes retry such calls).
-pub const STORE_FULL_METADATA: &str = "floret-store-full";
+pub use crate::wire::STORE_FULL_METADATA;
 
 /// `RESOURCE_EXHAUSTED` with `message`, marked as a full disk.
 pub(crate) fn store_full_status(message: String) -> Status {
@@ -191,10 +187,17 @@ impl ControlService {
             _ => false,
         };
         let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
-        tokio::task::spawn_blocking(move || crate::builtin::validate(&app, &config, &options, vouched))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::failed_precondition)?;
+        tokio::task::spawn_blocking(move || {
+            crate::builtin::validate(&app, &config, &options)?;
+            let python = crate::bridge::is_python(&app.serverapp) || crate::bridge::is_python(&app.clientapp);
+            if python && !vouched {
+                crate::bridge::run::check_interpreter(&options)?;
+            }
+            Ok::<(), String>(())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::failed_precondition)?;
         let seed = crate::builtin::seed_from_config(&run_config).unwrap_or_else(random_seed);
         let ffs = Arc::clone(&self.shared.ffs);
         let content = request.fab.map(|fab| fab.content).unwrap_or_default();

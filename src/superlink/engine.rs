@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::event::Event;
-use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::ids::{RunId, Seq};
 use crate::domain::run::{decide, Command, Rejection, Run};
 use crate::domain::views::StoredEvent;
 use crate::store::{self, Store};
@@ -121,13 +121,7 @@ pub fn start(store: Store) -> Handle {
     }
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn wall_clock() -> Micros {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Micros(since_epoch.as_micros() as i64)
-}
+use crate::host::wall_clock;
 
 /// A fresh random token, 256 hex characters as Flower's `token_hex(128)`.
 fn new_token() -> String {

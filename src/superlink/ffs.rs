@@ -9,15 +9,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::fab::sha256_hex;
 
 pub struct Ffs {
     directory: PathBuf,
-}
-
-/// Lowercase hex SHA-256, the name of a FAB.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl Ffs {

@@ -146,7 +146,7 @@ fn tighten_state(config: &Config) {
     if let Some(home) = &config.flwr_home {
         paths.push(home.join("local-superlink"));
     }
-    if access::secret_path(&config.database).is_some() {
+    if crate::wire::secret_path(&config.database).is_some() {
         let database = config.database.display();
         for suffix in ["", "-wal", "-shm", "-journal", ".lock", ".secret"] {
             paths.push(PathBuf::from(format!("{database}{suffix}")));
@@ -173,7 +173,7 @@ pub async fn run(
     let mut store = tokio::task::spawn_blocking(move || open_store(&database))
         .await
         .expect("open the store")?;
-    let local_secret = access::secret_path(&config.database)
+    let local_secret = crate::wire::secret_path(&config.database)
         .map(|path| access::create_secret(&path))
         .transpose()?;
     if let Some(file) = &config.page_cap_file {
@@ -202,7 +202,7 @@ pub async fn run(
         config,
         control_address,
         simulationio_address,
-        started_at: engine::wall_clock(),
+        started_at: crate::host::wall_clock(),
         shutdown: Notify::new(),
         local_secret,
     });

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use crate::codec;
 use crate::domain::event::{RunFinished, SubStatus, Usage};
 use crate::domain::ids::RunId;
 use crate::domain::run::{Command, Run, Status as RunStatus};
@@ -23,7 +24,6 @@ use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::proto::{self};
 use crate::records::{ConfigRecord, ConfigValue, Record, RecordDict};
-use crate::store::codec;
 use crate::superlink::control::exec_status;
 use crate::superlink::engine::ExecError;
 use crate::superlink::{access, Shared};
@@ -32,9 +32,7 @@ pub struct SimulationIoService {
     pub shared: Arc<Shared>,
 }
 
-/// Key of the ConfigRecord in the ServerApp context's state that carries
-/// what floret adds to a run's inputs (the seed).
-pub const FLORET_STATE_KEY: &str = "floret";
+use crate::proto::FLORET_STATE_KEY;
 
 /// Flower's message for a run that no longer accepts app output.
 fn finished_message(run: &Run) -> String {

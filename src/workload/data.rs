@@ -13,7 +13,7 @@ use std::io::Read as _;
 use std::sync::OnceLock;
 
 use crate::math;
-use crate::sim::prng::{purpose, Prng};
+use crate::prng::{purpose, Prng};
 
 /// The second element of the stream paths this module derives from a seed.
 /// The first element is [`purpose::DATA`] or [`purpose::SYNTHETIC`].

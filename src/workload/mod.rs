@@ -3,7 +3,7 @@
 //! SGD ([`model`]).
 //!
 //! Everything here is a deterministic function of its inputs and of the
-//! [`Prng`](crate::sim::prng::Prng) streams passed in or derived from a seed.
+//! [`Prng`](crate::prng::Prng) streams passed in or derived from a seed.
 //! This module never schedules clients, never aggregates their results and
 //! never touches messages, clocks, threads or the file system.
 
@@ -20,8 +20,8 @@ pub use model::{Evaluation, Model, ModelKind, TrainOptions};
 mod tests {
     //! End-to-end checks: a minimal FedAvg loop over the workload.
     use super::*;
+    use crate::prng::{purpose, Prng};
     use crate::records::{Array, ArrayRecord, Values};
-    use crate::sim::prng::{purpose, Prng};
 
     /// Weighted mean of the clients' parameters, accumulated in f64 in
     /// client order.

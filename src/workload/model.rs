@@ -13,8 +13,8 @@
 //! infinite loss is returned as is for the caller to judge.
 
 use crate::math;
+use crate::prng::Prng;
 use crate::records::{Array, ArrayRecord, Values};
-use crate::sim::prng::Prng;
 
 use super::data::Dataset;
 

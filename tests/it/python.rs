@@ -301,7 +301,7 @@ fn simulation_payloads(home: &Home, run_id: u64) -> Vec<(String, Vec<u8>)> {
         .filter(|stored| stored.event.is_simulation())
         .filter(|stored| !matches!(stored.event, floret::domain::event::Event::PythonStarted(_)))
         .map(|stored| {
-            let (kind, _, payload) = floret::store::codec::encode(&stored.event);
+            let (kind, _, payload) = floret::codec::encode(&stored.event);
             (kind.to_string(), payload)
         })
         .collect()

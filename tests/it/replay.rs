@@ -12,7 +12,7 @@ use floret::replay::{replay, replay_with, VerdictOutcome};
 use floret::sim::{Apps, Inputs, Recorder};
 use proptest::prelude::*;
 
-use crate::support::{completed, snapshot_settings, test_seed, TestRun};
+use crate::support::{completed, snapshot_settings, TestRun};
 
 const CONFIG: &str = "num-server-rounds = 3\nfraction-train = 0.5\nlr = 0.5\nbatch-size = 8";
 
@@ -59,10 +59,10 @@ fn timeline_of_a_small_run() {
         .events
         .iter()
         .map(|e| floret::domain::views::StoredEvent {
-            seq: floret::domain::ids::Seq(e.seq),
+            seq: e.seq,
             run_id: floret::domain::ids::RunId(77),
             at: e.at,
-            event: floret::store::codec::decode(&e.kind, e.version, &e.payload).unwrap(),
+            event: floret::codec::decode(&e.kind, e.version, &e.payload).unwrap(),
         })
         .collect();
     let mut text = floret::timeline::render(&stored, false);
@@ -286,20 +286,6 @@ proptest! {
         prop_assert_eq!(&verdict.outcome, &VerdictOutcome::Identical, "config {} seed {}", config, seed);
         prop_assert_eq!(verdict.events_compared, live.events.len());
     }
-}
-
-#[test]
-fn seeds_of_failures_are_printed() {
-    // The property test above prints its inputs on failure (proptest shows the
-    // minimal failing case, including the seed); the fixed-seed tests name
-    // FLORET_TEST_SEED.
-    assert_eq!(
-        test_seed(9),
-        std::env::var("FLORET_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(9)
-    );
 }
 
 /// The record of a run still in progress (no `RunFinished`, no

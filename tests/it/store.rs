@@ -6,12 +6,13 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
 
+use floret::codec;
 use floret::domain::event::*;
 use floret::domain::ids::{Micros, RunId};
 use floret::domain::run::{decide, Command, Status};
 use floret::domain::views::{Projections, StoredEvent};
 use floret::records::{ConfigRecord, ConfigValue, Digest, MetricRecord, MetricValue, Scalar};
-use floret::store::{codec, Error, Store, EXIT_SCHEMA_MISMATCH};
+use floret::store::{Error, Store, EXIT_SCHEMA_MISMATCH};
 use proptest::prelude::*;
 
 use crate::support::temp_dir;
@@ -429,7 +430,7 @@ fn appends_survive_sigkill_of_the_writer() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed);
-    let mut prng = floret::sim::prng::Prng::from_seed(seed);
+    let mut prng = floret::prng::Prng::from_seed(seed);
     let mut acknowledged = Vec::new();
     for round in 0..40 {
         let mut child = Process::new(std::env::current_exe().unwrap())

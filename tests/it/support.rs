@@ -76,7 +76,7 @@ impl TestRun {
 
     pub fn inputs(&self) -> Inputs {
         let s = &self.submitted;
-        floret::simulation::resolve_inputs(
+        floret::builtin::resolve_inputs(
             s.run_id.0,
             s.seed,
             &self.fab.bytes,
@@ -108,9 +108,9 @@ impl TestRun {
             .iter()
             .enumerate()
             .map(|(index, event)| {
-                let (kind, version, payload) = floret::store::codec::encode(event);
+                let (kind, version, payload) = floret::codec::encode(event);
                 RecordedEvent {
-                    seq: index as u64 + 1,
+                    seq: floret::domain::ids::Seq(index as u64 + 1),
                     kind: kind.into(),
                     version,
                     payload,
@@ -137,7 +137,7 @@ pub fn payload_bytes(events: &[Event]) -> Vec<(String, Vec<u8>)> {
     events
         .iter()
         .map(|e| {
-            let (kind, _, payload) = floret::store::codec::encode(e);
+            let (kind, _, payload) = floret::codec::encode(e);
             (kind.to_string(), payload)
         })
         .collect()

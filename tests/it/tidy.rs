@@ -90,16 +90,19 @@ fn the_core_does_no_io_and_reads_no_clock() {
     }
     // The simulation engine, strategies and workloads are pure too, except
     // for the one log line that reports elapsed time (sim/mod.rs, Instant).
-    for dir in ["sim", "strategy", "workload"] {
-        for path in sources(&src().join(dir)) {
-            let code = code_of(&path);
-            for word in forbidden {
-                if word == "Instant" && relative(&path) == "sim/mod.rs" {
-                    continue;
-                }
-                if code.contains(word) {
-                    offenders.push(format!("{}: {word}", relative(&path)));
-                }
+    let pure_files = ["prng.rs", "codec.rs", "params.rs", "clientapp.rs"].map(|f| src().join(f));
+    let core = ["sim", "strategy", "workload"]
+        .iter()
+        .flat_map(|dir| sources(&src().join(dir)))
+        .chain(pure_files);
+    for path in core {
+        let code = code_of(&path);
+        for word in forbidden {
+            if word == "Instant" && relative(&path) == "sim/mod.rs" {
+                continue;
+            }
+            if code.contains(word) {
+                offenders.push(format!("{}: {word}", relative(&path)));
             }
         }
     }
@@ -154,7 +157,9 @@ fn recorded_path() -> Vec<PathBuf> {
     for file in [
         "builtin.rs",
         "clientapp.rs",
+        "codec.rs",
         "mods.rs",
+        "prng.rs",
         "records.rs",
         "replay.rs",
         "simulation.rs",
@@ -239,4 +244,321 @@ fn the_build_configuration_sets_no_cpu_features() {
         libm.contains("default-features = false"),
         "libm must be used without its `arch` feature (no code chosen by CPU at run time)"
     );
+}
+
+/// The functions of a Rust source (name, body), found by brace matching
+/// from each `fn NAME(`; good enough for test code.
+fn functions(source: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("fn ") {
+        let after = &rest[at + 3..];
+        let name: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let Some(open) = after.find('{') else { break };
+        let mut depth = 0usize;
+        let mut end = None;
+        for (i, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(open + i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else { break };
+        found.push((name, after[..end].to_string()));
+        rest = &after[end..];
+    }
+    found
+}
+
+/// Seeded tests that do not say how to rerun their seed.
+fn seeded_without_rerun_line(source: &str) -> Vec<String> {
+    functions(source)
+        .into_iter()
+        .filter(|(name, body)| name != "test_seed" && body.contains("test_seed(") && !body.contains("FLORET_TEST_SEED"))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[test]
+fn every_seeded_test_prints_the_seed_that_reproduces_it() {
+    // The check itself can fail.
+    assert_eq!(
+        seeded_without_rerun_line("fn a() { let seed = test_seed(1); assert!(true); }\nfn b() { let s = test_seed(2); assert!(x, \"FLORET_TEST_SEED={s}\"); }"),
+        ["a"]
+    );
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let mut offenders = Vec::new();
+    let mut seeded = 0;
+    for path in sources(&tests) {
+        let source = std::fs::read_to_string(&path).unwrap();
+        seeded += functions(&source)
+            .iter()
+            .filter(|(n, b)| n != "test_seed" && b.contains("test_seed("))
+            .count();
+        for name in seeded_without_rerun_line(&source) {
+            offenders.push(format!("{}: {name}", path.file_name().unwrap().to_string_lossy()));
+        }
+    }
+    assert!(
+        seeded >= 8,
+        "only {seeded} seeded tests found: is the scan still right?"
+    );
+    assert!(
+        offenders.is_empty(),
+        "seeded tests whose failures do not name FLORET_TEST_SEED=<seed>: {offenders:?}"
+    );
+}
+
+/// The top-level modules each top-level module may import (`crate::X` in
+/// its non-test code): the direction of dependencies of
+/// docs/ARCHITECTURE.md. A new edge is a decision: add it here, and say
+/// in docs/ARCHITECTURE.md why when it crosses a layer.
+const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
+    ("app", &["fab", "pyfmt", "records"]),
+    (
+        "bridge",
+        &[
+            "builtin",
+            "clientapp",
+            "domain",
+            "fab",
+            "flwr_log",
+            "prng",
+            "proto",
+            "records",
+            "sim",
+        ],
+    ),
+    (
+        "builtin",
+        &[
+            "app",
+            "clientapp",
+            "fab",
+            "federation",
+            "flwr_log",
+            "mods",
+            "params",
+            "prng",
+            "pyfmt",
+            "records",
+            "sim",
+            "strategy",
+            "workload",
+        ],
+    ),
+    (
+        "cli",
+        &[
+            "app",
+            "bridge",
+            "builtin",
+            "codec",
+            "domain",
+            "fab",
+            "federation",
+            "flwr_log",
+            "host",
+            "owner_only",
+            "proto",
+            "records",
+            "replay",
+            "timeline",
+            "wire",
+        ],
+    ),
+    ("clientapp", &["flwr_log", "prng", "records"]),
+    ("codec", &["domain"]),
+    ("domain", &["records"]),
+    ("fab", &["app", "pyfmt"]),
+    ("federation", &["app", "pyfmt", "records"]),
+    ("flwr_log", &[]),
+    ("host", &["domain"]),
+    ("logfile", &["owner_only"]),
+    ("math", &[]),
+    (
+        "mods",
+        &[
+            "clientapp",
+            "flwr_log",
+            "math",
+            "params",
+            "pyfmt",
+            "records",
+            "strategy",
+        ],
+    ),
+    ("owner_only", &[]),
+    ("params", &["app", "pyfmt", "records"]),
+    ("prng", &["math"]),
+    ("proto", &["app", "domain", "records"]),
+    ("provenance", &["domain"]),
+    ("pyfmt", &[]),
+    ("records", &[]),
+    (
+        "replay",
+        &[
+            "bridge",
+            "builtin",
+            "codec",
+            "domain",
+            "fab",
+            "flwr_log",
+            "host",
+            "provenance",
+            "records",
+            "sim",
+        ],
+    ),
+    (
+        "sim",
+        &[
+            "clientapp",
+            "domain",
+            "flwr_log",
+            "prng",
+            "records",
+            "strategy",
+            "traffic",
+        ],
+    ),
+    (
+        "simulation",
+        &[
+            "bridge",
+            "builtin",
+            "codec",
+            "domain",
+            "fab",
+            "flwr_log",
+            "host",
+            "proto",
+            "provenance",
+            "records",
+            "sim",
+            "wire",
+        ],
+    ),
+    ("store", &["codec", "domain", "records"]),
+    (
+        "strategy",
+        &[
+            "app", "domain", "flwr_log", "math", "params", "prng", "pyfmt", "records",
+        ],
+    ),
+    (
+        "superlink",
+        &[
+            "app",
+            "bridge",
+            "builtin",
+            "codec",
+            "domain",
+            "fab",
+            "federation",
+            "host",
+            "owner_only",
+            "proto",
+            "records",
+            "store",
+            "wire",
+        ],
+    ),
+    ("timeline", &["domain", "flwr_log", "pyfmt", "records", "strategy"]),
+    ("traffic", &["records"]),
+    ("wire", &[]),
+    ("workload", &["math", "prng", "pyfmt", "records"]),
+];
+
+/// The one cycle left between top-level modules, to be removed: `app`
+/// checks a FAB's files (`fab`) and `fab` builds from an app's pyproject.
+const KNOWN_CYCLES: &[(&str, &str)] = &[("app", "fab"), ("fab", "app")];
+
+/// `crate::X` imports of each top-level module of `src/` (non-test code).
+fn module_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let top = |path: &Path| {
+        let relative = relative(path);
+        let first = relative.split('/').next().unwrap().to_string();
+        first.trim_end_matches(".rs").to_string()
+    };
+    let modules: std::collections::BTreeSet<String> = sources(&src())
+        .iter()
+        .map(|p| top(p))
+        .filter(|m| m != "bin" && m != "lib")
+        .collect();
+    let mut imports: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        modules.iter().map(|m| (m.clone(), Default::default())).collect();
+    for path in sources(&src()) {
+        let module = top(&path);
+        if !modules.contains(&module) {
+            continue;
+        }
+        let code = code_of(&path);
+        for piece in code.split("crate::").skip(1) {
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if name != module && modules.contains(&name) {
+                imports.get_mut(&module).unwrap().insert(name);
+            }
+        }
+    }
+    imports
+}
+
+#[test]
+fn dependencies_between_modules_go_one_way() {
+    let imports = module_imports();
+    let allowed: std::collections::BTreeMap<&str, &[&str]> = ALLOWED_IMPORTS.iter().copied().collect();
+    let mut problems = Vec::new();
+    for (module, uses) in &imports {
+        let Some(permitted) = allowed.get(module.as_str()) else {
+            problems.push(format!("`{module}` is not in ALLOWED_IMPORTS"));
+            continue;
+        };
+        for used in uses {
+            if !permitted.contains(&used.as_str()) {
+                problems.push(format!(
+                    "`{module}` imports `{used}`, which ALLOWED_IMPORTS does not allow"
+                ));
+            }
+        }
+    }
+    for (module, _) in ALLOWED_IMPORTS {
+        if !imports.contains_key(*module) {
+            problems.push(format!("ALLOWED_IMPORTS names `{module}`, which is not a module"));
+        }
+    }
+    // And the allowed graph has no cycle but the known one.
+    let reaches = |from: &str, to: &str| {
+        let mut stack = vec![from.to_string()];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(at) = stack.pop() {
+            for next in allowed.get(at.as_str()).copied().unwrap_or_default() {
+                if *next == to {
+                    return true;
+                }
+                if seen.insert(next.to_string()) {
+                    stack.push(next.to_string());
+                }
+            }
+        }
+        false
+    };
+    for (module, uses) in ALLOWED_IMPORTS {
+        for used in *uses {
+            if reaches(used, module) && !KNOWN_CYCLES.contains(&(module, used)) {
+                problems.push(format!("`{module}` -> `{used}` closes a cycle"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -1,4 +1,6 @@
-//! The storage encoding of events: `(kind, version, payload)`.
+//! The encoding of events, `(kind, version, payload)`: how the store keeps
+//! them, how the app process pushes them (PushEvents), and what replay
+//! compares. A format of the whole product, not a detail of the store.
 //!
 //! Payloads are MessagePack (rmp-serde) maps with named fields, one versioned
 //! payload type per kind. Every kind starts at version 1. To change a payload,
@@ -158,6 +160,17 @@ pub const KINDS: &[&str] = &[
     "MessageSent",
     "ReplyDelivered",
 ];
+
+/// An event in its stored form, undecoded: as the store keeps it, the
+/// Local API streams it and replay compares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawEvent {
+    pub seq: crate::domain::ids::Seq,
+    pub kind: String,
+    pub version: u32,
+    pub payload: Vec<u8>,
+    pub at: crate::domain::ids::Micros,
+}
 
 #[cfg(test)]
 mod tests {
