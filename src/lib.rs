@@ -37,6 +37,8 @@ pub mod flwr_log;
 pub mod logfile;
 pub mod math;
 pub mod mods;
+#[cfg(test)]
+mod mutation;
 pub mod owner_only;
 pub mod proto;
 pub mod provenance;
