@@ -172,10 +172,169 @@ pub struct RawEvent {
     pub at: crate::domain::ids::Micros,
 }
 
+/// One event of every kind, with nested records, options and enums filled
+/// in: the valid payloads the property tests mutate (here and in
+/// `superlink::simulationio`).
+#[cfg(test)]
+pub(crate) fn sample_events() -> Vec<Event> {
+    use crate::domain::ids::RunId;
+    use crate::records::{ConfigRecord, ConfigValue, Digest, MetricRecord, MetricValue, Scalar};
+
+    let mut options = ConfigRecord::new();
+    options.insert("num-supernodes", ConfigValue::Int(10));
+    let mut metrics = MetricRecord::new();
+    metrics.insert("loss", MetricValue::Float(0.25));
+    metrics.insert("counts", MetricValue::IntList(vec![1, -2, 3]));
+    metrics.insert("accs", MetricValue::FloatList(vec![0.5, 1e-9]));
+    let config: crate::records::UserConfig = [
+        ("lr".to_string(), Scalar::Float(0.5)),
+        ("epochs".to_string(), Scalar::Int(3)),
+        ("name".to_string(), Scalar::Str("ä".into())),
+        ("on".to_string(), Scalar::Bool(true)),
+    ]
+    .into_iter()
+    .collect();
+    vec![
+        Event::RunSubmitted(RunSubmitted {
+            run_id: RunId(5),
+            fab_id: "p/a".into(),
+            fab_version: "1.0.0".into(),
+            fab_hash: "ab".into(),
+            override_config: config.clone(),
+            federation: "@none/default".into(),
+            federation_options: options,
+            seed: 42,
+            build: "floret 0.1.0".into(),
+        }),
+        Event::RunStarting,
+        Event::RunRunning,
+        Event::RunStopRequested,
+        Event::RunFinished(RunFinished {
+            sub_status: SubStatus::Failed,
+            details: "boom".into(),
+        }),
+        Event::LogAppended(LogAppended { text: "line\n".into() }),
+        Event::AppProcessStarted(AppProcessStarted {
+            build: BuildIdentity {
+                build: "floret 0.1.0".into(),
+                commit: Some("abc".into()),
+                dirty: Some(false),
+                sources: "00".into(),
+                compiler: "rustc".into(),
+                target: "x86_64".into(),
+                profile: "debug".into(),
+                target_features: "sse2".into(),
+            },
+            platform: Platform {
+                arch: "x86_64".into(),
+                os: "linux".into(),
+                cpu_features: vec!["avx2".into()],
+                libc: "glibc 2.39".into(),
+            },
+        }),
+        Event::UsageRecorded(Usage {
+            bytes_sent: 300,
+            bytes_recv: 5,
+            clientapp_runtime: 0.5,
+        }),
+        Event::SimulationStarted(SimulationStarted {
+            num_supernodes: 10,
+            server_app: "a.server:app".into(),
+            client_app: "a.client:app".into(),
+            run_config: config,
+            num_rounds: 3,
+            strategy: "FedAvg".into(),
+        }),
+        Event::NodesRegistered(NodesRegistered {
+            node_ids: vec![1, u64::MAX, 7],
+        }),
+        Event::RoundStarted(RoundStarted { round: 1 }),
+        Event::NodeSampled(NodeSampled {
+            round: 1,
+            phase: Phase::Evaluate,
+            node_id: 9,
+        }),
+        Event::ReplyReceived(ReplyReceived {
+            round: 1,
+            phase: Phase::Train,
+            node_id: 9,
+            reply: Reply::Content {
+                metrics: Some(metrics.clone()),
+                arrays: Some(Digest([1; 32])),
+            },
+        }),
+        Event::ReplyReceived(ReplyReceived {
+            round: 2,
+            phase: Phase::Evaluate,
+            node_id: 3,
+            reply: Reply::Error {
+                code: -1,
+                reason: "fault".into(),
+                injected: true,
+            },
+        }),
+        Event::Aggregated(Aggregated {
+            round: 1,
+            phase: Phase::Train,
+            results: 4,
+            failures: 1,
+            metrics: Some(metrics.clone()),
+            arrays: Some(Digest([2; 32])),
+        }),
+        Event::CentralEvaluated(CentralEvaluated {
+            round: 0,
+            metrics: None,
+        }),
+        Event::SimulationStopped(SimulationStopped {
+            round: 2,
+            before: "evaluate".into(),
+        }),
+        Event::SimulationFinished(SimulationFinished {
+            rounds_completed: 3,
+            arrays: None,
+            outcome: Outcome::Failed { reason: "x".into() },
+        }),
+        Event::PythonStarted(PythonStarted {
+            interpreter: "/usr/bin/python3".into(),
+            python: "3.12".into(),
+            flwr: "1.27.0".into(),
+            libraries: vec!["numpy=2.0".into()],
+            workers: 2,
+            server_api: "message".into(),
+        }),
+        Event::MessageSent(MessageSent {
+            step: 1,
+            round: Some(1),
+            node_id: 4,
+            message_type: "train".into(),
+            group_id: "1".into(),
+            content: Digest([3; 32]),
+        }),
+        Event::ReplyDelivered(ReplyDelivered {
+            step: 1,
+            round: None,
+            node_id: 4,
+            reply: Delivered::Content {
+                metrics: Some(metrics),
+                content: Digest([4; 32]),
+            },
+        }),
+        Event::ReplyDelivered(ReplyDelivered {
+            step: 2,
+            round: Some(2),
+            node_id: 5,
+            reply: Delivered::TimedOut,
+        }),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::domain::ids::RunId;
+    use crate::mutation::{mutated, mutations};
     use crate::records::{ConfigRecord, ConfigValue, Digest, MetricRecord, MetricValue, Scalar};
 
     #[test]
@@ -237,5 +396,70 @@ mod tests {
         assert_eq!((kind, version), ("UsageRecorded", 1));
         insta::assert_snapshot!(hex::encode(&payload), @"83aa62797465735f73656e74cd012caa62797465735f7265637605b1636c69656e746170705f72756e74696d65cb3fe0000000000000");
         assert!(!usage.is_simulation());
+    }
+
+    #[test]
+    fn sample_events_cover_every_kind_and_round_trip() {
+        let events = sample_events();
+        for kind in KINDS {
+            assert!(events.iter().any(|e| e.kind() == *kind), "{kind}");
+        }
+        for event in &events {
+            let (kind, version, payload) = encode(event);
+            assert_eq!(&decode(kind, version, &payload).unwrap(), event);
+        }
+    }
+
+    /// A kind name: mostly known ones (which reach the payload decoders),
+    /// some near misses and arbitrary text.
+    fn kind_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::sample::select(KINDS).prop_map(str::to_string),
+            1 => proptest::sample::select(KINDS).prop_map(|k| k.to_lowercase()),
+            1 => ".{0,24}",
+        ]
+    }
+
+    fn version() -> impl Strategy<Value = u32> {
+        prop_oneof![4 => Just(VERSION), 1 => Just(0u32), 1 => any::<u32>()]
+    }
+
+    /// Decodes and, when that succeeds, checks the event encodes and reads
+    /// back (the SuperLink re-encodes every pushed event).
+    fn decode_checked(kind: &str, version: u32, payload: &[u8]) -> Result<(), TestCaseError> {
+        if let Ok(event) = decode(kind, version, payload) {
+            let (kind, version, again) = encode(&event);
+            prop_assert!(decode(kind, version, &again).is_ok());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// Arbitrary kind names, versions and payload bytes never panic.
+        #[test]
+        fn decode_never_panics_on_arbitrary_input(
+            kind in kind_name(),
+            version in version(),
+            payload in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            decode_checked(&kind, version, &payload)?;
+            let _ = decode_value::<crate::records::UserConfig>("x", &payload);
+        }
+
+        /// Byte flips, edge-value fields, truncations, insertions and
+        /// removals of valid payloads of every kind never panic.
+        #[test]
+        fn decode_never_panics_on_mutated_payloads(
+            which in any::<proptest::sample::Index>(),
+            mutations in mutations(3),
+            other_kind in proptest::option::weighted(0.2, proptest::sample::select(KINDS)),
+        ) {
+            let events = sample_events();
+            let (kind, version, payload) = encode(which.get(&events));
+            let payload = mutated(&payload, &mutations);
+            decode_checked(other_kind.unwrap_or(kind), version, &payload)?;
+        }
     }
 }

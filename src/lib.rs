@@ -39,6 +39,8 @@ pub mod host;
 pub mod logfile;
 pub mod math;
 pub mod mods;
+#[cfg(test)]
+mod mutation;
 pub mod owner_only;
 pub mod params;
 pub mod prng;

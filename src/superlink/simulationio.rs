@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::codec;
-use crate::domain::event::{RunFinished, SubStatus, Usage};
+use crate::domain::event::{Event, RunFinished, SubStatus, Usage};
 use crate::domain::ids::RunId;
 use crate::domain::run::{Command, Run, Status as RunStatus};
 use crate::proto::floret::v1 as ext;
@@ -257,6 +257,26 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
     }
 }
 
+/// The events of a PushEvents request, decoded by the store's codec; each
+/// must be in canonical form (the bytes the engine's own encoding gives).
+fn decode_events(raw: &[ext::SimEvent]) -> Result<Vec<Event>, Status> {
+    let mut events = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let event =
+            codec::decode(&raw.kind, raw.version, &raw.payload).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Events are stored as the engine produced them; the encoding is
+        // canonical, so re-encoding must give the same bytes.
+        if codec::encode(&event).2 != raw.payload {
+            return Err(Status::invalid_argument(format!(
+                "{} payload is not in canonical form; the simulation and the SuperLink are different builds",
+                raw.kind
+            )));
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
+
 pub struct SimulationEventsService {
     pub shared: Arc<Shared>,
 }
@@ -273,20 +293,7 @@ impl ext::simulation_events_server::SimulationEvents for SimulationEventsService
             return Err(Status::permission_denied("Invalid token."));
         }
         let run_id = RunId(request.run_id);
-        let mut events = Vec::with_capacity(request.events.len());
-        for raw in &request.events {
-            let event = codec::decode(&raw.kind, raw.version, &raw.payload)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            // Events are stored as the engine produced them; the encoding is
-            // canonical, so re-encoding must give the same bytes.
-            if codec::encode(&event).2 != raw.payload {
-                return Err(Status::invalid_argument(format!(
-                    "{} payload is not in canonical form; the simulation and the SuperLink are different builds",
-                    raw.kind
-                )));
-            }
-            events.push(event);
-        }
+        let events = decode_events(&request.events)?;
         if !events.is_empty() {
             self.shared
                 .engine
@@ -340,6 +347,81 @@ impl ext::simulation_events_server::SimulationEvents for SimulationEventsService
             if committed.changed().await.is_err() {
                 return Err(Status::unavailable("The SuperLink is shutting down."));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::mutation::{mutated, mutations};
+
+    /// What the SuperLink does with the body of a PushEvents call: prost
+    /// decodes it (as tonic's codec does), then [`decode_events`].
+    fn receive(body: &[u8]) -> Option<Result<Vec<Event>, Status>> {
+        let request = ext::PushEventsRequest::decode(body).ok()?;
+        Some(decode_events(&request.events))
+    }
+
+    /// A valid request carrying `events`.
+    fn request_of(events: &[Event]) -> Vec<u8> {
+        ext::PushEventsRequest {
+            token: "token".into(),
+            run_id: 7,
+            events: events
+                .iter()
+                .map(|e| {
+                    let (kind, version, payload) = codec::encode(e);
+                    ext::SimEvent {
+                        kind: kind.into(),
+                        version,
+                        payload,
+                    }
+                })
+                .collect(),
+            usage: Some(ext::Usage {
+                bytes_sent: 1,
+                bytes_recv: 2,
+                clientapp_runtime: 0.5,
+            }),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn valid_requests_decode_and_non_canonical_payloads_are_refused() {
+        let events = codec::sample_events();
+        assert_eq!(receive(&request_of(&events)).unwrap().unwrap(), events);
+        // `RunStarting` as a map instead of nil: readable, not canonical.
+        let raw = [ext::SimEvent {
+            kind: "RunStarting".into(),
+            version: 1,
+            payload: vec![0x80],
+        }];
+        assert!(decode_events(&raw).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// Arbitrary request bodies never panic.
+        #[test]
+        fn push_events_never_panics_on_arbitrary_bodies(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = receive(&body);
+        }
+
+        /// Mutated valid requests (events of every kind) never panic.
+        #[test]
+        fn push_events_never_panics_on_mutated_requests(
+            picks in proptest::collection::vec(any::<proptest::sample::Index>(), 1..6),
+            mutations in mutations(4),
+        ) {
+            let all = codec::sample_events();
+            let events: Vec<Event> = picks.iter().map(|i| i.get(&all).clone()).collect();
+            let _ = receive(&mutated(&request_of(&events), &mutations));
         }
     }
 }

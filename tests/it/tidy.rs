@@ -383,6 +383,7 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
     ("host", &["domain"]),
     ("logfile", &["owner_only"]),
     ("math", &[]),
+    ("mutation", &[]),
     (
         "mods",
         &[
