@@ -129,6 +129,7 @@ pub fn strip_ansi(text: &str) -> String {
 
 /// `lines` (log text) in consecutive groups of at most `max_bytes`, for
 /// pushes of bounded size: a longer line is cut at char boundaries.
+#[cfg(feature = "server")]
 pub(crate) fn batches(lines: Vec<String>, max_bytes: usize) -> Vec<Vec<String>> {
     let mut groups: Vec<Vec<String>> = Vec::new();
     let mut size = max_bytes;
@@ -172,6 +173,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "server")]
     fn batches_are_bounded_and_keep_the_text() {
         let lines: Vec<String> = vec!["aaa".into(), "bb".into(), "ééééé".into(), "c".into()];
         let groups = batches(lines.clone(), 4);

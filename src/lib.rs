@@ -23,11 +23,21 @@
 //!   [`provenance`]: this build's identity and the platform it runs on;
 //!   [`owner_only`]: files and directories private to their owner.
 //!
+//! # Features
+//!
+//! `server` (default) adds the SuperLink, the app process, the store, replay,
+//! the Python bridge and the CLI, with tokio, tonic, SQLite and clap. Without
+//! it (`default-features = false`) the crate is a library of records,
+//! strategies, mods and the deterministic engine, with no async runtime, no
+//! network and no database.
+//!
 //! See docs/ARCHITECTURE.md for the map and its invariants.
 
 pub mod app;
+#[cfg(feature = "server")]
 pub mod bridge;
 pub mod builtin;
+#[cfg(feature = "server")]
 pub mod cli;
 pub mod clientapp;
 pub mod codec;
@@ -44,18 +54,24 @@ mod mutation;
 pub mod owner_only;
 pub mod params;
 pub mod prng;
+#[cfg(feature = "server")]
 pub mod proto;
 pub mod provenance;
 pub mod pyfmt;
 pub mod records;
+#[cfg(feature = "server")]
 pub mod replay;
 pub mod sim;
+#[cfg(feature = "server")]
 pub mod simulation;
+#[cfg(feature = "server")]
 pub mod store;
 pub mod strategy;
+#[cfg(feature = "server")]
 pub mod superlink;
 pub mod timeline;
 pub mod traffic;
+#[cfg(feature = "server")]
 pub mod wire;
 pub mod workload;
 
