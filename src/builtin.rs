@@ -882,6 +882,95 @@ impl ClientApp for BuiltinClient {
 
 /// `docs/STRATEGIES.md`: the strategies, the DP wrappers and the client mods
 /// with every key, type and default, rendered from the tables the code reads.
+/// The "From Rust" section of docs/STRATEGIES.md. Its code blocks are
+/// doctests (`strategy::StrategiesGuide`), so the example compiles and runs
+/// with every `cargo test`, with or without default features.
+const STRATEGIES_FROM_RUST: &str = r#"
+## From Rust
+
+The strategies are a library too. With `default-features = false` the crate
+is records, strategies, mods and the deterministic engine, without the
+SuperLink's tokio, tonic, SQLite and clap:
+
+```toml
+[dependencies]
+floret = { git = "…", default-features = false }
+```
+
+A `SeededGrid` samples nodes as a simulation of the same seed does; the
+parameters are builders; a `Logger` collects Flower's log lines. Aggregating
+three replies with FedAdam:
+
+```rust
+use floret::flwr_log::Logger;
+use floret::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, Record, RecordDict};
+use floret::strategy::fedopt::{FedAdam, FedOptParams};
+use floret::strategy::{FedAvgParams, SeededGrid, Strategy};
+
+let mut log = Logger::new();
+let params = FedAvgParams::default().min_train_nodes(3).min_available_nodes(3);
+let mut strategy = FedAdam::new(params, FedOptParams::fedadam().eta(0.05).tau(1e-9), &mut log);
+let grid = SeededGrid::new(42, [11, 12, 13]);
+
+// Round 1: one instruction per sampled node, carrying the global model.
+let mut global = ArrayRecord::new();
+global.insert("w", Array::from_f32(vec![2], vec![0.0, 0.0]));
+let instructions = strategy.configure_train(1, &global, &mut ConfigRecord::new(), &grid, &mut log)?;
+assert_eq!(instructions.len(), 3);
+
+// Each node answers with its arrays and its number of examples.
+let replies: Vec<Message> = instructions
+    .iter()
+    .enumerate()
+    .map(|(i, instruction)| {
+        let mut arrays = ArrayRecord::new();
+        arrays.insert("w", Array::from_f32(vec![2], vec![1.0 + i as f32, -1.0]));
+        let mut metrics = MetricRecord::new();
+        metrics.insert("num-examples", MetricValue::Int(10 * (i as i64 + 1)));
+        let mut content = RecordDict::new();
+        content.insert("arrays", Record::Arrays(arrays));
+        content.insert("metrics", Record::Metrics(metrics));
+        Message::reply(instruction, Ok(content))
+    })
+    .collect();
+
+let (arrays, _metrics) = strategy.aggregate_train(1, &replies, &mut log)?;
+// Adam's first step moves each coordinate by at most eta, towards the
+// weighted average of the replies (2.33 and -1).
+let w = arrays.expect("three replies aggregate").get("w").unwrap().values.to_f64_vec();
+assert!(w[0] > 0.0 && w[0] <= 0.05 && w[1] == -w[0], "{w:?}");
+for (_level, line) in log.lines() {
+    println!("{line}"); // "aggregate_train: Received 3 results and 0 failures", ...
+}
+# Ok::<(), floret::strategy::StrategyError>(())
+```
+
+Flower's callable hooks have Rust equivalents: `train_metrics_aggr` and
+`evaluate_metrics_aggr` on `FedAvgParams` (Flower's `train_metrics_aggr_fn`,
+`evaluate_metrics_aggr_fn`), and Bulyan's `selection_rule`:
+
+```rust
+use floret::flwr_log::Logger;
+use floret::records::{MetricRecord, MetricValue, RecordDict};
+use floret::strategy::bulyan::{Bulyan, SelectionRule};
+use floret::strategy::FedAvgParams;
+
+let count = |contents: &[&RecordDict], _weighted_by: &str| {
+    let mut metrics = MetricRecord::new();
+    metrics.insert("replies", MetricValue::Int(contents.len() as i64));
+    metrics
+};
+let params = FedAvgParams::default().train_metrics_aggr(count);
+// Keep the first `k` replies (Flower's rule gets the same three arguments).
+let first = SelectionRule::new("select_first", |contents, _f, k| Ok((0..k.min(contents.len())).collect()));
+let bulyan = Bulyan::new(params, 1, &mut Logger::new()).selection_rule(first);
+assert_eq!(bulyan.selection_rule.name, "select_first");
+```
+
+A scripted run is `sim::simulate` with `sim::Inputs` and the apps in `sim::Apps`
+(see `builtin::resolve_inputs` for how `floret:serverapp` builds them).
+"#;
+
 pub fn strategies_markdown() -> String {
     let mut out = String::new();
     out.push_str("# Strategies, DP wrappers and client mods\n\n");
@@ -899,6 +988,7 @@ pub fn strategies_markdown() -> String {
     out.push_str("fraction-train = 0.5\nstrategy.name = \"FedAdam\"\nstrategy.eta = 0.05\n");
     out.push_str("dp.mode = \"client-fixed\"\ndp.noise-multiplier = 1.0\ndp.clipping-norm = 1.0\n");
     out.push_str("dp.num-sampled-clients = 5\nmods.train = \"fixedclipping\"\n```\n");
+    out.push_str(STRATEGIES_FROM_RUST);
     out.push_str("\n## Base parameters (every strategy)\n\n");
     let params = crate::strategy::config::describe();
     let base: Vec<&crate::params::ParamDoc> = params.iter().filter(|d| d.applies_to == ["*"]).collect();

@@ -14,34 +14,118 @@
 //!   (numpy's `argpartition` leaves them arbitrary) and the kept values are
 //!   summed in selection order (numpy: `argpartition` order), so results can
 //!   differ from Flower's in the last bit;
-//! - the selection rule is always `select_multikrum` (Flower accepts any
-//!   callable); MultiKrum's own differences apply (see `krum.rs`);
+//! - the selection rule is a [`SelectionRule`] (Flower: any callable),
+//!   `select_multikrum` by default, whose own differences apply (see
+//!   `krum.rs`); a rule returns indices into the replies it is given;
 //! - arrays of different shapes under one key fail with
 //!   `StrategyError::Aggregation` (numpy raises from `np.stack`).
 //!
 //! It never does I/O and draws no randomness.
 
+use std::sync::Arc;
+
 use crate::flwr_log::Logger;
-use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Values};
+use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict, Values};
 use crate::strategy::fedmedian::reply_records;
 use crate::strategy::kernels::{closest_mean, column, map_coordinates, median, stack, Column, Elem};
 use crate::strategy::krum::select_multikrum;
-use crate::strategy::{aggregate_metricrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
+use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
+
+/// A selection rule's function: `(contents, num_malicious_nodes,
+/// num_nodes_to_select)` to the indices of the selected contents.
+pub type SelectionFn = dyn Fn(&[&RecordDict], usize, usize) -> Result<Vec<usize>, StrategyError> + Send + Sync;
+
+/// The rule that picks the replies Bulyan aggregates, Flower's
+/// `selection_rule(contents, num_malicious_nodes, num_nodes_to_select)`:
+/// it returns the indices (into `contents`) of the selected replies, at most
+/// `num_nodes_to_select` of them. `name` is what the summary logs
+/// (Flower logs the function's `__name__`).
+#[derive(Clone)]
+pub struct SelectionRule {
+    pub name: String,
+    pub select: Arc<SelectionFn>,
+}
+
+impl SelectionRule {
+    pub fn new(
+        name: impl Into<String>,
+        select: impl Fn(&[&RecordDict], usize, usize) -> Result<Vec<usize>, StrategyError> + Send + Sync + 'static,
+    ) -> SelectionRule {
+        SelectionRule {
+            name: name.into(),
+            select: Arc::new(select),
+        }
+    }
+
+    /// Flower's default, `select_multikrum`.
+    pub fn multikrum() -> SelectionRule {
+        SelectionRule::new("select_multikrum", |contents, f, k| {
+            let selected = select_multikrum(contents, f, k)?;
+            Ok(selected
+                .iter()
+                .map(|s| {
+                    contents
+                        .iter()
+                        .position(|c| std::ptr::eq(*c, *s))
+                        .expect("select_multikrum returns some of its inputs")
+                })
+                .collect())
+        })
+    }
+
+    /// The replies the rule picks, in the rule's order.
+    fn apply<'a>(&self, contents: &[&'a RecordDict], f: usize, k: usize) -> Result<Vec<&'a RecordDict>, StrategyError> {
+        let indices = (self.select)(contents, f, k)?;
+        if indices.len() > k {
+            return Err(StrategyError::Aggregation(format!(
+                "selection rule {} picked {} replies, more than the {k} asked for",
+                self.name,
+                indices.len()
+            )));
+        }
+        indices
+            .into_iter()
+            .map(|i| {
+                contents.get(i).copied().ok_or_else(|| {
+                    StrategyError::Aggregation(format!(
+                        "selection rule {} picked reply {i} of {}",
+                        self.name,
+                        contents.len()
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for SelectionRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SelectionRule({})", self.name)
+    }
+}
 
 /// Bulyan.
 #[derive(Clone, Debug)]
 pub struct Bulyan {
     pub base: FedAvg,
     pub num_malicious_nodes: usize,
+    pub selection_rule: SelectionRule,
 }
 
 impl Bulyan {
-    /// Flower's default: `num_malicious_nodes = 0`.
+    /// Flower's defaults: `num_malicious_nodes = 0`, `select_multikrum`.
     pub fn new(params: FedAvgParams, num_malicious_nodes: usize, log: &mut Logger) -> Bulyan {
         Bulyan {
             base: FedAvg::new(params, log),
             num_malicious_nodes,
+            selection_rule: SelectionRule::multikrum(),
         }
+    }
+
+    /// Picks the replies with `rule` instead of `select_multikrum`.
+    pub fn selection_rule(mut self, rule: SelectionRule) -> Bulyan {
+        self.selection_rule = rule;
+        self
     }
 }
 
@@ -82,7 +166,7 @@ impl Strategy for Bulyan {
             "\t│\t├── Number of malicious nodes: {}",
             self.num_malicious_nodes
         ));
-        log.info("\t│\t└── Selection rule: select_multikrum");
+        log.info(format!("\t│\t└── Selection rule: {}", self.selection_rule.name));
         self.base.common_summary(log);
     }
 
@@ -95,7 +179,6 @@ impl Strategy for Bulyan {
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
         let contents = self.base.train_contents(replies, log)?;
-        let key = &self.base.params.weighted_by_key;
         let f = self.num_malicious_nodes;
         let required = 4 * f + 3;
         if contents.len() < required {
@@ -108,9 +191,9 @@ impl Strategy for Bulyan {
         }
         let theta = contents.len() - 2 * f;
         let beta = theta - 2 * f;
-        let selected = select_multikrum(&contents, f, theta)?;
+        let selected = self.selection_rule.apply(&contents, f, theta)?;
         let arrays = bulyan_arrayrecords(&reply_records(&selected), beta)?;
-        Ok((Some(arrays), Some(aggregate_metricrecords(&selected, key))))
+        Ok((Some(arrays), Some(self.base.train_metrics(&selected))))
     }
 
     delegate_evaluate!(base);
@@ -132,6 +215,53 @@ mod tests {
         let mut strategy = Bulyan::new(FedAvgParams::default(), 1, &mut log);
         let results = run_golden(&mut strategy, 1, 7, &mut log).unwrap();
         assert_golden("Bulyan(num_malicious_nodes=1) n=7", &results, 1e-15);
+    }
+
+    #[test]
+    fn a_custom_selection_rule_picks_the_replies_and_is_named_in_the_summary() {
+        let mut log = Logger::new();
+        // The first θ replies, whatever they hold.
+        let first = SelectionRule::new("select_first", |contents, _f, k| {
+            Ok((0..k.min(contents.len())).collect())
+        });
+        let mut strategy = Bulyan::new(FedAvgParams::default(), 1, &mut log).selection_rule(first);
+        let instructions: Vec<Message> = (0..7).map(instruction).collect();
+        let contents = golden_contents(7);
+        let (arrays, _) = strategy
+            .aggregate_train(1, &replies(&instructions, contents.clone()), &mut log)
+            .unwrap();
+        let records: Vec<&ArrayRecord> = contents[..5].iter().map(|c| c.arrays("arrays").unwrap()).collect();
+        assert_eq!(arrays.unwrap(), bulyan_arrayrecords(&records, 3).unwrap());
+        let mut summary = Logger::new();
+        strategy.summary(&mut summary);
+        assert!(summary
+            .lines()
+            .iter()
+            .any(|(_, line)| line == "\t│\t└── Selection rule: select_first"));
+    }
+
+    #[test]
+    fn a_selection_rule_that_picks_outside_the_replies_fails_the_round() {
+        let mut log = Logger::new();
+        let wild = SelectionRule::new("wild", |contents, _, _| Ok(vec![contents.len()]));
+        let mut strategy = Bulyan::new(FedAvgParams::default(), 1, &mut log).selection_rule(wild);
+        let instructions: Vec<Message> = (0..7).map(instruction).collect();
+        let err = strategy
+            .aggregate_train(1, &replies(&instructions, golden_contents(7)), &mut log)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StrategyError::Aggregation("selection rule wild picked reply 7 of 7".into())
+        );
+        let greedy = SelectionRule::new("greedy", |contents, _, _| Ok((0..contents.len()).collect()));
+        let mut strategy = Bulyan::new(FedAvgParams::default(), 1, &mut log).selection_rule(greedy);
+        let err = strategy
+            .aggregate_train(1, &replies(&instructions, golden_contents(7)), &mut log)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StrategyError::Aggregation("selection rule greedy picked 7 replies, more than the 5 asked for".into())
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::strategy::dp::{
 };
 use crate::strategy::fedavgm::FedAvgM;
 use crate::strategy::fedmedian::FedMedian;
-use crate::strategy::fedopt::{FedAdagrad, FedAdam, FedOptParams, FedYogi};
+use crate::strategy::fedopt::{FedAdagrad, FedAdagradParams, FedAdam, FedOptParams, FedYogi};
 use crate::strategy::fedprox::FedProx;
 use crate::strategy::fedtrimmedavg::FedTrimmedAvg;
 use crate::strategy::krum::{Krum, MultiKrum};
@@ -375,20 +375,14 @@ pub fn build_strategy(config: &UserConfig, log: &mut Logger) -> Result<Box<dyn S
         weighted_by_key: r.string("weighted-by-key")?,
         arrayrecord_key: r.string("arrayrecord-key")?,
         configrecord_key: r.string("configrecord-key")?,
+        ..FedAvgParams::default()
     };
-    let fedopt = |defaults: FedOptParams| -> Result<FedOptParams, StrategyError> {
-        let beta = |key: &str, default: f64| {
-            if name == "FedAdagrad" {
-                Ok(default)
-            } else {
-                r.float(key)
-            }
-        };
+    let fedopt = || -> Result<FedOptParams, StrategyError> {
         Ok(FedOptParams {
             eta: r.float("strategy.eta")?,
             eta_l: r.float("strategy.eta-l")?,
-            beta_1: beta("strategy.beta-1", defaults.beta_1)?,
-            beta_2: beta("strategy.beta-2", defaults.beta_2)?,
+            beta_1: r.float("strategy.beta-1")?,
+            beta_2: r.float("strategy.beta-2")?,
             tau: r.float("strategy.tau")?,
         })
     };
@@ -402,9 +396,17 @@ pub fn build_strategy(config: &UserConfig, log: &mut Logger) -> Result<Box<dyn S
             log,
         )),
         "FedProx" => Box::new(FedProx::new(base, r.float("strategy.proximal-mu")?, log)),
-        "FedAdagrad" => Box::new(FedAdagrad::new(base, fedopt(FedOptParams::fedadagrad())?, log)),
-        "FedAdam" => Box::new(FedAdam::new(base, fedopt(FedOptParams::fedadam())?, log)),
-        "FedYogi" => Box::new(FedYogi::new(base, fedopt(FedOptParams::fedyogi())?, log)),
+        "FedAdagrad" => Box::new(FedAdagrad::new(
+            base,
+            FedAdagradParams {
+                eta: r.float("strategy.eta")?,
+                eta_l: r.float("strategy.eta-l")?,
+                tau: r.float("strategy.tau")?,
+            },
+            log,
+        )),
+        "FedAdam" => Box::new(FedAdam::new(base, fedopt()?, log)),
+        "FedYogi" => Box::new(FedYogi::new(base, fedopt()?, log)),
         "FedMedian" => Box::new(FedMedian::new(base, log)),
         "FedTrimmedAvg" => Box::new(FedTrimmedAvg::new(base, r.float("strategy.beta")?, log).map_err(ctx)?),
         "Krum" => Box::new(Krum::new(base, r.count("strategy.num-malicious-nodes", 0)?, log)),

@@ -14,7 +14,39 @@ use crate::strategy::{
     Strategy, StrategyError,
 };
 
-/// FedAvg's constructor parameters, with Flower's defaults.
+/// Flower's `train_metrics_aggr_fn` / `evaluate_metrics_aggr_fn`: turns
+/// the checked reply contents and the weighting key into the round's
+/// metrics. The default is [`aggregate_metricrecords`] (the weighted average
+/// of every metric).
+///
+/// Two hooks are equal only if they are the same closure (`Arc::ptr_eq`).
+/// The hook's function type.
+pub type MetricsAggregationFn = dyn Fn(&[&RecordDict], &str) -> MetricRecord + Send + Sync;
+
+#[derive(Clone)]
+pub struct MetricsAggregation(pub Arc<MetricsAggregationFn>);
+
+impl MetricsAggregation {
+    pub fn new(f: impl Fn(&[&RecordDict], &str) -> MetricRecord + Send + Sync + 'static) -> MetricsAggregation {
+        MetricsAggregation(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for MetricsAggregation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsAggregation(..)")
+    }
+}
+
+impl PartialEq for MetricsAggregation {
+    fn eq(&self, other: &MetricsAggregation) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// FedAvg's constructor parameters, with Flower's defaults. Every field has
+/// a setter of the same name, so parameters read as a builder:
+/// `FedAvgParams::default().fraction_train(0.5).min_train_nodes(5)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FedAvgParams {
     pub fraction_train: f64,
@@ -25,6 +57,75 @@ pub struct FedAvgParams {
     pub weighted_by_key: String,
     pub arrayrecord_key: String,
     pub configrecord_key: String,
+    /// Custom aggregation of train metrics (Flower's `train_metrics_aggr_fn`).
+    pub train_metrics_aggr: Option<MetricsAggregation>,
+    /// Custom aggregation of evaluate metrics (Flower's `evaluate_metrics_aggr_fn`).
+    pub evaluate_metrics_aggr: Option<MetricsAggregation>,
+}
+
+/// Chainable setters, one per field.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, value: $ty) -> Self {
+                self.$field = value;
+                self
+            }
+        )*
+    };
+}
+pub(crate) use setters;
+
+/// Chainable setters of string fields.
+macro_rules! string_setters {
+    ($($(#[$doc:meta])* $field:ident),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, value: impl Into<String>) -> Self {
+                self.$field = value.into();
+                self
+            }
+        )*
+    };
+}
+
+impl FedAvgParams {
+    setters! {
+        /// Fraction of the connected nodes sampled for training (0 disables training).
+        fraction_train: f64,
+        /// Fraction sampled for evaluation (0 disables federated evaluation).
+        fraction_evaluate: f64,
+        min_train_nodes: usize,
+        min_evaluate_nodes: usize,
+        min_available_nodes: usize,
+    }
+    string_setters! {
+        /// The reply metric that weights averages (`num-examples`).
+        weighted_by_key,
+        /// The key of the model's ArrayRecord in messages (`arrays`).
+        arrayrecord_key,
+        /// The key of the ConfigRecord in instructions (`config`).
+        configrecord_key,
+    }
+
+    /// Aggregates train metrics with `f` instead of the weighted average.
+    pub fn train_metrics_aggr(
+        mut self,
+        f: impl Fn(&[&RecordDict], &str) -> MetricRecord + Send + Sync + 'static,
+    ) -> Self {
+        self.train_metrics_aggr = Some(MetricsAggregation::new(f));
+        self
+    }
+
+    /// Aggregates evaluate metrics with `f` instead of the weighted average.
+    pub fn evaluate_metrics_aggr(
+        mut self,
+        f: impl Fn(&[&RecordDict], &str) -> MetricRecord + Send + Sync + 'static,
+    ) -> Self {
+        self.evaluate_metrics_aggr = Some(MetricsAggregation::new(f));
+        self
+    }
 }
 
 impl Default for FedAvgParams {
@@ -38,6 +139,8 @@ impl Default for FedAvgParams {
             weighted_by_key: "num-examples".into(),
             arrayrecord_key: "arrays".into(),
             configrecord_key: "config".into(),
+            train_metrics_aggr: None,
+            evaluate_metrics_aggr: None,
         }
     }
 }
@@ -131,6 +234,26 @@ impl FedAvg {
         Ok(contents)
     }
 
+    /// The round's train metrics: the custom hook if one is set, else the
+    /// weighted average.
+    pub fn train_metrics(&self, contents: &[&RecordDict]) -> MetricRecord {
+        let key = &self.params.weighted_by_key;
+        match &self.params.train_metrics_aggr {
+            Some(hook) => (hook.0)(contents, key),
+            None => aggregate_metricrecords(contents, key),
+        }
+    }
+
+    /// The round's evaluate metrics: the custom hook if one is set, else the
+    /// weighted average.
+    pub fn evaluate_metrics(&self, contents: &[&RecordDict]) -> MetricRecord {
+        let key = &self.params.weighted_by_key;
+        match &self.params.evaluate_metrics_aggr {
+            Some(hook) => (hook.0)(contents, key),
+            None => aggregate_metricrecords(contents, key),
+        }
+    }
+
     /// FedAvg's `aggregate_train` over already-checked replies.
     pub fn aggregate_train_contents(
         &self,
@@ -141,8 +264,7 @@ impl FedAvg {
         }
         validate_replies(contents, &self.params.weighted_by_key, true)?;
         let arrays = aggregate_arrayrecords(contents, &self.params.weighted_by_key);
-        let metrics = aggregate_metricrecords(contents, &self.params.weighted_by_key);
-        Ok((Some(arrays), Some(metrics)))
+        Ok((Some(arrays), Some(self.train_metrics(contents))))
     }
 }
 
@@ -198,6 +320,48 @@ impl Strategy for FedAvg {
             return Ok(None);
         }
         validate_replies(&contents, &self.params.weighted_by_key, false)?;
-        Ok(Some(aggregate_metricrecords(&contents, &self.params.weighted_by_key)))
+        Ok(Some(self.evaluate_metrics(&contents)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::MetricValue;
+    use crate::strategy::kernels::testkit::*;
+
+    #[test]
+    fn metric_hooks_replace_the_weighted_average() {
+        let mut log = Logger::new();
+        let count = |contents: &[&RecordDict], key: &str| {
+            let mut m = MetricRecord::new();
+            m.insert("replies", MetricValue::Int(contents.len() as i64));
+            m.insert("key", MetricValue::Int(key.len() as i64));
+            m
+        };
+        let params = FedAvgParams::default()
+            .min_train_nodes(3)
+            .train_metrics_aggr(count)
+            .evaluate_metrics_aggr(|_, _| MetricRecord::new());
+        assert_eq!(params.min_train_nodes, 3);
+        let mut strategy = FedAvg::new(params.clone(), &mut log);
+        let instructions: Vec<Message> = (0..3).map(instruction).collect();
+        let replies = replies(&instructions, golden_contents(3));
+        let (arrays, metrics) = strategy.aggregate_train(1, &replies, &mut log).unwrap();
+        let mut expected = MetricRecord::new();
+        expected.insert("replies", MetricValue::Int(3));
+        expected.insert("key", MetricValue::Int("num-examples".len() as i64));
+        assert_eq!(metrics.unwrap(), expected);
+        // The arrays are FedAvg's whatever the metrics hook does.
+        let plain = FedAvg::new(FedAvgParams::default(), &mut log)
+            .aggregate_train(1, &replies, &mut log)
+            .unwrap();
+        assert_eq!(arrays, plain.0);
+        assert_ne!(Some(expected), plain.1);
+        let evaluated = strategy.aggregate_evaluate(1, &replies, &mut log).unwrap();
+        assert_eq!(evaluated, Some(MetricRecord::new()));
+        // A clone shares the hook; a new closure is another hook.
+        assert_eq!(params.clone(), params);
+        assert_ne!(params.clone().train_metrics_aggr(count), params);
     }
 }

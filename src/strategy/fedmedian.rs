@@ -15,7 +15,7 @@
 use crate::flwr_log::Logger;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict};
 use crate::strategy::kernels::{column, map_coordinates, median, stack, Column, Elem};
-use crate::strategy::{aggregate_metricrecords, reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
+use crate::strategy::{reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Federated median.
 #[derive(Clone, Debug)]
@@ -83,9 +83,8 @@ impl Strategy for FedMedian {
         if contents.is_empty() {
             return Ok((None, None));
         }
-        let key = &self.base.params.weighted_by_key;
         let arrays = median_arrayrecords(&reply_records(&contents))?;
-        Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
+        Ok((Some(arrays), Some(self.base.train_metrics(&contents))))
     }
 
     delegate_evaluate!(base);

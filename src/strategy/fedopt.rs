@@ -36,6 +36,7 @@ use crate::flwr_log::Logger;
 use crate::math;
 use crate::pyfmt::format_g;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Ordered, Values};
+use crate::strategy::fedavg::setters;
 use crate::strategy::kernels::{as_f64, is_f32, narrow, np_sign, round_to};
 use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
@@ -55,15 +56,17 @@ pub struct FedOptParams {
 }
 
 impl FedOptParams {
-    /// FedAdagrad's defaults (β1 = β2 = 0 are fixed for it).
-    pub fn fedadagrad() -> FedOptParams {
-        FedOptParams {
-            eta: 1e-1,
-            eta_l: 1e-1,
-            beta_1: 0.0,
-            beta_2: 0.0,
-            tau: 1e-3,
-        }
+    setters! {
+        /// Server-side learning rate η.
+        eta: f64,
+        /// Client-side learning rate η_l (only logged).
+        eta_l: f64,
+        /// First-moment decay β1.
+        beta_1: f64,
+        /// Second-moment decay β2.
+        beta_2: f64,
+        /// Adaptivity τ.
+        tau: f64,
     }
 
     /// FedAdam's defaults.
@@ -86,6 +89,39 @@ impl FedOptParams {
             beta_2: 0.99,
             tau: 1e-3,
         }
+    }
+}
+
+/// FedAdagrad's hyper-parameters: Flower's FedAdagrad has no betas (it fixes
+/// β1 = β2 = 0), so there are none to pass. `Default` is Flower's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FedAdagradParams {
+    /// Server-side learning rate η.
+    pub eta: f64,
+    /// Client-side learning rate η_l (only logged).
+    pub eta_l: f64,
+    /// Adaptivity τ.
+    pub tau: f64,
+}
+
+impl Default for FedAdagradParams {
+    fn default() -> FedAdagradParams {
+        FedAdagradParams {
+            eta: 1e-1,
+            eta_l: 1e-1,
+            tau: 1e-3,
+        }
+    }
+}
+
+impl FedAdagradParams {
+    setters! {
+        /// Server-side learning rate η.
+        eta: f64,
+        /// Client-side learning rate η_l (only logged).
+        eta_l: f64,
+        /// Adaptivity τ.
+        tau: f64,
     }
 }
 
@@ -394,13 +430,14 @@ fedopt_strategy!(
 );
 
 impl FedAdagrad {
-    /// Flower's FedAdagrad fixes `beta_1 = beta_2 = 0`; the given betas are
-    /// ignored. Defaults: [`FedOptParams::fedadagrad`].
-    pub fn new(params: FedAvgParams, opt: FedOptParams, log: &mut Logger) -> FedAdagrad {
+    /// Flower's FedAdagrad: β1 = β2 = 0. Defaults: [`FedAdagradParams::default`].
+    pub fn new(params: FedAvgParams, opt: FedAdagradParams, log: &mut Logger) -> FedAdagrad {
         let opt = FedOptParams {
+            eta: opt.eta,
+            eta_l: opt.eta_l,
             beta_1: 0.0,
             beta_2: 0.0,
-            ..opt
+            tau: opt.tau,
         };
         FedAdagrad {
             core: FedOptCore::new(params, opt, Rule::Adagrad, log),
@@ -440,7 +477,7 @@ mod tests {
 
     #[test]
     fn golden_fedadagrad() {
-        let mut s = FedAdagrad::new(FedAvgParams::default(), FedOptParams::fedadagrad(), &mut Logger::new());
+        let mut s = FedAdagrad::new(FedAvgParams::default(), FedAdagradParams::default(), &mut Logger::new());
         golden_case(&mut s, "FedAdagrad() 2 rounds");
     }
 
@@ -471,7 +508,7 @@ mod tests {
     #[test]
     fn summary_snapshots() {
         let mut log = Logger::new();
-        let adagrad = FedAdagrad::new(FedAvgParams::default(), FedOptParams::fedadagrad(), &mut log);
+        let adagrad = FedAdagrad::new(FedAvgParams::default(), FedAdagradParams::default(), &mut log);
         assert_eq!(adagrad.name(), "FedAdagrad");
         assert_eq!(
             summary_lines(&adagrad),
@@ -523,7 +560,7 @@ mod tests {
         let mut log = Logger::new();
         let adagrad = float32_run(&mut FedAdagrad::new(
             FedAvgParams::default(),
-            FedOptParams::fedadagrad(),
+            FedAdagradParams::default(),
             &mut log,
         ));
         assert!(adagrad.iter().all(|a| a.dtype() == "float32"));

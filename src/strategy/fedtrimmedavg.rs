@@ -21,7 +21,7 @@ use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Values};
 use crate::strategy::fedmedian::reply_records;
 use crate::strategy::kernels::{column, map_coordinates, stack, trimmed_mean, Column, Elem};
-use crate::strategy::{aggregate_metricrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
+use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Federated trimmed mean.
 #[derive(Clone, Debug)]
@@ -103,9 +103,8 @@ impl Strategy for FedTrimmedAvg {
         if contents.is_empty() {
             return Ok((None, None));
         }
-        let key = &self.base.params.weighted_by_key;
         let arrays = trimmed_mean_arrayrecords(&reply_records(&contents), self.beta)?;
-        Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
+        Ok((Some(arrays), Some(self.base.train_metrics(&contents))))
     }
 
     delegate_evaluate!(base);

@@ -777,11 +777,10 @@ pub(crate) mod testkit {
     use serde_json::Value;
 
     use crate::flwr_log::{Level, Logger};
-    use crate::prng::Prng;
     use crate::records::{
         Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, Record, RecordDict, Values,
     };
-    use crate::strategy::{Grid, Strategy, StrategyError};
+    use crate::strategy::{SeededGrid, Strategy, StrategyError};
 
     pub const GOLDEN: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -792,30 +791,13 @@ pub(crate) mod testkit {
         serde_json::from_str(GOLDEN).expect("golden JSON parses")
     }
 
-    /// A grid over nodes 101.. with a fixed seed.
-    pub struct TestGrid {
-        pub seed: u64,
-        pub nodes: Vec<u64>,
-    }
+    /// A grid over nodes 101.. with a fixed seed, run id 7.
+    pub struct TestGrid;
 
     impl TestGrid {
-        pub fn new(seed: u64, n: usize) -> TestGrid {
-            TestGrid {
-                seed,
-                nodes: (0..n as u64).map(|i| 101 + i).collect(),
-            }
-        }
-    }
-
-    impl Grid for TestGrid {
-        fn run_id(&self) -> u64 {
-            7
-        }
-        fn node_ids(&self) -> &[u64] {
-            &self.nodes
-        }
-        fn prng(&self, path: &[u64]) -> Prng {
-            Prng::stream(self.seed, path)
+        #[allow(clippy::new_ret_no_self)]
+        pub fn new(seed: u64, n: usize) -> SeededGrid {
+            SeededGrid::new(seed, (0..n as u64).map(|i| 101 + i)).run_id(7)
         }
     }
 

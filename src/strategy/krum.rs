@@ -24,9 +24,7 @@ use crate::flwr_log::Logger;
 use crate::records::{ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict};
 use crate::strategy::fedmedian::reply_records;
 use crate::strategy::kernels::{cmp_nan_last, gram_matrix};
-use crate::strategy::{
-    aggregate_arrayrecords, aggregate_metricrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError,
-};
+use crate::strategy::{aggregate_arrayrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// The Krum scores of the replies' arrays (lower is more central).
 pub fn krum_scores(records: &[&ArrayRecord], num_malicious_nodes: usize) -> Result<Vec<f64>, StrategyError> {
@@ -129,7 +127,7 @@ impl Strategy for MultiKrum {
         let selected = select_multikrum(&contents, self.num_malicious_nodes, self.num_nodes_to_select)?;
         Ok((
             Some(aggregate_arrayrecords(&selected, key)),
-            Some(aggregate_metricrecords(&selected, key)),
+            Some(self.base.train_metrics(&selected)),
         ))
     }
 

@@ -86,7 +86,12 @@ use crate::records::{
     error_code, Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, MetricValue, RecordDict, Values,
 };
 
-pub use fedavg::{FedAvg, FedAvgParams};
+pub use fedavg::{FedAvg, FedAvgParams, MetricsAggregation};
+
+/// docs/STRATEGIES.md, whose Rust examples are doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/STRATEGIES.md")]
+pub struct StrategiesGuide;
 
 /// What a strategy sees of the federation.
 pub trait Grid {
@@ -96,6 +101,47 @@ pub trait Grid {
     /// A random stream derived from the run's seed and `path` (see
     /// `prng`); the same path always yields the same stream.
     fn prng(&self, path: &[u64]) -> Prng;
+}
+
+/// A ready [`Grid`] for driving a strategy from plain Rust: a fixed set of
+/// nodes and the seed their sampling streams derive from, exactly as a
+/// simulation of that seed samples them. (`sim::node_ids(seed, n)` gives the
+/// node ids a simulation of `seed` with `n` SuperNodes registers.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeededGrid {
+    run_id: u64,
+    seed: u64,
+    nodes: Vec<u64>,
+}
+
+impl SeededGrid {
+    /// A grid over `nodes` (sorted and deduplicated) with run id 1.
+    pub fn new(seed: u64, nodes: impl IntoIterator<Item = u64>) -> SeededGrid {
+        let mut nodes: Vec<u64> = nodes.into_iter().collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        SeededGrid { run_id: 1, seed, nodes }
+    }
+
+    /// The run id the grid reports.
+    pub fn run_id(mut self, run_id: u64) -> SeededGrid {
+        self.run_id = run_id;
+        self
+    }
+}
+
+impl Grid for SeededGrid {
+    fn run_id(&self) -> u64 {
+        self.run_id
+    }
+
+    fn node_ids(&self) -> &[u64] {
+        &self.nodes
+    }
+
+    fn prng(&self, path: &[u64]) -> Prng {
+        Prng::stream(self.seed, path)
+    }
 }
 
 /// Why a strategy could not go on. The run fails with this reason.

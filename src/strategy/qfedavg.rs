@@ -28,7 +28,7 @@ use crate::math;
 use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, RecordDict, Values};
 use crate::strategy::kernels::{as_f64, is_f32, pairwise_sum, round_to};
-use crate::strategy::{aggregate_metricrecords, reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
+use crate::strategy::{reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// q-FedAvg.
 #[derive(Clone, Debug)]
@@ -202,9 +202,8 @@ impl Strategy for QFedAvg {
         if contents.is_empty() {
             return Ok((None, None));
         }
-        let key = &self.base.params.weighted_by_key;
         let arrays = self.aggregate_arrays(&contents)?;
-        Ok((Some(arrays), Some(aggregate_metricrecords(&contents, key))))
+        Ok((Some(arrays), Some(self.base.train_metrics(&contents))))
     }
 
     delegate_evaluate!(base);
