@@ -228,8 +228,10 @@ pub fn parse_pyproject_file(path: &Path) -> Result<(AppConfig, Vec<String>), App
 }
 
 /// The largest configuration file read (`pyproject.toml`, a `--run-config`
-/// file): a FAB holds at most this much.
-pub const CONFIG_FILE_MAX: u64 = crate::fab::FAB_MAX_SIZE as u64;
+/// file): a FAB holds at most this much, so this equals `fab::FAB_MAX_SIZE`
+/// (a test in `fab` holds them equal; `fab` imports this module, never the
+/// other way round).
+pub const CONFIG_FILE_MAX: u64 = 10 * 1024 * 1024;
 
 /// Why a configuration file was not read.
 #[derive(Debug)]

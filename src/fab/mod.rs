@@ -409,6 +409,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_configuration_file_is_larger_than_a_fab() {
+        assert_eq!(crate::app::CONFIG_FILE_MAX, FAB_MAX_SIZE as u64);
+    }
+
+    #[test]
     fn app_dir_names() {
         assert!(check_app_dir_name(Path::new("/x/my-app2")).is_ok());
         assert!(check_app_dir_name(Path::new("/x/ünï")).is_ok());
