@@ -36,8 +36,6 @@ pub mod purpose {
     pub const SERVER_NOISE: u64 = 0x7365_7276_5f6e_6f69; // "serv_noi"
     /// Synthetic data generation.
     pub const SYNTHETIC: u64 = 0x7379_6e74_685f_6461; // "synth_da"
-    /// Faults injected on purpose (test workloads).
-    pub const FAULT: u64 = 0x6661_756c_745f_696e; // "fault_in"
     /// The seed of a Python ServerApp's global generators.
     pub const PY_SERVER: u64 = 0x7079_5f73_6572_7665; // "py_serve"
     /// The seed of one Python ClientApp call: `[PY_CLIENT, node_id, k]`,

@@ -26,7 +26,7 @@ pub mod superlink;
 pub mod table;
 pub mod transport;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 pub use output::{CliError, Output};
 
@@ -97,15 +97,6 @@ pub enum Format {
     #[default]
     Default,
     Json,
-}
-
-/// Options shared by the commands that talk to a SuperLink.
-#[derive(Clone, Debug, Args)]
-pub struct SuperlinkArg {
-    /// Name of the SuperLink connection in the Flower configuration
-    /// ($FLWR_HOME/config.toml); default: [superlink].default.
-    #[arg(value_name = "SUPERLINK")]
-    pub superlink: Option<String>,
 }
 
 pub use crate::host::flwr_home;

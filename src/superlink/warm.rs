@@ -260,11 +260,6 @@ impl WarmPython {
             .is_some_and(|warm| warm.zygote.is_alive() && !warm.is_stale())
     }
 
-    /// Whether a warm zygote for `key` is ready (tests and benchmarks wait
-    /// on it).
-    pub fn is_ready(&self, key: &Key) -> bool {
-        self.zygotes.lock().expect("warm lock").0.contains_key(key)
-    }
 }
 
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
