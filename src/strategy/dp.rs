@@ -57,7 +57,9 @@ use crate::flwr_log::Logger;
 use crate::math;
 use crate::prng::{purpose, Prng};
 use crate::pyfmt::{float_repr, format_f, PyValue};
-use crate::records::{ArrayRecord, ConfigRecord, ConfigValue, Error, Message, MetricRecord, MetricValue, Record};
+use crate::records::{
+    ArrayRecord, ConfigRecord, ConfigValue, Error, Message, MetricRecord, MetricValue, Record, RecordDict,
+};
 use crate::strategy::kernels::{add_gaussian_noise, clip_update};
 use crate::strategy::{Grid, Strategy, StrategyError};
 
@@ -208,18 +210,65 @@ fn check_common(noise_multiplier: f64, num_sampled_clients: usize) -> Result<(),
     Ok(())
 }
 
-/// What both fixed-clipping wrappers share.
-struct FixedClipping {
-    strategy: Box<dyn Strategy>,
+/// What both clipping rules hold: the noise and the round's noise streams.
+struct Dp {
+    /// The (effective) noise multiplier.
     noise_multiplier: f64,
     clipping_norm: f64,
     num_sampled_clients: usize,
     streams: Option<NoiseStreams>,
 }
 
+impl Dp {
+    fn add_noise(
+        &mut self,
+        round: u64,
+        arrays: Option<ArrayRecord>,
+        log: &mut Logger,
+    ) -> Result<Option<ArrayRecord>, StrategyError> {
+        let std = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients);
+        add_central_noise(arrays, std, streams_for(&mut self.streams, round), log)
+    }
+
+    /// The DP settings: noise multiplier, clipping norm, then `more`.
+    fn summary(&self, log: &mut Logger, more: &[(&str, f64)]) {
+        log.info("\t├──> DP settings:");
+        log.info(format!(
+            "\t│\t├── Noise multiplier: {}",
+            float_repr(self.noise_multiplier)
+        ));
+        let mut lines = vec![("Clipping norm", self.clipping_norm)];
+        lines.extend_from_slice(more);
+        for (i, (label, value)) in lines.iter().enumerate() {
+            let branch = if i + 1 == lines.len() { "└──" } else { "├──" };
+            log.info(format!("\t│\t{branch} {label}: {}", float_repr(*value)));
+        }
+    }
+}
+
+/// The clipping rule of a DP wrapper: fixed or adaptive.
+trait Clipping: Send {
+    /// Flower's class-name suffix.
+    const KIND: &'static str;
+    fn dp(&self) -> &Dp;
+    fn dp_mut(&mut self) -> &mut Dp;
+    fn summary(&self, log: &mut Logger);
+    /// The server-side "clipped by value" line (Flower's wording differs
+    /// between the two rules).
+    fn clip_line(&self) -> String;
+    /// What the replies tell about clipping done by the clients: `None`
+    /// when the rule does not need it, else the number of clipped updates
+    /// (an error when a reply does not say).
+    fn clipped_by_clients(&self, contents: &[&RecordDict]) -> Result<Option<usize>, StrategyError>;
+    /// `clipped` of `total` updates were clipped in `round`.
+    fn update(&mut self, round: u64, clipped: usize, total: usize) -> Result<(), StrategyError>;
+}
+
+/// Fixed clipping: the norm never changes.
+struct FixedClipping(Dp);
+
 impl FixedClipping {
     fn new(
-        strategy: Box<dyn Strategy>,
         noise_multiplier: f64,
         clipping_norm: f64,
         num_sampled_clients: usize,
@@ -235,161 +284,44 @@ impl FixedClipping {
             ));
         }
         check_common(noise_multiplier, num_sampled_clients)?;
-        Ok(FixedClipping {
-            strategy,
+        Ok(FixedClipping(Dp {
             noise_multiplier,
             clipping_norm,
             num_sampled_clients,
             streams: None,
-        })
+        }))
+    }
+}
+
+impl Clipping for FixedClipping {
+    const KIND: &'static str = "FixedClipping";
+
+    fn dp(&self) -> &Dp {
+        &self.0
+    }
+
+    fn dp_mut(&mut self) -> &mut Dp {
+        &mut self.0
     }
 
     fn summary(&self, log: &mut Logger) {
-        log.info("\t├──> DP settings:");
-        log.info(format!(
-            "\t│\t├── Noise multiplier: {}",
-            float_repr(self.noise_multiplier)
-        ));
-        log.info(format!("\t│\t└── Clipping norm: {}", float_repr(self.clipping_norm)));
-        self.strategy.summary(log);
+        self.0.summary(log, &[]);
     }
 
-    fn add_noise(
-        &mut self,
-        round: u64,
-        arrays: Option<ArrayRecord>,
-        log: &mut Logger,
-    ) -> Result<Option<ArrayRecord>, StrategyError> {
-        let std = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients);
-        add_central_noise(arrays, std, streams_for(&mut self.streams, round), log)
-    }
-}
-
-/// Central DP with fixed clipping done by the server.
-pub struct DifferentialPrivacyServerSideFixedClipping {
-    core: FixedClipping,
-    current_arrays: ArrayRecord,
-}
-
-impl DifferentialPrivacyServerSideFixedClipping {
-    pub fn new(
-        strategy: Box<dyn Strategy>,
-        noise_multiplier: f64,
-        clipping_norm: f64,
-        num_sampled_clients: usize,
-    ) -> Result<Self, StrategyError> {
-        Ok(DifferentialPrivacyServerSideFixedClipping {
-            core: FixedClipping::new(strategy, noise_multiplier, clipping_norm, num_sampled_clients)?,
-            current_arrays: ArrayRecord::new(),
-        })
-    }
-
-    pub fn clipping_norm(&self) -> f64 {
-        self.core.clipping_norm
-    }
-}
-
-impl Strategy for DifferentialPrivacyServerSideFixedClipping {
-    fn name(&self) -> String {
-        "DifferentialPrivacyServerSideFixedClipping".into()
-    }
-
-    fn summary(&self, log: &mut Logger) {
-        self.core.summary(log);
-    }
-
-    fn configure_train(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.current_arrays = arrays.clone();
-        self.core.streams = Some(NoiseStreams::capture(grid, round));
-        self.core.strategy.configure_train(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_train(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        if !validate_replies(replies, self.core.num_sampled_clients, log) {
-            return Ok((None, None));
-        }
-        let line = format!(
+    fn clip_line(&self) -> String {
+        format!(
             "aggregate_fit: parameters are clipped by value: {}.",
-            format_f(self.core.clipping_norm, 4)
-        );
-        let (clipped, _) = clip_replies(replies, &self.current_arrays, self.core.clipping_norm, &line, log)?;
-        let (arrays, metrics) = self.core.strategy.aggregate_train(round, &clipped, log)?;
-        Ok((self.core.add_noise(round, arrays, log)?, metrics))
+            format_f(self.0.clipping_norm, 4)
+        )
     }
 
-    delegate_evaluate!(core.strategy);
-}
-
-/// Central DP with fixed clipping done by the clients (`FixedClippingMod`).
-pub struct DifferentialPrivacyClientSideFixedClipping {
-    core: FixedClipping,
-}
-
-impl DifferentialPrivacyClientSideFixedClipping {
-    pub fn new(
-        strategy: Box<dyn Strategy>,
-        noise_multiplier: f64,
-        clipping_norm: f64,
-        num_sampled_clients: usize,
-    ) -> Result<Self, StrategyError> {
-        Ok(DifferentialPrivacyClientSideFixedClipping {
-            core: FixedClipping::new(strategy, noise_multiplier, clipping_norm, num_sampled_clients)?,
-        })
+    fn clipped_by_clients(&self, _contents: &[&RecordDict]) -> Result<Option<usize>, StrategyError> {
+        Ok(None)
     }
 
-    pub fn clipping_norm(&self) -> f64 {
-        self.core.clipping_norm
+    fn update(&mut self, _round: u64, _clipped: usize, _total: usize) -> Result<(), StrategyError> {
+        Ok(())
     }
-}
-
-impl Strategy for DifferentialPrivacyClientSideFixedClipping {
-    fn name(&self) -> String {
-        "DifferentialPrivacyClientSideFixedClipping".into()
-    }
-
-    fn summary(&self, log: &mut Logger) {
-        self.core.summary(log);
-    }
-
-    fn configure_train(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        config.insert(KEY_CLIPPING_NORM, ConfigValue::Float(self.core.clipping_norm));
-        self.core.streams = Some(NoiseStreams::capture(grid, round));
-        self.core.strategy.configure_train(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_train(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        if !validate_replies(replies, self.core.num_sampled_clients, log) {
-            return Ok((None, None));
-        }
-        let (arrays, metrics) = self.core.strategy.aggregate_train(round, replies, log)?;
-        Ok((self.core.add_noise(round, arrays, log)?, metrics))
-    }
-
-    delegate_evaluate!(core.strategy);
 }
 
 /// Adaptive clipping's parameters, with Flower's defaults.
@@ -449,22 +381,17 @@ pub fn compute_adaptive_noise_params(
     }
 }
 
-/// What both adaptive-clipping wrappers share.
+/// Adaptive clipping: the norm follows the target quantile of clipped
+/// updates.
 struct AdaptiveClipping {
-    strategy: Box<dyn Strategy>,
-    /// The effective noise multiplier.
-    noise_multiplier: f64,
-    num_sampled_clients: usize,
-    clipping_norm: f64,
+    dp: Dp,
     target_clipped_quantile: f64,
     clip_norm_lr: f64,
     clipped_count_stddev: f64,
-    streams: Option<NoiseStreams>,
 }
 
 impl AdaptiveClipping {
     fn new(
-        strategy: Box<dyn Strategy>,
         noise_multiplier: f64,
         num_sampled_clients: usize,
         params: AdaptiveClippingParams,
@@ -487,44 +414,78 @@ impl AdaptiveClipping {
         let (clipped_count_stddev, effective) =
             compute_adaptive_noise_params(noise_multiplier, num_sampled_clients, params.clipped_count_stddev, log)?;
         Ok(AdaptiveClipping {
-            strategy,
-            noise_multiplier: effective,
-            num_sampled_clients,
-            clipping_norm: params.initial_clipping_norm,
+            dp: Dp {
+                noise_multiplier: effective,
+                clipping_norm: params.initial_clipping_norm,
+                num_sampled_clients,
+                streams: None,
+            },
             target_clipped_quantile: params.target_clipped_quantile,
             clip_norm_lr: params.clip_norm_lr,
             clipped_count_stddev,
-            streams: None,
         })
+    }
+}
+
+impl Clipping for AdaptiveClipping {
+    const KIND: &'static str = "AdaptiveClipping";
+
+    fn dp(&self) -> &Dp {
+        &self.dp
+    }
+
+    fn dp_mut(&mut self) -> &mut Dp {
+        &mut self.dp
     }
 
     fn summary(&self, log: &mut Logger) {
-        log.info("\t├──> DP settings:");
-        log.info(format!(
-            "\t│\t├── Noise multiplier: {}",
-            float_repr(self.noise_multiplier)
-        ));
-        log.info(format!("\t│\t├── Clipping norm: {}", float_repr(self.clipping_norm)));
-        log.info(format!(
-            "\t│\t├── Target clipped quantile: {}",
-            float_repr(self.target_clipped_quantile)
-        ));
-        log.info(format!(
-            "\t│\t└── Clip norm learning rate: {}",
-            float_repr(self.clip_norm_lr)
-        ));
-        self.strategy.summary(log);
+        self.dp.summary(
+            log,
+            &[
+                ("Target clipped quantile", self.target_clipped_quantile),
+                ("Clip norm learning rate", self.clip_norm_lr),
+            ],
+        );
+    }
+
+    fn clip_line(&self) -> String {
+        format!(
+            "aggregate_train: arrays in `ArrayRecord` are clipped by value: {}.",
+            format_f(self.dp.clipping_norm, 4)
+        )
+    }
+
+    /// `AdaptiveClippingMod` reports `norm_bit` in every MetricRecord.
+    fn clipped_by_clients(&self, contents: &[&RecordDict]) -> Result<Option<usize>, StrategyError> {
+        if contents
+            .iter()
+            .any(|c| c.metric_records().any(|(_, m)| !m.contains_key(KEY_NORM_BIT)))
+        {
+            return Err(StrategyError::Aggregation(
+                "KEY_NORM_BIT ('norm_bit') not found in MetricRecord or metrics for reply.".into(),
+            ));
+        }
+        Ok(Some(
+            contents
+                .iter()
+                .filter(|c| {
+                    c.metric_records()
+                        .find_map(|(_, m)| m.get(KEY_NORM_BIT))
+                        .is_some_and(truthy)
+                })
+                .count(),
+        ))
     }
 
     /// `C ← C·exp(−lr·(N(count, σ_b)/total − γ))`.
-    fn update_clipping_norm(&mut self, round: u64, clipped_count: usize, total: usize) -> Result<(), StrategyError> {
+    fn update(&mut self, round: u64, clipped_count: usize, total: usize) -> Result<(), StrategyError> {
         if total == 0 {
             return Ok(());
         }
         let noise = if self.clipped_count_stddev == 0.0 {
             0.0
         } else {
-            let Some(streams) = streams_for(&mut self.streams, round) else {
+            let Some(streams) = streams_for(&mut self.dp.streams, round) else {
                 return Err(StrategyError::Aggregation(
                     "No noise stream: `configure_train` must run before `aggregate_train`.".into(),
                 ));
@@ -532,125 +493,8 @@ impl AdaptiveClipping {
             self.clipped_count_stddev * streams.count.normal_f64()
         };
         let noisy_fraction = (clipped_count as f64 + noise) / total as f64;
-        self.clipping_norm *= math::exp(-self.clip_norm_lr * (noisy_fraction - self.target_clipped_quantile));
+        self.dp.clipping_norm *= math::exp(-self.clip_norm_lr * (noisy_fraction - self.target_clipped_quantile));
         Ok(())
-    }
-
-    fn add_noise(
-        &mut self,
-        round: u64,
-        arrays: Option<ArrayRecord>,
-        log: &mut Logger,
-    ) -> Result<Option<ArrayRecord>, StrategyError> {
-        let std = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients);
-        add_central_noise(arrays, std, streams_for(&mut self.streams, round), log)
-    }
-}
-
-/// Central DP with adaptive clipping done by the server.
-pub struct DifferentialPrivacyServerSideAdaptiveClipping {
-    core: AdaptiveClipping,
-    current_arrays: ArrayRecord,
-}
-
-impl DifferentialPrivacyServerSideAdaptiveClipping {
-    /// Flower's defaults: [`AdaptiveClippingParams::default`].
-    pub fn new(
-        strategy: Box<dyn Strategy>,
-        noise_multiplier: f64,
-        num_sampled_clients: usize,
-        params: AdaptiveClippingParams,
-        log: &mut Logger,
-    ) -> Result<Self, StrategyError> {
-        Ok(DifferentialPrivacyServerSideAdaptiveClipping {
-            core: AdaptiveClipping::new(strategy, noise_multiplier, num_sampled_clients, params, log)?,
-            current_arrays: ArrayRecord::new(),
-        })
-    }
-
-    /// The current clipping norm.
-    pub fn clipping_norm(&self) -> f64 {
-        self.core.clipping_norm
-    }
-
-    /// The effective noise multiplier.
-    pub fn noise_multiplier(&self) -> f64 {
-        self.core.noise_multiplier
-    }
-}
-
-impl Strategy for DifferentialPrivacyServerSideAdaptiveClipping {
-    fn name(&self) -> String {
-        "DifferentialPrivacyServerSideAdaptiveClipping".into()
-    }
-
-    fn summary(&self, log: &mut Logger) {
-        self.core.summary(log);
-    }
-
-    fn configure_train(
-        &mut self,
-        round: u64,
-        arrays: &ArrayRecord,
-        config: &mut ConfigRecord,
-        grid: &dyn Grid,
-        log: &mut Logger,
-    ) -> Result<Vec<Message>, StrategyError> {
-        self.current_arrays = arrays.clone();
-        self.core.streams = Some(NoiseStreams::capture(grid, round));
-        self.core.strategy.configure_train(round, arrays, config, grid, log)
-    }
-
-    fn aggregate_train(
-        &mut self,
-        round: u64,
-        replies: &[Message],
-        log: &mut Logger,
-    ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        if !validate_replies(replies, self.core.num_sampled_clients, log) {
-            return Ok((None, None));
-        }
-        let line = format!(
-            "aggregate_train: arrays in `ArrayRecord` are clipped by value: {}.",
-            format_f(self.core.clipping_norm, 4)
-        );
-        let (clipped, count) = clip_replies(replies, &self.current_arrays, self.core.clipping_norm, &line, log)?;
-        self.core.update_clipping_norm(round, count, replies.len())?;
-        let (arrays, metrics) = self.core.strategy.aggregate_train(round, &clipped, log)?;
-        Ok((self.core.add_noise(round, arrays, log)?, metrics))
-    }
-
-    delegate_evaluate!(core.strategy);
-}
-
-/// Central DP with adaptive clipping done by the clients
-/// (`AdaptiveClippingMod`, which reports `norm_bit`).
-pub struct DifferentialPrivacyClientSideAdaptiveClipping {
-    core: AdaptiveClipping,
-}
-
-impl DifferentialPrivacyClientSideAdaptiveClipping {
-    /// Flower's defaults: [`AdaptiveClippingParams::default`].
-    pub fn new(
-        strategy: Box<dyn Strategy>,
-        noise_multiplier: f64,
-        num_sampled_clients: usize,
-        params: AdaptiveClippingParams,
-        log: &mut Logger,
-    ) -> Result<Self, StrategyError> {
-        Ok(DifferentialPrivacyClientSideAdaptiveClipping {
-            core: AdaptiveClipping::new(strategy, noise_multiplier, num_sampled_clients, params, log)?,
-        })
-    }
-
-    /// The current clipping norm.
-    pub fn clipping_norm(&self) -> f64 {
-        self.core.clipping_norm
-    }
-
-    /// The effective noise multiplier.
-    pub fn noise_multiplier(&self) -> f64 {
-        self.core.noise_multiplier
     }
 }
 
@@ -664,13 +508,28 @@ fn truthy(value: &MetricValue) -> bool {
     }
 }
 
-impl Strategy for DifferentialPrivacyClientSideAdaptiveClipping {
+/// Clipping done by the server: every reply's update is clipped before the
+/// wrapped strategy aggregates.
+struct ServerSide<C> {
+    strategy: Box<dyn Strategy>,
+    clipping: C,
+    current_arrays: ArrayRecord,
+}
+
+/// Clipping done by the clients' mods: the norm goes out in the config.
+struct ClientSide<C> {
+    strategy: Box<dyn Strategy>,
+    clipping: C,
+}
+
+impl<C: Clipping> Strategy for ServerSide<C> {
     fn name(&self) -> String {
-        "DifferentialPrivacyClientSideAdaptiveClipping".into()
+        format!("DifferentialPrivacyServerSide{}", C::KIND)
     }
 
     fn summary(&self, log: &mut Logger) {
-        self.core.summary(log);
+        self.clipping.summary(log);
+        self.strategy.summary(log);
     }
 
     fn configure_train(
@@ -681,9 +540,9 @@ impl Strategy for DifferentialPrivacyClientSideAdaptiveClipping {
         grid: &dyn Grid,
         log: &mut Logger,
     ) -> Result<Vec<Message>, StrategyError> {
-        config.insert(KEY_CLIPPING_NORM, ConfigValue::Float(self.core.clipping_norm));
-        self.core.streams = Some(NoiseStreams::capture(grid, round));
-        self.core.strategy.configure_train(round, arrays, config, grid, log)
+        self.current_arrays = arrays.clone();
+        self.clipping.dp_mut().streams = Some(NoiseStreams::capture(grid, round));
+        self.strategy.configure_train(round, arrays, config, grid, log)
     }
 
     fn aggregate_train(
@@ -692,32 +551,201 @@ impl Strategy for DifferentialPrivacyClientSideAdaptiveClipping {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        if !validate_replies(replies, self.core.num_sampled_clients, log) {
+        if !validate_replies(replies, self.clipping.dp().num_sampled_clients, log) {
             return Ok((None, None));
         }
-        let contents: Vec<_> = replies.iter().filter_map(Message::content).collect();
-        if contents
-            .iter()
-            .any(|c| c.metric_records().any(|(_, m)| !m.contains_key(KEY_NORM_BIT)))
-        {
-            return Err(StrategyError::Aggregation(
-                "KEY_NORM_BIT ('norm_bit') not found in MetricRecord or metrics for reply.".into(),
-            ));
-        }
-        let (arrays, metrics) = self.core.strategy.aggregate_train(round, replies, log)?;
-        let clipped = contents
-            .iter()
-            .filter(|c| {
-                c.metric_records()
-                    .find_map(|(_, m)| m.get(KEY_NORM_BIT))
-                    .is_some_and(truthy)
-            })
-            .count();
-        self.core.update_clipping_norm(round, clipped, replies.len())?;
-        Ok((self.core.add_noise(round, arrays, log)?, metrics))
+        let line = self.clipping.clip_line();
+        let norm = self.clipping.dp().clipping_norm;
+        let (clipped, count) = clip_replies(replies, &self.current_arrays, norm, &line, log)?;
+        self.clipping.update(round, count, replies.len())?;
+        let (arrays, metrics) = self.strategy.aggregate_train(round, &clipped, log)?;
+        Ok((self.clipping.dp_mut().add_noise(round, arrays, log)?, metrics))
     }
 
-    delegate_evaluate!(core.strategy);
+    delegate_evaluate!(strategy);
+}
+
+impl<C: Clipping> Strategy for ClientSide<C> {
+    fn name(&self) -> String {
+        format!("DifferentialPrivacyClientSide{}", C::KIND)
+    }
+
+    fn summary(&self, log: &mut Logger) {
+        self.clipping.summary(log);
+        self.strategy.summary(log);
+    }
+
+    fn configure_train(
+        &mut self,
+        round: u64,
+        arrays: &ArrayRecord,
+        config: &mut ConfigRecord,
+        grid: &dyn Grid,
+        log: &mut Logger,
+    ) -> Result<Vec<Message>, StrategyError> {
+        let dp = self.clipping.dp_mut();
+        config.insert(KEY_CLIPPING_NORM, ConfigValue::Float(dp.clipping_norm));
+        dp.streams = Some(NoiseStreams::capture(grid, round));
+        self.strategy.configure_train(round, arrays, config, grid, log)
+    }
+
+    fn aggregate_train(
+        &mut self,
+        round: u64,
+        replies: &[Message],
+        log: &mut Logger,
+    ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
+        if !validate_replies(replies, self.clipping.dp().num_sampled_clients, log) {
+            return Ok((None, None));
+        }
+        let contents: Vec<&RecordDict> = replies.iter().filter_map(Message::content).collect();
+        let clipped = self.clipping.clipped_by_clients(&contents)?;
+        let (arrays, metrics) = self.strategy.aggregate_train(round, replies, log)?;
+        if let Some(clipped) = clipped {
+            self.clipping.update(round, clipped, replies.len())?;
+        }
+        Ok((self.clipping.dp_mut().add_noise(round, arrays, log)?, metrics))
+    }
+
+    delegate_evaluate!(strategy);
+}
+
+/// Flower's four wrapper classes: one type each, over the two clipping
+/// rules and the two sides.
+macro_rules! dp_wrapper {
+    ($(#[$doc:meta])* $name:ident, $side:ident<$rule:ident>) => {
+        $(#[$doc])*
+        pub struct $name {
+            inner: $side<$rule>,
+        }
+
+        impl $name {
+            /// The current clipping norm.
+            pub fn clipping_norm(&self) -> f64 {
+                self.inner.clipping.dp().clipping_norm
+            }
+
+            /// The (effective) noise multiplier.
+            pub fn noise_multiplier(&self) -> f64 {
+                self.inner.clipping.dp().noise_multiplier
+            }
+        }
+
+        impl Strategy for $name {
+            fn name(&self) -> String {
+                self.inner.name()
+            }
+
+            fn summary(&self, log: &mut Logger) {
+                self.inner.summary(log)
+            }
+
+            delegate_configure_train!(inner);
+
+            fn aggregate_train(
+                &mut self,
+                round: u64,
+                replies: &[Message],
+                log: &mut Logger,
+            ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
+                self.inner.aggregate_train(round, replies, log)
+            }
+
+            delegate_evaluate!(inner);
+        }
+    };
+}
+
+dp_wrapper!(
+    /// Central DP with fixed clipping done by the server.
+    DifferentialPrivacyServerSideFixedClipping,
+    ServerSide<FixedClipping>
+);
+dp_wrapper!(
+    /// Central DP with fixed clipping done by the clients (`FixedClippingMod`).
+    DifferentialPrivacyClientSideFixedClipping,
+    ClientSide<FixedClipping>
+);
+dp_wrapper!(
+    /// Central DP with adaptive clipping done by the server.
+    DifferentialPrivacyServerSideAdaptiveClipping,
+    ServerSide<AdaptiveClipping>
+);
+dp_wrapper!(
+    /// Central DP with adaptive clipping done by the clients
+    /// (`AdaptiveClippingMod`, which reports `norm_bit`).
+    DifferentialPrivacyClientSideAdaptiveClipping,
+    ClientSide<AdaptiveClipping>
+);
+
+impl DifferentialPrivacyServerSideFixedClipping {
+    pub fn new(
+        strategy: Box<dyn Strategy>,
+        noise_multiplier: f64,
+        clipping_norm: f64,
+        num_sampled_clients: usize,
+    ) -> Result<Self, StrategyError> {
+        Ok(DifferentialPrivacyServerSideFixedClipping {
+            inner: ServerSide {
+                strategy,
+                clipping: FixedClipping::new(noise_multiplier, clipping_norm, num_sampled_clients)?,
+                current_arrays: ArrayRecord::new(),
+            },
+        })
+    }
+}
+
+impl DifferentialPrivacyClientSideFixedClipping {
+    pub fn new(
+        strategy: Box<dyn Strategy>,
+        noise_multiplier: f64,
+        clipping_norm: f64,
+        num_sampled_clients: usize,
+    ) -> Result<Self, StrategyError> {
+        Ok(DifferentialPrivacyClientSideFixedClipping {
+            inner: ClientSide {
+                strategy,
+                clipping: FixedClipping::new(noise_multiplier, clipping_norm, num_sampled_clients)?,
+            },
+        })
+    }
+}
+
+impl DifferentialPrivacyServerSideAdaptiveClipping {
+    /// Flower's defaults: [`AdaptiveClippingParams::default`].
+    pub fn new(
+        strategy: Box<dyn Strategy>,
+        noise_multiplier: f64,
+        num_sampled_clients: usize,
+        params: AdaptiveClippingParams,
+        log: &mut Logger,
+    ) -> Result<Self, StrategyError> {
+        Ok(DifferentialPrivacyServerSideAdaptiveClipping {
+            inner: ServerSide {
+                strategy,
+                clipping: AdaptiveClipping::new(noise_multiplier, num_sampled_clients, params, log)?,
+                current_arrays: ArrayRecord::new(),
+            },
+        })
+    }
+}
+
+impl DifferentialPrivacyClientSideAdaptiveClipping {
+    /// Flower's defaults: [`AdaptiveClippingParams::default`].
+    pub fn new(
+        strategy: Box<dyn Strategy>,
+        noise_multiplier: f64,
+        num_sampled_clients: usize,
+        params: AdaptiveClippingParams,
+        log: &mut Logger,
+    ) -> Result<Self, StrategyError> {
+        Ok(DifferentialPrivacyClientSideAdaptiveClipping {
+            inner: ClientSide {
+                strategy,
+                clipping: AdaptiveClipping::new(noise_multiplier, num_sampled_clients, params, log)?,
+            },
+        })
+    }
 }
 
 #[cfg(test)]

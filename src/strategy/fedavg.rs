@@ -254,6 +254,24 @@ impl FedAvg {
         }
     }
 
+    /// The train path of the strategies that aggregate arrays their own way
+    /// (FedMedian, FedTrimmedAvg, QFedAvg): the checked contents, `(None,
+    /// None)` when no reply carried content, else what `arrays` makes of
+    /// them and the metrics of the same contents.
+    pub fn aggregate_train_with(
+        &self,
+        replies: &[Message],
+        log: &mut Logger,
+        arrays: impl FnOnce(&[&RecordDict]) -> Result<ArrayRecord, StrategyError>,
+    ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
+        let contents = self.train_contents(replies, log)?;
+        if contents.is_empty() {
+            return Ok((None, None));
+        }
+        let arrays = arrays(&contents)?;
+        Ok((Some(arrays), Some(self.train_metrics(&contents))))
+    }
+
     /// FedAvg's `aggregate_train` over already-checked replies.
     pub fn aggregate_train_contents(
         &self,

@@ -79,12 +79,8 @@ impl Strategy for FedMedian {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let contents = self.base.train_contents(replies, log)?;
-        if contents.is_empty() {
-            return Ok((None, None));
-        }
-        let arrays = median_arrayrecords(&reply_records(&contents))?;
-        Ok((Some(arrays), Some(self.base.train_metrics(&contents))))
+        self.base
+            .aggregate_train_with(replies, log, |contents| median_arrayrecords(&reply_records(contents)))
     }
 
     delegate_evaluate!(base);

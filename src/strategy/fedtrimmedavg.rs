@@ -99,12 +99,9 @@ impl Strategy for FedTrimmedAvg {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let contents = self.base.train_contents(replies, log)?;
-        if contents.is_empty() {
-            return Ok((None, None));
-        }
-        let arrays = trimmed_mean_arrayrecords(&reply_records(&contents), self.beta)?;
-        Ok((Some(arrays), Some(self.base.train_metrics(&contents))))
+        self.base.aggregate_train_with(replies, log, |contents| {
+            trimmed_mean_arrayrecords(&reply_records(contents), self.beta)
+        })
     }
 
     delegate_evaluate!(base);

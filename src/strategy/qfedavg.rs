@@ -198,12 +198,8 @@ impl Strategy for QFedAvg {
         replies: &[Message],
         log: &mut Logger,
     ) -> Result<(Option<ArrayRecord>, Option<MetricRecord>), StrategyError> {
-        let contents = self.base.train_contents(replies, log)?;
-        if contents.is_empty() {
-            return Ok((None, None));
-        }
-        let arrays = self.aggregate_arrays(&contents)?;
-        Ok((Some(arrays), Some(self.base.train_metrics(&contents))))
+        self.base
+            .aggregate_train_with(replies, log, |contents| self.aggregate_arrays(contents))
     }
 
     delegate_evaluate!(base);

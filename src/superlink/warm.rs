@@ -259,7 +259,6 @@ impl WarmPython {
             .get(key)
             .is_some_and(|warm| warm.zygote.is_alive() && !warm.is_stale())
     }
-
 }
 
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
