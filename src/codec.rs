@@ -138,7 +138,7 @@ fn unit(kind: &str, payload: &[u8], event: Event) -> Result<Event, Error> {
 }
 
 /// Every kind this build knows.
-pub const KINDS: &[&str] = &[
+const KINDS: &[&str] = &[
     "RunSubmitted",
     "RunStarting",
     "RunRunning",

@@ -16,7 +16,7 @@
 use crate::records::{ConfigRecord, ConfigValue, Scalar, UserConfig};
 
 /// The default federation size of Flower 1.27's local profile.
-pub const DEFAULT_NUM_SUPERNODES: u64 = 10;
+const DEFAULT_NUM_SUPERNODES: u64 = 10;
 
 /// What one virtual SuperNode costs in the app process, whatever it does:
 /// its Context (node config, empty state), its id in the sampling
@@ -33,9 +33,9 @@ const SAMPLED_NODE_BYTES: u64 = 4608;
 const MEMORY_SHARE: u64 = 2;
 /// Every node id is recorded in one `NodesRegistered` event (9 bytes each),
 /// which must fit in one 64 MiB message to the SuperLink.
-pub const MAX_SUPERNODES: u64 = 7_000_000;
+const MAX_SUPERNODES: u64 = 7_000_000;
 /// `backend.init-args.num-cpus`: one worker thread per CPU.
-pub const MAX_CPUS: i64 = 1024;
+const MAX_CPUS: i64 = 1024;
 
 /// The type a federation option takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,7 +200,7 @@ pub fn check_values(options: &ConfigRecord) -> Result<(), Error> {
 
 /// What one node is estimated to cost in the app process with `run_config`,
 /// in bytes (see the constants above).
-pub fn node_cost(run_config: &UserConfig) -> u64 {
+fn node_cost(run_config: &UserConfig) -> u64 {
     let copy: u64 = run_config
         .iter()
         .map(|(key, value)| {

@@ -18,9 +18,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Mode of private directories.
-pub const DIRECTORY_MODE: u32 = 0o700;
+const DIRECTORY_MODE: u32 = 0o700;
 /// Mode of private files.
-pub const FILE_MODE: u32 = 0o600;
+const FILE_MODE: u32 = 0o600;
 
 /// The umask this process inherited, before [`restrict_umask`].
 static INHERITED_UMASK: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -92,7 +92,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Removes group and other permissions from `path` (not following a
 /// symbolic link). A missing path is fine.
-pub fn restrict(path: &Path) -> std::io::Result<()> {
+fn restrict(path: &Path) -> std::io::Result<()> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),

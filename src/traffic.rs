@@ -32,7 +32,7 @@ use crate::records::{
 /// Flower's object ids and message ids: SHA-256 in hex.
 const ID_LEN: usize = 64;
 /// Flower's default `FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE`.
-pub const MAX_ARRAY_CHUNK_SIZE: usize = 5_242_880;
+const MAX_ARRAY_CHUNK_SIZE: usize = 5_242_880;
 
 /// Bytes counted for one run on the SuperLink's side of the Fleet API.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

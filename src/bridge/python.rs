@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 pub const PYTHON_OPTION: &str = "python";
 
 /// The oldest `flwr` the bridge supports (the generation floret is wired for).
-pub const FLWR_OLDEST: (u32, u32) = (1, 27);
+const FLWR_OLDEST: (u32, u32) = (1, 27);
 /// The newest `flwr` the bridge was tested with; newer ones run with a warning.
-pub const FLWR_NEWEST_TESTED: (u32, u32) = (1, 42);
+const FLWR_NEWEST_TESTED: (u32, u32) = (1, 42);
 
 /// Why no usable interpreter was found.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

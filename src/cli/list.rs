@@ -34,7 +34,7 @@ pub struct ListArgs {
 }
 
 /// `YYYY-MM-DD HH:MM:SSZ`, or `N/A`.
-pub fn format_time(time: Option<Micros>) -> String {
+fn format_time(time: Option<Micros>) -> String {
     match time {
         None => "N/A".into(),
         Some(time) => chrono::DateTime::from_timestamp(time.0.div_euclid(1_000_000), 0)
@@ -58,7 +58,7 @@ pub fn format_duration(seconds: f64) -> String {
 }
 
 /// Flower's byte sizes: `0 B`, `1.5 KB`, `12 MB`.
-pub fn format_bytes(bytes: u64) -> String {
+fn format_bytes(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes} B");
     }

@@ -28,10 +28,10 @@ use crate::cli::{CliError, Output};
 use crate::proto::floret::v1 as ext;
 
 /// Flower's default ports of the managed local SuperLink.
-pub const DEFAULT_CONTROL_PORT: u16 = 39093;
-pub const DEFAULT_SIMULATIONIO_PORT: u16 = 39094;
+const DEFAULT_CONTROL_PORT: u16 = 39093;
+const DEFAULT_SIMULATIONIO_PORT: u16 = 39094;
 /// Flower's `LOCAL_SUPERLINK_STARTUP_TIMEOUT`.
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The two ports, from `FLWR_LOCAL_CONTROL_API_PORT` and
 /// `FLWR_LOCAL_SIMULATIONIO_API_PORT` or Flower's defaults.
@@ -143,7 +143,7 @@ pub struct Running {
 }
 
 /// The `flower-superlink` executable: next to this `flwr`, else on `PATH`.
-pub fn superlink_executable() -> PathBuf {
+fn superlink_executable() -> PathBuf {
     crate::host::sibling_executable("flower-superlink")
 }
 

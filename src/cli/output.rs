@@ -69,7 +69,7 @@ fn columns_from(value: Option<&str>) -> Option<usize> {
 
 /// Removes emoji (and the variation selector), as Flower does for JSON
 /// error messages: "🔍 Displaying…" becomes " Displaying…".
-pub fn strip_emoji(text: &str) -> String {
+fn strip_emoji(text: &str) -> String {
     text.chars()
         .filter(|&c| {
             let code = c as u32;

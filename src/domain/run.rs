@@ -181,7 +181,7 @@ pub const RUN_LOG_MAX: usize = 16 * 1024 * 1024;
 /// of at most this size, so that a page of log rows stays small.
 pub const LOG_EVENT_MAX: usize = 256 * 1024;
 /// The line that ends the stored log of a run that reached [`RUN_LOG_MAX`].
-pub const LOG_LIMIT_NOTICE: &str = "\nWARNING :   This run's log reached its limit of 16 MiB; the rest of the run's \
+const LOG_LIMIT_NOTICE: &str = "\nWARNING :   This run's log reached its limit of 16 MiB; the rest of the run's \
                                     output was not stored.\n";
 
 /// Validates `command` for run `run_id` against `state`, returning the events

@@ -68,9 +68,6 @@ pub enum FabError {
     /// The app path is not a directory (Flower's text).
     #[error("The path {0} is not a valid path to a Flower app.")]
     NotADirectory(String),
-    /// `flwr build` needs a directory named like a project (Flower's text).
-    #[error("The Flower App name {0} is invalid, a valid app name must start with a letter, and can only contain letters, digits, and hyphens.")]
-    InvalidAppDirName(String),
     /// In-memory builds need a `pyproject.toml` (Flower's text).
     #[error("pyproject.toml not found in files")]
     PyprojectNotInFiles,
@@ -160,7 +157,7 @@ pub struct VerifiedFab {
 }
 
 /// Flower's FAB file name for an app and a FAB hash.
-pub fn fab_filename(app: &AppConfig, hash: &str) -> String {
+fn fab_filename(app: &AppConfig, hash: &str) -> String {
     let short: String = hash.chars().take(8).collect();
     format!(
         "{}.{}.{}.{}.fab",
@@ -169,22 +166,6 @@ pub fn fab_filename(app: &AppConfig, hash: &str) -> String {
         app.version.replace('.', "-"),
         short
     )
-}
-
-/// `flwr build`'s check of the app directory's own name (Flower's
-/// `is_valid_project_name`): a letter, then letters, digits and hyphens.
-pub fn check_app_dir_name(app_dir: &Path) -> Result<(), FabError> {
-    let name = app_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(char::is_alphabetic) && chars.all(|c| c.is_alphanumeric() || c == '-');
-    if valid {
-        Ok(())
-    } else {
-        Err(FabError::InvalidAppDirName(name))
-    }
 }
 
 /// Lowercase hex sha256.
@@ -411,15 +392,6 @@ mod tests {
     #[test]
     fn no_configuration_file_is_larger_than_a_fab() {
         assert_eq!(crate::app::CONFIG_FILE_MAX, FAB_MAX_SIZE as u64);
-    }
-
-    #[test]
-    fn app_dir_names() {
-        assert!(check_app_dir_name(Path::new("/x/my-app2")).is_ok());
-        assert!(check_app_dir_name(Path::new("/x/ünï")).is_ok());
-        for bad in ["/x/2app", "/x/my_app", "/x/-a", "/"] {
-            assert!(check_app_dir_name(Path::new(bad)).is_err(), "{bad}");
-        }
     }
 
     fn write(dir: &Path, rel: &str, content: &str) {
