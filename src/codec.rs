@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::domain::event::*;
 
 /// The current version of every kind's payload.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// Why bytes could not be read as an event.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +47,12 @@ fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Encodes a value with the same rules as event payloads (for projection
 /// columns that hold structured data).
-pub fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode_value<T: Serialize>(value: &T) -> Vec<u8> {
     to_bytes(value)
 }
 
 /// Decodes what [`encode_value`] wrote.
-pub fn decode_value<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode_value<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
     rmp_serde::from_slice(bytes).map_err(|source| Error::Malformed {
         kind: what.to_string(),
         source,

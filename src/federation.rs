@@ -148,7 +148,7 @@ fn wrong_type(source_name: &str, key: &str, kind: Kind, found: &ConfigValue) -> 
 /// Checks the options' values, whatever the machine: `num-supernodes` at
 /// least 1 and at most [`MAX_SUPERNODES`], CPU counts positive. Options
 /// floret does not know are left alone (a profile may carry Ray's).
-pub fn check_values(options: &ConfigRecord) -> Result<(), Error> {
+pub(crate) fn check_values(options: &ConfigRecord) -> Result<(), Error> {
     let requested = num_supernodes(options)?;
     if requested > MAX_SUPERNODES {
         return Err(Error::TooManyForOneEvent { requested });
@@ -222,7 +222,7 @@ pub fn max_supernodes(run_config: &UserConfig, memory: u64) -> u64 {
 }
 
 /// Checks that a machine with `memory` bytes can hold the federation.
-pub fn check_capacity(options: &ConfigRecord, run_config: &UserConfig, memory: u64) -> Result<(), Error> {
+pub(crate) fn check_capacity(options: &ConfigRecord, run_config: &UserConfig, memory: u64) -> Result<(), Error> {
     let requested = num_supernodes(options)?;
     let max = max_supernodes(run_config, memory);
     if requested > max {
@@ -238,7 +238,7 @@ pub fn check_capacity(options: &ConfigRecord, run_config: &UserConfig, memory: u
 
 /// Everything: [`check_values`], then [`check_capacity`] with this
 /// machine's memory (when it can be read).
-pub fn validate(options: &ConfigRecord, run_config: &UserConfig) -> Result<(), Error> {
+pub(crate) fn validate(options: &ConfigRecord, run_config: &UserConfig) -> Result<(), Error> {
     check_values(options)?;
     match machine_memory() {
         Some(memory) => check_capacity(options, run_config, memory),
@@ -316,7 +316,7 @@ fn scalar_value(value: &Scalar) -> ConfigValue {
 
 /// The app's own federation options: `[tool.floret.options]` of its
 /// `pyproject.toml` (floret's; Flower ignores the table), flattened.
-pub fn app_options(document: &toml::Table) -> Result<UserConfig, crate::app::AppError> {
+pub(crate) fn app_options(document: &toml::Table) -> Result<UserConfig, crate::app::AppError> {
     match document
         .get("tool")
         .and_then(|t| t.get("floret"))

@@ -32,7 +32,7 @@ pub fn sibling_executable(name: &str) -> PathBuf {
 }
 
 /// Microseconds since the Unix epoch, now.
-pub fn wall_clock() -> Micros {
+pub(crate) fn wall_clock() -> Micros {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

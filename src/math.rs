@@ -23,7 +23,7 @@ pub fn exp(x: f64) -> f64 {
 
 /// `e^x` in single precision.
 #[inline]
-pub fn exp_f32(x: f32) -> f32 {
+pub(crate) fn exp_f32(x: f32) -> f32 {
     libm::expf(x)
 }
 

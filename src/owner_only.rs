@@ -36,7 +36,7 @@ pub fn restrict_umask() {
 /// The umask to give child processes that run users' code: the one this
 /// process inherited (files an app writes for its user are not ours to
 /// restrict).
-pub fn inherited_umask() -> Option<libc::mode_t> {
+pub(crate) fn inherited_umask() -> Option<libc::mode_t> {
     match INHERITED_UMASK.load(Ordering::SeqCst) {
         u32::MAX => None,
         mask => Some(mask as libc::mode_t),
@@ -62,7 +62,7 @@ pub fn options() -> OpenOptions {
 }
 
 /// Opens `path` for appending, creating it private.
-pub fn open_append(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
     let file = options().create(true).append(true).open(path)?;
     file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
     Ok(file)
@@ -72,7 +72,7 @@ pub fn open_append(path: &Path) -> std::io::Result<File> {
 /// same directory, synced, then renamed over it): a reader sees the old
 /// content or the new, never a part, and never a moment where others could
 /// read it.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let directory = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let temporary = directory.join(format!(".{name}.{}.tmp", std::process::id()));
@@ -110,7 +110,7 @@ fn restrict(path: &Path) -> std::io::Result<()> {
 }
 
 /// [`restrict`] on `path` and everything under it.
-pub fn restrict_tree(path: &Path) -> std::io::Result<()> {
+pub(crate) fn restrict_tree(path: &Path) -> std::io::Result<()> {
     restrict(path)?;
     let is_directory = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
     if is_directory {

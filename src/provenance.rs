@@ -101,7 +101,7 @@ fn libc_name() -> String {
 
 /// How a recorded build and platform differ from another (this process's),
 /// as phrases for a verdict; empty when they are the same.
-pub fn differences(recorded: &AppProcessStarted, here: &AppProcessStarted) -> Vec<String> {
+pub(crate) fn differences(recorded: &AppProcessStarted, here: &AppProcessStarted) -> Vec<String> {
     let mut out = Vec::new();
     let (a, b) = (&recorded.build, &here.build);
     if a.sources != b.sources || a.commit != b.commit || a.dirty != b.dirty {

@@ -54,7 +54,7 @@ impl std::ops::Add for Traffic {
 }
 
 /// A SuperNode pulls `instruction` and pushes `reply`.
-pub fn exchange(instruction: &Message, reply: &Message) -> Traffic {
+pub(crate) fn exchange(instruction: &Message, reply: &Message) -> Traffic {
     pull(instruction) + push(reply)
 }
 

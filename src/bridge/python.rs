@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// The federation option that names the interpreter of a run.
-pub const PYTHON_OPTION: &str = "python";
+pub(crate) const PYTHON_OPTION: &str = "python";
 
 /// The oldest `flwr` the bridge supports (the generation floret is wired for).
 const FLWR_OLDEST: (u32, u32) = (1, 27);
@@ -69,7 +69,7 @@ pub struct Probe {
 
 /// A warning for the run's log when `flwr` (the version the interpreter
 /// reported) is newer than the bridge was tested with.
-pub fn newer_than_tested(flwr: &str, interpreter: &Path) -> Option<String> {
+pub(crate) fn newer_than_tested(flwr: &str, interpreter: &Path) -> Option<String> {
     let version = parse_version(flwr)?;
     (version > FLWR_NEWEST_TESTED).then(|| {
         format!(
@@ -132,7 +132,7 @@ pub fn resolve(var: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf, Error>
 }
 
 /// The interpreter the process's own environment names.
-pub fn resolve_here() -> Result<PathBuf, Error> {
+pub(crate) fn resolve_here() -> Result<PathBuf, Error> {
     resolve(|name| std::env::var_os(name))
 }
 

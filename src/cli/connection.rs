@@ -54,13 +54,13 @@ impl Connection {
 }
 
 /// The Local API secret file of the managed local SuperLink of `flwr_home`.
-pub fn managed_secret_file(flwr_home: &Path) -> std::path::PathBuf {
+pub(crate) fn managed_secret_file(flwr_home: &Path) -> std::path::PathBuf {
     local::directory(flwr_home).join(format!("{}.secret", local::DATABASE))
 }
 
 /// Loads the Flower configuration (creating it on first use, with Flower's
 /// notice) and selects a profile.
-pub fn load_profile(name: Option<&str>, out: &mut Output) -> Result<(Profile, std::path::PathBuf), CliError> {
+pub(crate) fn load_profile(name: Option<&str>, out: &mut Output) -> Result<(Profile, std::path::PathBuf), CliError> {
     let flwr_home = crate::host::flwr_home();
     let (config, created) = flower_config::load_or_create(&flwr_home).map_err(|e| CliError::new(e.to_string()))?;
     if created {
@@ -107,7 +107,7 @@ pub async fn connect(profile: Profile, flwr_home: &Path, out: &mut Output) -> Re
 }
 
 /// The CLI's message for a failed call, as Flower words them.
-pub fn status_message(status: &tonic::Status) -> String {
+pub(crate) fn status_message(status: &tonic::Status) -> String {
     match status.code() {
         Code::Unavailable => UNAVAILABLE.to_string(),
         Code::NotFound if status.message().starts_with("Run ID not found") => "Run ID not found.".to_string(),
@@ -119,6 +119,6 @@ pub fn status_message(status: &tonic::Status) -> String {
 }
 
 /// A gRPC status as a CLI error.
-pub fn status_error(status: tonic::Status) -> CliError {
+pub(crate) fn status_error(status: tonic::Status) -> CliError {
     CliError::new(status_message(&status))
 }

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use crate::records::{ConfigRecord, ConfigValue};
 
 /// The file name inside `$FLWR_HOME`.
-pub const CONFIG_FILE: &str = "config.toml";
+pub(crate) const CONFIG_FILE: &str = "config.toml";
 
 /// The file Flower 1.27 creates when none exists.
-pub const DEFAULT_CONFIG_TOML: &str = "[superlink]
+pub(crate) const DEFAULT_CONFIG_TOML: &str = "[superlink]
 default = \"local\"
 
 [superlink.supergrid]
@@ -32,12 +32,12 @@ options.backend.client-resources.num-gpus = 0
 ";
 
 /// Flower's default simulation backend.
-pub const DEFAULT_BACKEND: &str = "ray";
+pub(crate) const DEFAULT_BACKEND: &str = "ray";
 
 /// Errors of this module. Messages are Flower 1.27's, which (a Flower quirk)
 /// prefix "not found" errors with "An unexpected error occurred ...".
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file or `$FLWR_HOME` could not be read or created.
     #[error("failed to access the Flower configuration file ({path}): {reason}")]
     Io { path: String, reason: String },
@@ -77,12 +77,12 @@ fn default_hint(name: &str, was_default: bool) -> String {
 }
 
 /// `<flwr_home>/config.toml`.
-pub fn config_path(flwr_home: &Path) -> PathBuf {
+pub(crate) fn config_path(flwr_home: &Path) -> PathBuf {
     flwr_home.join(CONFIG_FILE)
 }
 
 /// The line Flower prints (plain, stdout) after creating the default file.
-pub fn created_message(path: &Path) -> String {
+pub(crate) fn created_message(path: &Path) -> String {
     format!(
         "\nFlower configuration not found. Created default configuration at {}\n",
         path.display()
@@ -91,7 +91,7 @@ pub fn created_message(path: &Path) -> String {
 
 /// The parsed Flower configuration file.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlowerConfig {
+pub(crate) struct FlowerConfig {
     /// Where it was read from (shown in messages).
     pub path: PathBuf,
     /// The parsed document.
@@ -101,7 +101,7 @@ pub struct FlowerConfig {
 /// Reads `<flwr_home>/config.toml`, first creating it with
 /// [`DEFAULT_CONFIG_TOML`] (and `flwr_home`) when it does not exist.
 /// The flag tells whether it was created.
-pub fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), ConfigError> {
+pub(crate) fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), ConfigError> {
     let path = config_path(flwr_home);
     let io = |e: std::io::Error| ConfigError::Io {
         path: path.display().to_string(),
@@ -187,7 +187,7 @@ impl SimulationOptions {
     /// `backend.client-resources.num-cpus`/`num-gpus`,
     /// `backend.init-args.num-cpus`/`num-gpus`/`logging-level`/`log-to-drive`;
     /// unset values are left out, as is an empty backend name.
-    pub fn to_federation_options(&self) -> ConfigRecord {
+    pub(crate) fn to_federation_options(&self) -> ConfigRecord {
         let mut record = ConfigRecord::new();
         record.insert("num-supernodes", ConfigValue::Int(self.num_supernodes));
         if let Some(v) = self.verbose {
@@ -243,7 +243,7 @@ pub struct Profile {
 impl Profile {
     /// Flower 1.27's rule: the CLI manages a local SuperLink for a profile
     /// with `options` and no `address`.
-    pub fn is_managed_local(&self) -> bool {
+    pub(crate) fn is_managed_local(&self) -> bool {
         self.options.is_some() && self.address.is_none()
     }
 }
@@ -266,7 +266,7 @@ fn py_type(v: &toml::Value) -> &'static str {
 }
 
 /// Flower's `check_federation_format` (`re.match`, so a final `\n` passes).
-pub fn is_valid_federation(federation: &str) -> bool {
+pub(crate) fn is_valid_federation(federation: &str) -> bool {
     let f = federation.strip_suffix('\n').unwrap_or(federation);
     let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     match f.strip_prefix('@').and_then(|r| r.split_once('/')) {
@@ -307,7 +307,7 @@ impl FlowerConfig {
 
     /// `[superlink].default`, when it is set (any value is shown as Flower
     /// would: strings as-is, other values in TOML form).
-    pub fn default_profile_name(&self) -> Option<String> {
+    pub(crate) fn default_profile_name(&self) -> Option<String> {
         let value = self.superlink().ok().flatten()?.get("default")?;
         Some(match value {
             toml::Value::String(s) => s.clone(),
@@ -316,7 +316,8 @@ impl FlowerConfig {
     }
 
     /// The names of the profiles (`[superlink.<name>]` tables), in file order.
-    pub fn profile_names(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn profile_names(&self) -> Vec<String> {
         match self.superlink() {
             Ok(Some(t)) => t
                 .iter()
@@ -329,7 +330,7 @@ impl FlowerConfig {
 
     /// Chooses a profile: `name` if given, else `[superlink].default`, and
     /// validates it as Flower 1.27 does (same checks, order and messages).
-    pub fn select_profile(&self, name: Option<&str>) -> Result<Profile, ConfigError> {
+    pub(crate) fn select_profile(&self, name: Option<&str>) -> Result<Profile, ConfigError> {
         let path = self.path_str();
         let empty = toml::Table::new();
         let superlink = self.superlink()?.unwrap_or(&empty);

@@ -44,7 +44,7 @@ fn format_time(time: Option<Micros>) -> String {
 }
 
 /// Flower's humanised duration: `5s`, `1m 30s`, `2h 5m`, `3d 4h`.
-pub fn format_duration(seconds: f64) -> String {
+pub(crate) fn format_duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0) as u64;
     if seconds < 90 {
         format!("{seconds}s")

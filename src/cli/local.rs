@@ -53,7 +53,7 @@ pub fn ports() -> Result<(u16, u16), CliError> {
 }
 
 /// The managed SuperLink's state database, in [`directory`].
-pub const DATABASE: &str = "state.db";
+pub(crate) const DATABASE: &str = "state.db";
 
 /// `$FLWR_HOME/local-superlink`.
 pub fn directory(flwr_home: &Path) -> PathBuf {

@@ -57,7 +57,7 @@ pub struct Ended {
 }
 
 impl Ended {
-    pub fn status_text(&self) -> String {
+    pub(crate) fn status_text(&self) -> String {
         if self.sub_status.is_empty() {
             self.status.clone()
         } else {
@@ -66,7 +66,7 @@ impl Ended {
     }
 
     /// 0 when completed, 3 when failed, 4 when stopped (docs/CLI.md).
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self.sub_status.as_str() {
             "failed" => exit::RUN_FAILED,
             "stopped" => exit::RUN_STOPPED,

@@ -33,25 +33,25 @@ pub use output::{CliError, Output};
 /// Exit statuses of `flwr` (docs/CLI.md).
 pub mod exit {
     /// Success.
-    pub const SUCCESS: i32 = 0;
+    pub(crate) const SUCCESS: i32 = 0;
     /// A command failed (Flower's `ClickException`).
     pub const ERROR: i32 = 1;
     /// Bad usage: unknown option, bad value (Flower's, and clap's).
-    pub const USAGE: i32 = 2;
+    pub(crate) const USAGE: i32 = 2;
     /// The run that was streamed ended `finished:failed`.
-    pub const RUN_FAILED: i32 = 3;
+    pub(crate) const RUN_FAILED: i32 = 3;
     /// The run that was streamed ended `finished:stopped`.
-    pub const RUN_STOPPED: i32 = 4;
+    pub(crate) const RUN_STOPPED: i32 = 4;
     /// `flwr replay`: the re-execution diverged from the recorded run.
-    pub const REPLAY_DIVERGED: i32 = 5;
+    pub(crate) const REPLAY_DIVERGED: i32 = 5;
     /// `flwr replay`: the run cannot be re-executed (see the message).
-    pub const REPLAY_IMPOSSIBLE: i32 = 6;
+    pub(crate) const REPLAY_IMPOSSIBLE: i32 = 6;
     /// `flwr replay`: identical as far as the record goes, but the record
     /// ends before the simulation did (the run's process died).
-    pub const REPLAY_TRUNCATED: i32 = 7;
+    pub(crate) const REPLAY_TRUNCATED: i32 = 7;
     /// `flwr replay`: identical as far as the record goes, but the run is
     /// still in progress (replay it again when it has finished).
-    pub const REPLAY_IN_PROGRESS: i32 = 8;
+    pub(crate) const REPLAY_IN_PROGRESS: i32 = 8;
 }
 
 #[derive(Debug, Parser)]

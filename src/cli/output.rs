@@ -28,7 +28,7 @@ impl CliError {
         }
     }
 
-    pub fn with_code(message: impl Into<String>, code: i32) -> CliError {
+    pub(crate) fn with_code(message: impl Into<String>, code: i32) -> CliError {
         CliError {
             message: message.into(),
             code,
@@ -48,7 +48,7 @@ fn color_on(is_terminal: bool) -> bool {
 }
 
 /// The terminal width: `$COLUMNS`, the terminal's size, or 80.
-pub fn terminal_width() -> usize {
+pub(crate) fn terminal_width() -> usize {
     if let Some(columns) = columns_from(std::env::var("COLUMNS").ok().as_deref()) {
         return columns;
     }
@@ -110,7 +110,7 @@ impl Output {
         self.width
     }
 
-    pub fn color_stdout(&self) -> bool {
+    pub(crate) fn color_stdout(&self) -> bool {
         self.color_stdout && !self.json
     }
 
@@ -128,7 +128,7 @@ impl Output {
     }
 
     /// Text on stdout as is (logs), without a newline.
-    pub fn raw(&mut self, text: &str) {
+    pub(crate) fn raw(&mut self, text: &str) {
         if self.json {
             self.captured.push_str(text);
             return;
@@ -154,13 +154,13 @@ impl Output {
     }
 
     /// A warning on stderr (yellow), also in JSON mode.
-    pub fn warn(&mut self, text: &str) {
+    pub(crate) fn warn(&mut self, text: &str) {
         let line = table::paint(text, Style::Yellow, self.color_stderr);
         let _ = writeln!(std::io::stderr(), "{line}");
     }
 
     /// The JSON document of a command (2-space indented).
-    pub fn print_json(&mut self, value: &serde_json::Value) {
+    pub(crate) fn print_json(&mut self, value: &serde_json::Value) {
         let text = serde_json::to_string_pretty(value).expect("JSON values always serialize");
         println!("{text}");
     }

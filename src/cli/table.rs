@@ -43,7 +43,7 @@ pub enum Style {
 /// `no_wrap` columns are never shrunk before the others and their cells are cut with "…" instead
 /// of wrapped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Column {
+pub(crate) struct Column {
     pub header: String,
     pub no_wrap: bool,
     pub style: Style,
@@ -57,6 +57,8 @@ pub struct Cell {
     pub style: Style,
 }
 
+/// Builders for tests (the CLI builds its columns as literals).
+#[cfg(test)]
 impl Column {
     pub fn new(header: &str) -> Self {
         Column {
@@ -66,12 +68,12 @@ impl Column {
         }
     }
 
-    pub fn no_wrap(mut self) -> Self {
+    pub(crate) fn no_wrap(mut self) -> Self {
         self.no_wrap = true;
         self
     }
 
-    pub fn style(mut self, style: Style) -> Self {
+    pub(crate) fn style(mut self, style: Style) -> Self {
         self.style = style;
         self
     }
@@ -93,7 +95,7 @@ impl Cell {
 /// Rich's `Table(header_style="bold cyan", show_lines=True)`: heavy header box, centred bold cyan
 /// headers, left-aligned cells, a separator line between rows. `width` is the terminal width; the
 /// result has one `\n`-terminated line per terminal line. Missing cells in short rows are empty.
-pub fn render_table(columns: &[Column], rows: &[Vec<Cell>], width: usize, color: bool) -> String {
+pub(crate) fn render_table(columns: &[Column], rows: &[Vec<Cell>], width: usize, color: bool) -> String {
     let cols: Vec<ColumnData> = columns
         .iter()
         .enumerate()
@@ -121,7 +123,7 @@ pub fn render_table(columns: &[Column], rows: &[Vec<Cell>], width: usize, color:
 
 /// Rich's `Table(show_header=False)` with a bold cyan no-wrap key column and a value column: the
 /// `flwr ls --run-id` detail view.
-pub fn render_key_values(rows: &[(String, Cell)], width: usize, color: bool) -> String {
+pub(crate) fn render_key_values(rows: &[(String, Cell)], width: usize, color: bool) -> String {
     let cols = vec![
         ColumnData {
             header: None,
@@ -151,7 +153,7 @@ pub fn render_key_values(rows: &[(String, Cell)], width: usize, color: bool) -> 
 /// Typer's error panel: a rounded box as wide as the terminal titled " Error ", the message
 /// word-wrapped inside (over-long words folded), its own line breaks kept. With colour the border is
 /// red and `-x` / `--option` / `<META>` in the message are highlighted like Typer does.
-pub fn render_error_box(message: &str, width: usize, color: bool) -> String {
+pub(crate) fn render_error_box(message: &str, width: usize, color: bool) -> String {
     let width = width as isize;
     let border = Style::Red.attrs();
     let mut out = Output::default();
@@ -202,7 +204,7 @@ pub fn render_error_box(message: &str, width: usize, color: bool) -> String {
 
 /// One line of text in `style`, with ANSI SGR codes when `color` is on (as
 /// Typer's `secho` prints the CLI's messages).
-pub fn paint(text: &str, style: Style, color: bool) -> String {
+pub(crate) fn paint(text: &str, style: Style, color: bool) -> String {
     let attrs = style.attrs();
     if !color || attrs.is_plain() || text.is_empty() {
         return text.to_string();

@@ -11,7 +11,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::cli::CliError;
 
 /// Flower's message when nothing answers at the address.
-pub const UNAVAILABLE: &str = "Connection to the SuperLink is unavailable. Please check your network connection \
+pub(crate) const UNAVAILABLE: &str =
+    "Connection to the SuperLink is unavailable. Please check your network connection \
     and 'address' in the SuperLink connection configuration.";
 
 /// A channel to `address` (`host:port`, insecure), or Flower's errors.

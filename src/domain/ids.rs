@@ -15,11 +15,11 @@ pub struct RunId(pub u64);
 
 impl RunId {
     /// The signed integer with the same bits, as stored in SQLite.
-    pub fn to_sql(self) -> i64 {
+    pub(crate) fn to_sql(self) -> i64 {
         self.0 as i64
     }
 
-    pub fn from_sql(value: i64) -> RunId {
+    pub(crate) fn from_sql(value: i64) -> RunId {
         RunId(value as u64)
     }
 }
@@ -58,14 +58,14 @@ impl Micros {
 
     /// The time that a float number of seconds denotes, rounded to the
     /// nearest microsecond.
-    pub fn from_secs_f64(seconds: f64) -> Micros {
+    pub(crate) fn from_secs_f64(seconds: f64) -> Micros {
         Micros((seconds * 1e6).round() as i64)
     }
 
     /// Python's `datetime.isoformat()` of this instant in UTC, as Flower puts
     /// it in `Run` messages: `2026-11-28T02:08:07.123456+00:00`, without the
     /// fraction when it is zero.
-    pub fn to_iso(self) -> String {
+    pub(crate) fn to_iso(self) -> String {
         let seconds = self.0.div_euclid(1_000_000);
         let micros = self.0.rem_euclid(1_000_000);
         let time =
@@ -78,7 +78,7 @@ impl Micros {
     }
 
     /// Parses what [`Micros::to_iso`] writes (and any RFC 3339 time).
-    pub fn parse_iso(text: &str) -> Option<Micros> {
+    pub(crate) fn parse_iso(text: &str) -> Option<Micros> {
         let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
         Some(Micros(time.timestamp_micros()))
     }

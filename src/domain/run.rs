@@ -27,7 +27,7 @@ pub enum Status {
 
 impl Status {
     /// Flower's `RunStatus.status` string.
-    pub fn status_str(self) -> &'static str {
+    pub(crate) fn status_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
             Status::Starting => "starting",
@@ -37,7 +37,7 @@ impl Status {
     }
 
     /// Flower's `RunStatus.sub_status` string ("" unless finished).
-    pub fn sub_status_str(self) -> &'static str {
+    pub(crate) fn sub_status_str(self) -> &'static str {
         match self {
             Status::Finished(sub) => sub.as_str(),
             _ => "",
@@ -49,7 +49,7 @@ impl Status {
     }
 
     /// Active runs have (or are about to have) an app process.
-    pub fn is_active(self) -> bool {
+    pub(crate) fn is_active(self) -> bool {
         matches!(self, Status::Starting | Status::Running)
     }
 }
@@ -172,14 +172,14 @@ impl fmt::Display for Rejection {
 }
 
 /// The details recorded when a user stops a run.
-pub const STOPPED_BY_USER: &str = "Task stopped by user.";
+pub(crate) const STOPPED_BY_USER: &str = "Task stopped by user.";
 
 /// The most log text a run stores (docs/CLI.md). What the app process
 /// pushes beyond it is dropped, after [`LOG_LIMIT_NOTICE`].
-pub const RUN_LOG_MAX: usize = 16 * 1024 * 1024;
+pub(crate) const RUN_LOG_MAX: usize = 16 * 1024 * 1024;
 /// The largest text of one `LogAppended` event: a push is stored as events
 /// of at most this size, so that a page of log rows stays small.
-pub const LOG_EVENT_MAX: usize = 256 * 1024;
+pub(crate) const LOG_EVENT_MAX: usize = 256 * 1024;
 /// The line that ends the stored log of a run that reached [`RUN_LOG_MAX`].
 const LOG_LIMIT_NOTICE: &str = "\nWARNING :   This run's log reached its limit of 16 MiB; the rest of the run's \
                                     output was not stored.\n";

@@ -107,7 +107,7 @@ impl Projections {
 }
 
 /// The log projection's row for an event, if it has one.
-pub fn log_chunk(stored: &StoredEvent) -> Option<LogChunk> {
+pub(crate) fn log_chunk(stored: &StoredEvent) -> Option<LogChunk> {
     match &stored.event {
         Event::LogAppended(log) => Some(LogChunk {
             seq: stored.seq,
@@ -120,7 +120,7 @@ pub fn log_chunk(stored: &StoredEvent) -> Option<LogChunk> {
 }
 
 /// The round-metrics projection's row for an event, if it has one.
-pub fn round_metrics(stored: &StoredEvent) -> Option<RoundMetrics> {
+pub(crate) fn round_metrics(stored: &StoredEvent) -> Option<RoundMetrics> {
     match &stored.event {
         Event::Aggregated(aggregated) => Some(RoundMetrics {
             run_id: stored.run_id,

@@ -46,13 +46,13 @@ pub use verify::{read_fab_file, read_fab_files, verify_fab};
 use zip_write::write_stored_zip;
 
 /// Maximum FAB size accepted and produced (Flower's `FAB_MAX_SIZE`).
-pub const FAB_MAX_SIZE: usize = 10 * 1024 * 1024;
+pub(crate) const FAB_MAX_SIZE: usize = 10 * 1024 * 1024;
 /// Maximum number of entries [`verify_fab`] accepts.
-pub const MAX_ENTRIES: usize = 10_000;
+pub(crate) const MAX_ENTRIES: usize = 10_000;
 /// Maximum total uncompressed size [`verify_fab`] accepts (zip-bomb guard).
-pub const MAX_UNCOMPRESSED: u64 = 100 * 1024 * 1024;
+pub(crate) const MAX_UNCOMPRESSED: u64 = 100 * 1024 * 1024;
 /// The manifest entry.
-pub const CONTENT_ENTRY: &str = ".info/CONTENT";
+pub(crate) const CONTENT_ENTRY: &str = ".info/CONTENT";
 
 /// Flower 1.27's `FAB_INCLUDE_PATTERNS`.
 const INCLUDE_PATTERNS: [&str; 4] = ["**/*.py", "**/*.toml", "**/*.md", "/LICENSE"];
@@ -169,7 +169,7 @@ fn fab_filename(app: &AppConfig, hash: &str) -> String {
 }
 
 /// Lowercase hex sha256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
