@@ -4,9 +4,17 @@
 //! gRPC handlers hold a cheap [`Handle`] and send requests over one channel,
 //! which keeps every change in one order. For each command the engine runs
 //! `domain::run::decide` against the current state, appends the resulting
-//! events (one transaction) and answers. Reads go through the same thread, so
-//! a client always reads its own writes, and an in-memory database works the
-//! same as a file.
+//! events (one transaction) and answers.
+//!
+//! Reads are typed methods of the [`Handle`]; handlers never see the
+//! [`Store`]. What the engine keeps in memory (a run, the runs and their
+//! statuses) is read on its thread. Pages of the tables (logs, a run's
+//! events, the listed runs) are read on a blocking task through a read-only
+//! connection of its own ([`store::Reader`], WAL lets readers run beside the
+//! writer), so that long streams never occupy the writer. Each page is a new
+//! read transaction, which sees every transaction committed before it: a
+//! client still reads its own writes. A database in memory has no second
+//! connection; its pages are read on the engine thread.
 //!
 //! The engine also keeps what is not history and therefore not in events: the
 //! app tokens of active runs and their heartbeat deadlines (Flower keeps them
@@ -21,16 +29,18 @@
 //! Why a thread and not a task: SQLite calls block; a dedicated thread keeps
 //! them off the async runtime's workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::event::Event;
-use crate::domain::ids::{RunId, Seq};
-use crate::domain::run::{decide, Command, Rejection, Run};
-use crate::domain::views::StoredEvent;
-use crate::store::{self, Store};
+use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::run::{decide, Command, Rejection, Run, Status};
+use crate::domain::views::{LogChunk, StoredEvent};
+use crate::store::{self, RawEvent, ReadView, Reader, RunFilter, Store};
 
 /// How long a claimed token lives without a heartbeat (Flower: 30 s).
 pub const TOKEN_TTL: Duration = Duration::from_secs(30);
@@ -83,6 +93,35 @@ enum Request {
 pub struct Handle {
     requests: mpsc::UnboundedSender<Request>,
     committed: watch::Receiver<Seq>,
+    /// Read-only connections for pages; `None` for a database in memory.
+    readers: Option<Arc<Readers>>,
+}
+
+/// Idle read-only connections kept for the next page, at most.
+const IDLE_READERS_MAX: usize = 4;
+
+/// Read-only connections to the database file, opened when needed and kept
+/// (a few) for the next page.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Reader>>,
+}
+
+impl Readers {
+    /// Runs `read` on an idle connection or a new one (blocking).
+    fn read<T>(&self, read: impl FnOnce(ReadView<'_>) -> Result<T, store::Error>) -> Result<T, store::Error> {
+        let idle = self.idle.lock().expect("readers lock").pop();
+        let reader = match idle {
+            Some(reader) => reader,
+            None => Reader::open(&self.path)?,
+        };
+        let result = read(reader.view());
+        let mut idle = self.idle.lock().expect("readers lock");
+        if idle.len() < IDLE_READERS_MAX {
+            idle.push(reader);
+        }
+        result
+    }
 }
 
 /// The app token of an active run.
@@ -104,6 +143,12 @@ struct Engine {
 pub fn start(store: Store) -> Handle {
     let (requests, receiver) = mpsc::unbounded_channel();
     let (committed, committed_rx) = watch::channel(Seq(0));
+    let readers = (!store.in_memory()).then(|| {
+        Arc::new(Readers {
+            path: store.path().to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        })
+    });
     let engine = Engine {
         store,
         tokens: HashMap::new(),
@@ -118,6 +163,7 @@ pub fn start(store: Store) -> Handle {
     Handle {
         requests,
         committed: committed_rx,
+        readers,
     }
 }
 
@@ -330,7 +376,9 @@ impl Handle {
         response.await.unwrap_or_default()
     }
 
-    /// Runs `query` on the engine thread with read access to the store.
+    /// Runs `query` on the engine thread with read access to the store: for
+    /// tests and checks of the whole store (`Store::verify`). Handlers use
+    /// the typed reads below.
     pub async fn query<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Store) -> T + Send + 'static,
@@ -348,6 +396,66 @@ impl Handle {
             .await
             .ok()
             .flatten()
+    }
+
+    /// The ids of every run.
+    pub async fn run_ids(&self) -> Result<BTreeSet<RunId>, ExecError> {
+        self.query(|store| store.state().runs.keys().copied().collect()).await
+    }
+
+    /// Every run's id and status, by id.
+    pub async fn run_statuses(&self) -> Result<Vec<(RunId, Status)>, ExecError> {
+        self.query(|store| store.state().runs.values().map(|r| (r.run_id(), r.status)).collect())
+            .await
+    }
+
+    /// Runs as the `runs` table holds them (a page read).
+    pub async fn runs(&self, filter: RunFilter) -> Result<Vec<Run>, ExecError> {
+        self.read(move |view| view.runs(filter)).await
+    }
+
+    /// When the last log chunk of a run was recorded, if it has one.
+    pub async fn last_log_at(&self, run_id: RunId) -> Result<Option<Micros>, ExecError> {
+        self.read(move |view| view.last_log_at(run_id)).await
+    }
+
+    /// A page of a run's log after `after`: at most `max_bytes` of text (at
+    /// least one chunk when there is one).
+    pub async fn logs_after(&self, run_id: RunId, after: Micros, max_bytes: usize) -> Result<Vec<LogChunk>, ExecError> {
+        self.read(move |view| view.logs_after(run_id, after, max_bytes)).await
+    }
+
+    /// A page of a run's events after `after`, undecoded: at most `limit`
+    /// events and `max_bytes` of payload (at least one event when there is
+    /// one).
+    pub async fn raw_events(
+        &self,
+        run_id: RunId,
+        after: Seq,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<RawEvent>, ExecError> {
+        self.read(move |view| view.raw_events(run_id, after, limit, max_bytes))
+            .await
+    }
+
+    /// Runs `read` in a new read transaction: on a read-only connection of
+    /// its own (a blocking task, beside the writer), or on the engine thread
+    /// for a database in memory.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(ReadView<'_>) -> Result<T, store::Error> + Send + 'static,
+    ) -> Result<T, ExecError> {
+        let result = match &self.readers {
+            Some(readers) => {
+                let readers = Arc::clone(readers);
+                tokio::task::spawn_blocking(move || readers.read(read))
+                    .await
+                    .map_err(|_| ExecError::Stopped)?
+            }
+            None => self.query(move |store| read(store.reader())).await?,
+        };
+        result.map_err(ExecError::Store)
     }
 
     /// A receiver that changes whenever events are committed.

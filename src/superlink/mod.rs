@@ -292,18 +292,7 @@ fn nodelay(
 /// died with the old SuperLink, or cannot reach this one), so they fail;
 /// pending runs get a process.
 async fn recover(shared: &Shared) {
-    let runs = shared
-        .engine
-        .query(|store| {
-            store
-                .state()
-                .runs
-                .values()
-                .map(|r| (r.run_id(), r.status))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+    let runs = shared.engine.run_statuses().await.unwrap_or_default();
     for (run_id, status) in runs {
         match status {
             Status::Starting | Status::Running => {
@@ -322,20 +311,9 @@ async fn recover(shared: &Shared) {
 }
 
 async fn stop_active_runs(shared: &Shared) {
-    let active = shared
-        .engine
-        .query(|store| {
-            store
-                .state()
-                .runs
-                .values()
-                .filter(|r| r.status.is_active())
-                .map(|r| r.run_id())
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-    for run_id in active {
+    let runs = shared.engine.run_statuses().await.unwrap_or_default();
+    let active = runs.into_iter().filter(|(_, status)| status.is_active());
+    for (run_id, _) in active {
         let finished = RunFinished {
             sub_status: SubStatus::Stopped,
             details: SHUTDOWN_DETAILS.to_string(),
