@@ -409,3 +409,37 @@ pub async fn replay(args: ReplayArgs, out: &mut Output) -> Result<i32, CliError>
     }
     Ok(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spooled_record_reads_back_whole_and_from_the_start_every_time() {
+        let mut record = SpooledRecord::new().unwrap();
+        let page = |from: u64| -> Vec<ext::RecordedEvent> {
+            (from..from + 3)
+                .map(|seq| ext::RecordedEvent {
+                    seq,
+                    kind: format!("Kind{seq}"),
+                    version: 1,
+                    payload: vec![seq as u8; seq as usize],
+                    recorded_at_us: seq as i64 * 10,
+                })
+                .collect()
+        };
+        record.append(&page(1)).unwrap();
+        record.append(&[]).unwrap();
+        record.append(&page(4)).unwrap();
+        for _ in 0..2 {
+            let events: Vec<RecordedEvent> = record.events().map(Result::unwrap).collect();
+            assert_eq!(events.len(), 6);
+            for (event, seq) in events.iter().zip(1u64..) {
+                assert_eq!(event.seq, Seq(seq));
+                assert_eq!(event.kind, format!("Kind{seq}"));
+                assert_eq!(event.payload, vec![seq as u8; seq as usize]);
+                assert_eq!(event.at, Micros(seq as i64 * 10));
+            }
+        }
+    }
+}

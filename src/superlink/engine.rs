@@ -463,3 +463,63 @@ impl Handle {
         self.committed.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::RunSubmitted;
+
+    fn submitted(run_id: RunId) -> RunSubmitted {
+        RunSubmitted {
+            run_id,
+            fab_id: "floret/quickstart".into(),
+            fab_version: "1.0.0".into(),
+            fab_hash: "00".repeat(32),
+            override_config: Default::default(),
+            federation: "@none/default".into(),
+            federation_options: Default::default(),
+            seed: 1,
+            build: "floret test".into(),
+        }
+    }
+
+    /// Submits, claims and activates a run, then appends log lines one by
+    /// one: every page read after an acknowledged line sees it.
+    async fn every_acknowledged_line_is_read_back(engine: &Handle) {
+        let run_id = RunId(3);
+        for command in [Command::Submit(submitted(run_id)), Command::Claim, Command::Activate] {
+            engine.execute(run_id, command).await.unwrap();
+        }
+        let mut expected = String::new();
+        for line in 0..40 {
+            let text = format!("line {line}\n");
+            engine.execute(run_id, Command::AppendLog(text.clone())).await.unwrap();
+            expected.push_str(&text);
+            let chunks = engine.logs_after(run_id, Micros(0), usize::MAX).await.unwrap();
+            let read: String = chunks.iter().map(|c| c.text.as_str()).collect();
+            assert_eq!(read, expected);
+            let last = engine.last_log_at(run_id).await.unwrap();
+            assert_eq!(last, chunks.last().map(|c| c.at));
+        }
+        let events = engine.raw_events(run_id, Seq(0), usize::MAX, usize::MAX).await.unwrap();
+        assert_eq!(events.len(), 3 + 40);
+        let runs = engine.runs(RunFilter::One(run_id)).await.unwrap();
+        assert_eq!(runs.first().map(|r| r.status), Some(Status::Running));
+        assert_eq!(engine.run_statuses().await.unwrap(), vec![(run_id, Status::Running)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_read_beside_the_writer_see_every_acknowledged_write() {
+        let directory = tempfile::tempdir().unwrap();
+        let engine = start(Store::open(&directory.path().join("state.db")).unwrap());
+        assert!(engine.readers.is_some());
+        every_acknowledged_line_is_read_back(&engine).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_in_memory_is_read_on_the_engine_thread() {
+        let engine = start(Store::open_in_memory().unwrap());
+        assert!(engine.readers.is_none());
+        every_acknowledged_line_is_read_back(&engine).await;
+    }
+}
