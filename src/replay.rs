@@ -740,58 +740,21 @@ fn replay_inner(
         notes: Vec::new(),
     };
     let started = Instant::now();
-    let rounds_completed = match (apps, &python_run) {
-        (Some(apps), _) => sim::simulate(&inputs, apps, workers, &mut comparer).rounds_completed,
-        (None, Some(python_run)) => crate::bridge::run::run(&inputs, python_run, None, &mut comparer)
-            .finished
-            .map(|f| f.rounds_completed)
-            .unwrap_or(0),
-        (None, None) => unreachable!("a run has apps or Python"),
-    };
+    let rounds_completed = re_execute(&inputs, apps, python_run.as_ref(), workers, &mut comparer);
     let replay_seconds = started.elapsed().as_secs_f64();
     if let Some(error) = comparer.upcoming.error.take() {
         return Err(error);
     }
-    let stopped_early = until_round.is_some() && comparer.index < expected.count;
-    let mut outcome = match comparer.divergence.take() {
-        Some(divergence) => VerdictOutcome::Diverged(Box::new(divergence)),
-        None if stopped_early => VerdictOutcome::Identical,
-        None if comparer.past_end || (expected.truncated && comparer.index == expected.count) => {
-            if finished.is_some() {
-                VerdictOutcome::Truncated
-            } else {
-                VerdictOutcome::InProgress
-            }
-        }
-        None if comparer.index < expected.count && !stopped_early => {
-            let recorded = comparer.upcoming.peek().map(|(recorded, event)| (recorded, event));
-            VerdictOutcome::Diverged(Box::new(divergence(comparer.index, recorded, None)))
-        }
-        None => VerdictOutcome::Identical,
-    };
+    let mut outcome = outcome(&mut comparer, finished.is_some());
     let final_arrays = comparer.final_arrays;
-    let here = crate::provenance::app_process();
-    let provenance = match &recorded_by {
-        Some(recorded) => crate::provenance::differences(recorded, &here),
-        None if submitted.build != crate::BUILD => vec![format!(
-            "recorded by another build ({}; this is {})",
-            submitted.build,
-            crate::BUILD
-        )],
-        None => Vec::new(),
-    };
+    let provenance = provenance(recorded_by.as_ref(), &submitted.build);
     let same_build = !provenance.iter().any(|p| p.starts_with("recorded by another build"));
     if let VerdictOutcome::Diverged(divergence) = &mut outcome {
         blame_provenance(divergence, &provenance);
     }
     let mut notes = std::mem::take(&mut comparer.notes);
     if matches!(outcome, VerdictOutcome::Diverged(_)) && python.as_ref().is_some_and(|p| p.server_api == "legacy") {
-        notes.push(
-            "The ServerApp uses Flower's legacy API (`server_fn`), whose server loop calls the ClientApps from a \
-             thread pool and aggregates their results in the order the threads finish: its runs are not \
-             bit-reproducible, even for a deterministic app (docs/REPLAY.md)."
-                .into(),
-        );
+        notes.push(LEGACY_NOTE.into());
     }
     let (recorded_status, recorded_details) = match &finished {
         Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
@@ -821,6 +784,69 @@ fn replay_inner(
         notes,
     })
 }
+
+/// Runs the simulation again, with the built-in `apps` or through the
+/// Python bridge, into `comparer`; returns the rounds completed.
+fn re_execute(
+    inputs: &Inputs,
+    apps: Option<Apps>,
+    python_run: Option<&crate::bridge::run::PythonRun>,
+    workers: usize,
+    comparer: &mut Comparer<'_>,
+) -> u64 {
+    match (apps, python_run) {
+        (Some(apps), _) => sim::simulate(inputs, apps, workers, comparer).rounds_completed,
+        (None, Some(python_run)) => crate::bridge::run::run(inputs, python_run, None, comparer)
+            .finished
+            .map(|f| f.rounds_completed)
+            .unwrap_or(0),
+        (None, None) => unreachable!("a run has apps or Python"),
+    }
+}
+
+/// The outcome once the re-execution ended (`finished`: the record has the
+/// run's end).
+fn outcome(comparer: &mut Comparer<'_>, finished: bool) -> VerdictOutcome {
+    let expected = comparer.expected;
+    let stopped_early = comparer.until_round.is_some() && comparer.index < expected.count;
+    match comparer.divergence.take() {
+        Some(divergence) => VerdictOutcome::Diverged(Box::new(divergence)),
+        None if stopped_early => VerdictOutcome::Identical,
+        None if comparer.past_end || (expected.truncated && comparer.index == expected.count) => {
+            if finished {
+                VerdictOutcome::Truncated
+            } else {
+                VerdictOutcome::InProgress
+            }
+        }
+        None if comparer.index < expected.count && !stopped_early => {
+            let recorded = comparer.upcoming.peek().map(|(recorded, event)| (recorded, event));
+            VerdictOutcome::Diverged(Box::new(divergence(comparer.index, recorded, None)))
+        }
+        None => VerdictOutcome::Identical,
+    }
+}
+
+/// How the build and platform that recorded the run differ from this
+/// process's (`recorded_build`: the build named at submission, for records
+/// without `AppProcessStarted`).
+fn provenance(recorded_by: Option<&AppProcessStarted>, recorded_build: &str) -> Vec<String> {
+    let here = crate::provenance::app_process();
+    match recorded_by {
+        Some(recorded) => crate::provenance::differences(recorded, &here),
+        None if recorded_build != crate::BUILD => vec![format!(
+            "recorded by another build ({}; this is {})",
+            recorded_build,
+            crate::BUILD
+        )],
+        None => Vec::new(),
+    }
+}
+
+/// The note of a divergence in a run of Flower's legacy ServerApp API.
+const LEGACY_NOTE: &str = "The ServerApp uses Flower's legacy API (`server_fn`), whose server loop calls the \
+     ClientApps from a thread pool and aggregates their results in the order the threads finish: its runs are not \
+     bit-reproducible, even for a deterministic app (docs/REPLAY.md).";
 
 /// What re-executing a run with Python components needs. The interpreter:
 /// `FLWR_PYTHON` when set, else the recorded one while it exists, else the
