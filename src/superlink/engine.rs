@@ -516,6 +516,50 @@ mod tests {
         every_acknowledged_line_is_read_back(&engine).await;
     }
 
+    /// Pages are read while the engine thread is busy: a stream of pages
+    /// never waits for the writer, nor holds it up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_are_read_while_the_engine_thread_is_busy() {
+        let directory = tempfile::tempdir().unwrap();
+        let engine = start(Store::open(&directory.path().join("state.db")).unwrap());
+        let run_id = RunId(5);
+        engine
+            .execute(run_id, Command::Submit(submitted(run_id)))
+            .await
+            .unwrap();
+        engine
+            .execute(run_id, Command::AppendLog("hello\n".into()))
+            .await
+            .unwrap();
+        // Occupy the engine thread until told to go on.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (busy, is_busy) = oneshot::channel();
+        let blocked = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                engine
+                    .query(move |_| {
+                        let _ = busy.send(());
+                        let _ = released.recv();
+                    })
+                    .await
+            }
+        });
+        is_busy.await.unwrap();
+        let deadline = Duration::from_secs(30);
+        let read = tokio::time::timeout(deadline, async {
+            let logs = engine.logs_after(run_id, Micros(0), usize::MAX).await.unwrap();
+            let events = engine.raw_events(run_id, Seq(0), 10, usize::MAX).await.unwrap();
+            (logs, events)
+        })
+        .await
+        .expect("pages are read without the engine thread");
+        assert_eq!(read.0.len(), 1);
+        assert_eq!(read.1.len(), 2);
+        release.send(()).unwrap();
+        blocked.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_database_in_memory_is_read_on_the_engine_thread() {
         let engine = start(Store::open_in_memory().unwrap());
