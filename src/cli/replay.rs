@@ -2,7 +2,7 @@
 //! floret's Local API, never by opening `state.db`), re-execute it in this
 //! process, and print the verdict: identical, or the first divergence.
 //!
-//! The record's pages are written to a private temporary file as they
+//! The record's pages are written to an anonymous temporary file as they
 //! arrive, and the replay reads its events from there one at a time: a
 //! record is never in memory at once, whatever its length.
 
@@ -44,25 +44,26 @@ pub struct ReplayArgs {
     pub format: Format,
 }
 
-/// A fetched record: its FAB in memory, its events in a private temporary
-/// file (each the length of its protobuf encoding, 4 bytes little-endian,
-/// then the encoding), in order.
+/// A fetched record: its FAB in memory, its events in an anonymous
+/// temporary file (gone with the process, however it ends; each event the
+/// length of its protobuf encoding, 4 bytes little-endian, then the
+/// encoding), in order.
 struct SpooledRecord {
     fab: Vec<u8>,
-    file: tempfile::NamedTempFile,
+    file: std::fs::File,
 }
 
 impl SpooledRecord {
     fn new() -> io::Result<SpooledRecord> {
         Ok(SpooledRecord {
             fab: Vec::new(),
-            file: tempfile::NamedTempFile::new()?,
+            file: tempfile::tempfile()?,
         })
     }
 
     /// Appends a page of events.
     fn append(&mut self, events: &[ext::RecordedEvent]) -> io::Result<()> {
-        let mut writer = BufWriter::new(self.file.as_file_mut());
+        let mut writer = BufWriter::new(&self.file);
         for event in events {
             let bytes = event.encode_to_vec();
             let length = u32::try_from(bytes.len()).map_err(io::Error::other)?;
@@ -93,17 +94,31 @@ fn read_spooled(reader: &mut impl Read) -> io::Result<Option<RecordedEvent>> {
     }))
 }
 
+/// Reads a file from `offset` on, leaving the file's own position (where
+/// pages are appended) alone.
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    offset: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += read as u64;
+        Ok(read)
+    }
+}
+
 impl RecordSource for SpooledRecord {
     fn fab(&self) -> &[u8] {
         &self.fab
     }
 
     fn events(&self) -> Box<dyn Iterator<Item = io::Result<RecordedEvent>> + '_> {
-        // A handle of its own, reading from the start.
-        let mut reader = match self.file.reopen() {
-            Ok(file) => BufReader::new(file),
-            Err(error) => return Box::new(std::iter::once(Err(error))),
-        };
+        let mut reader = BufReader::new(ReadAt {
+            file: &self.file,
+            offset: 0,
+        });
         Box::new(std::iter::from_fn(move || read_spooled(&mut reader).transpose()))
     }
 }
