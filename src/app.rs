@@ -328,14 +328,64 @@ fn type_name(v: &toml::Value) -> &'static str {
 fn validate_document(document: toml::Table) -> Result<(AppConfig, Vec<String>), AppError> {
     let mut errors: Vec<String> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    let invalid = |errors: Vec<String>| AppError::Invalid {
+    check_project(&document, &mut errors, &mut warnings);
+    let app = check_app(&document, &mut errors)?;
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    // Everything required is present; now the types (Flower assumes strings).
+    let project = match document.get("project") {
+        Some(toml::Value::Table(p)) => p,
+        _ => unreachable!("checked above"),
+    };
+    let (app, components) = app.expect("checked above");
+    let components = components.expect("checked above");
+    let names = required_strings(project, app, components)?;
+    // Object references: Flower reports only the first failing one.
+    for reference in [&names.serverapp, &names.clientapp] {
+        if let Some(reason) = object_ref_format_error(reference) {
+            return Err(invalid(vec![reason]));
+        }
+    }
+    let (description, license) = optional_project_fields(project);
+    let config = match app.get("config") {
+        Some(toml::Value::Table(t)) => flatten_table(t)?,
+        _ => UserConfig::new(),
+    };
+    let RequiredStrings {
+        name,
+        version,
+        publisher,
+        serverapp,
+        clientapp,
+    } = names;
+    Ok((
+        AppConfig {
+            name,
+            version,
+            publisher,
+            description,
+            license,
+            serverapp,
+            clientapp,
+            config,
+            document: document.clone(),
+        },
+        warnings,
+    ))
+}
+
+/// The error of an invalid `pyproject.toml`.
+fn invalid(errors: Vec<String>) -> AppError {
+    AppError::Invalid {
         path: PYPROJECT.to_string(),
         errors,
-    };
+    }
+}
 
-    // [project]
-    let project = document.get("project");
-    match project {
+/// `[project]`: present, a table, with its required and recommended keys.
+fn check_project(document: &toml::Table, errors: &mut Vec<String>, warnings: &mut Vec<String>) {
+    match document.get("project") {
         None => errors.push("Missing [project] section".into()),
         Some(toml::Value::Table(p)) => {
             for (key, required) in [
@@ -353,60 +403,79 @@ fn validate_document(document: toml::Table) -> Result<(AppConfig, Vec<String>), 
         }
         Some(other) => errors.push(format!("[project] must be a table, but it is {}", type_name(other))),
     }
+}
 
-    // [tool.flwr.app]
-    let app = match lookup(&document, &["tool", "flwr", "app"]) {
+/// `[tool.flwr.app]` and its components, when they are tables; what is
+/// missing or not a table goes to `errors`. A run configuration of values
+/// Flower refuses is an error at once.
+fn check_app<'a>(
+    document: &'a toml::Table,
+    errors: &mut Vec<String>,
+) -> Result<Option<(&'a toml::Table, Option<&'a toml::Table>)>, AppError> {
+    let app = match lookup(document, &["tool", "flwr", "app"]) {
         Lookup::Missing => {
             errors.push("Missing [tool.flwr.app] section".into());
-            None
+            return Ok(None);
         }
         Lookup::NotTable(at, v) => {
             errors.push(format!("[{at}] must be a table, but it is {}", type_name(v)));
-            None
+            return Ok(None);
         }
-        Lookup::Found(t) => Some(t),
+        Lookup::Found(t) => t,
     };
-    let mut components = None;
-    if let Some(app) = app {
-        if !app.contains_key("publisher") {
-            errors.push("Property \"publisher\" missing in [tool.flwr.app]".into());
-        }
-        if let Some(config) = app.get("config") {
-            match config {
-                toml::Value::Table(t) => check_run_config_values(t)?,
-                other => errors.push(format!(
-                    "[tool.flwr.app.config] must be a table, but it is {}",
-                    type_name(other)
-                )),
-            }
-        }
-        match app.get("components") {
-            None => errors.push("Missing [tool.flwr.app.components] section".into()),
-            Some(toml::Value::Table(c)) => {
-                for key in ["serverapp", "clientapp"] {
-                    if !c.contains_key(key) {
-                        errors.push(format!("Property \"{key}\" missing in [tool.flwr.app.components]"));
-                    }
-                }
-                components = Some(c);
-            }
-            Some(other) => errors.push(format!(
-                "[tool.flwr.app.components] must be a table, but it is {}",
+    if !app.contains_key("publisher") {
+        errors.push("Property \"publisher\" missing in [tool.flwr.app]".into());
+    }
+    if let Some(config) = app.get("config") {
+        match config {
+            toml::Value::Table(t) => check_run_config_values(t)?,
+            other => errors.push(format!(
+                "[tool.flwr.app.config] must be a table, but it is {}",
                 type_name(other)
             )),
         }
     }
-    if !errors.is_empty() {
-        return Err(invalid(errors));
-    }
-
-    // Everything required is present; now the types (Flower assumes strings).
-    let project = match document.get("project") {
-        Some(toml::Value::Table(p)) => p,
-        _ => unreachable!("checked above"),
+    let components = match app.get("components") {
+        None => {
+            errors.push("Missing [tool.flwr.app.components] section".into());
+            None
+        }
+        Some(toml::Value::Table(c)) => {
+            for key in ["serverapp", "clientapp"] {
+                if !c.contains_key(key) {
+                    errors.push(format!("Property \"{key}\" missing in [tool.flwr.app.components]"));
+                }
+            }
+            Some(c)
+        }
+        Some(other) => {
+            errors.push(format!(
+                "[tool.flwr.app.components] must be a table, but it is {}",
+                type_name(other)
+            ));
+            None
+        }
     };
-    let app = app.expect("checked above");
-    let components = components.expect("checked above");
+    Ok(Some((app, components)))
+}
+
+/// The properties that must be strings.
+struct RequiredStrings {
+    name: String,
+    version: String,
+    publisher: String,
+    serverapp: String,
+    clientapp: String,
+}
+
+/// Reads the required properties, all of them present; every one that is
+/// not a string is reported.
+fn required_strings(
+    project: &toml::Table,
+    app: &toml::Table,
+    components: &toml::Table,
+) -> Result<RequiredStrings, AppError> {
+    let mut errors = Vec::new();
     let mut string_of = |table: &toml::Table, key: &str, section: &str| -> String {
         match table.get(key) {
             Some(toml::Value::String(s)) => s.clone(),
@@ -420,22 +489,21 @@ fn validate_document(document: toml::Table) -> Result<(AppConfig, Vec<String>), 
             None => String::new(),
         }
     };
-    let name = string_of(project, "name", "project");
-    let version = string_of(project, "version", "project");
-    let publisher = string_of(app, "publisher", "tool.flwr.app");
-    let serverapp = string_of(components, "serverapp", "tool.flwr.app.components");
-    let clientapp = string_of(components, "clientapp", "tool.flwr.app.components");
+    let strings = RequiredStrings {
+        name: string_of(project, "name", "project"),
+        version: string_of(project, "version", "project"),
+        publisher: string_of(app, "publisher", "tool.flwr.app"),
+        serverapp: string_of(components, "serverapp", "tool.flwr.app.components"),
+        clientapp: string_of(components, "clientapp", "tool.flwr.app.components"),
+    };
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
+    Ok(strings)
+}
 
-    // Object references: Flower reports only the first failing one.
-    for reference in [&serverapp, &clientapp] {
-        if let Some(reason) = object_ref_format_error(reference) {
-            return Err(invalid(vec![reason]));
-        }
-    }
-
+/// `[project]`'s description and license, as given.
+fn optional_project_fields(project: &toml::Table) -> (Option<String>, Option<License>) {
     let description = match project.get("description") {
         Some(toml::Value::String(s)) => Some(s.clone()),
         _ => None,
@@ -449,25 +517,7 @@ fn validate_document(document: toml::Table) -> Result<(AppConfig, Vec<String>), 
         },
         other => License::Other(other.clone()),
     });
-    let config = match app.get("config") {
-        Some(toml::Value::Table(t)) => flatten_table(t)?,
-        _ => UserConfig::new(),
-    };
-
-    Ok((
-        AppConfig {
-            name,
-            version,
-            publisher,
-            description,
-            license,
-            serverapp,
-            clientapp,
-            config,
-            document: document.clone(),
-        },
-        warnings,
-    ))
+    (description, license)
 }
 
 enum Lookup<'a> {

@@ -24,10 +24,17 @@
 //! node ids, message ids, virtual times and number of workers; a worker that
 //! died or a reply that timed out is re-injected where the record has it.
 //!
+//! The record is read as a [`RecordSource`], one event at a time and twice:
+//! a first pass learns the run's inputs, its outcome and the outside inputs
+//! to re-inject (a few small values), and the second compares the recorded
+//! simulation events with the re-executed ones as they are produced. So
+//! memory does not grow with the record's length.
+//!
 //! Apart from the Python processes of such a run, this module does no I/O:
 //! the caller fetches the record.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::time::Instant;
 
 use crate::codec;
@@ -47,6 +54,28 @@ pub struct Record {
     pub fab: Vec<u8>,
 }
 
+/// A run's record as replay reads it: its FAB, and its events from the
+/// first, in order, one at a time, as often as asked (replay reads them
+/// twice). A record held in memory is one; the CLI keeps the pages it
+/// fetches in a file.
+pub trait RecordSource {
+    /// The run's FAB.
+    fn fab(&self) -> &[u8];
+    /// The recorded events from the first, in order; every call starts
+    /// again. An error ends the replay.
+    fn events(&self) -> Box<dyn Iterator<Item = io::Result<RecordedEvent>> + '_>;
+}
+
+impl RecordSource for Record {
+    fn fab(&self) -> &[u8] {
+        &self.fab
+    }
+
+    fn events(&self) -> Box<dyn Iterator<Item = io::Result<RecordedEvent>> + '_> {
+        Box::new(self.events.iter().cloned().map(Ok))
+    }
+}
+
 /// Why a run cannot be re-executed at all.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum NotReplayable {
@@ -54,6 +83,8 @@ pub enum NotReplayable {
     NoSubmission,
     #[error("the record cannot be decoded: {0}")]
     Undecodable(String),
+    #[error("the record cannot be read: {0}")]
+    Unreadable(String),
     #[error(
         "the run recorded no simulation events (it ended {status} before its simulation began): there is nothing \
          to replay{details}"
@@ -133,9 +164,10 @@ pub struct Divergence {
     pub bytes: Option<(usize, Vec<u8>, Vec<u8>)>,
 }
 
-/// The recorded run's simulation events, decoded.
+/// What the first pass learnt about the recorded run's simulation events.
 struct Expected {
-    events: Vec<(RecordedEvent, Event)>,
+    /// How many there are.
+    count: usize,
     /// Faults injected from outside: `(round, phase, node) → error`.
     faults: BTreeMap<(u64, Phase, u64), Error>,
     /// Outside inputs of a Python ServerApp's run: `(step, node) → reply`.
@@ -144,10 +176,74 @@ struct Expected {
     truncated: bool,
 }
 
+/// The record's simulation events, read and decoded one at a time as the
+/// comparison reaches them (the second pass).
+struct Upcoming<'a> {
+    events: Box<dyn Iterator<Item = io::Result<RecordedEvent>> + 'a>,
+    /// The next simulation event.
+    next: Option<(RecordedEvent, Event)>,
+    /// Simulation events the first pass counted that are not read yet.
+    remaining: usize,
+    /// A read that failed (the record changed between the passes).
+    error: Option<NotReplayable>,
+}
+
+impl<'a> Upcoming<'a> {
+    fn new(record: &'a (impl RecordSource + ?Sized), count: usize) -> Upcoming<'a> {
+        let mut upcoming = Upcoming {
+            events: record.events(),
+            next: None,
+            remaining: count,
+            error: None,
+        };
+        upcoming.fill();
+        upcoming
+    }
+
+    fn peek(&self) -> Option<&(RecordedEvent, Event)> {
+        self.next.as_ref()
+    }
+
+    /// Moves past the next event; returns it.
+    fn advance(&mut self) -> Option<(RecordedEvent, Event)> {
+        let current = self.next.take();
+        self.fill();
+        current
+    }
+
+    /// Reads up to the next simulation event, if there is one.
+    fn fill(&mut self) {
+        while self.next.is_none() && self.remaining > 0 && self.error.is_none() {
+            let Some(read) = self.events.next() else {
+                return;
+            };
+            let decoded = read
+                .map_err(|e| NotReplayable::Unreadable(e.to_string()))
+                .and_then(|recorded| {
+                    let event = codec::decode(&recorded.kind, recorded.version, &recorded.payload)
+                        .map_err(|e| NotReplayable::Undecodable(e.to_string()))?;
+                    Ok((recorded, event))
+                });
+            match decoded {
+                Ok((recorded, event)) if event.is_simulation() => {
+                    self.remaining -= 1;
+                    self.next = Some((recorded, event));
+                }
+                Ok(_) => {}
+                Err(error) => self.error = Some(error),
+            }
+        }
+    }
+}
+
 /// Compares the replay's events with the record as they come.
 struct Comparer<'a> {
     expected: &'a Expected,
+    upcoming: Upcoming<'a>,
     index: usize,
+    /// The final arrays of the last compared `SimulationFinished` that has
+    /// them.
+    final_arrays: Option<Digest>,
     divergence: Option<Divergence>,
     until_round: Option<u64>,
     reinjected: Vec<String>,
@@ -169,7 +265,7 @@ impl Sink for Comparer<'_> {
         if self.divergence.is_some() || self.past_end {
             return;
         }
-        let Some((recorded, recorded_event)) = self.expected.events.get(self.index) else {
+        let Some((recorded, recorded_event)) = self.upcoming.peek() else {
             if self.expected.truncated {
                 self.past_end = true;
             } else {
@@ -182,7 +278,7 @@ impl Sink for Comparer<'_> {
                 self.notes.push(note);
             }
             if recorded_env.workers == replayed_env.workers && recorded_env.server_api == replayed_env.server_api {
-                self.index += 1;
+                self.advance();
                 return;
             }
         }
@@ -194,7 +290,7 @@ impl Sink for Comparer<'_> {
             *recorded_event == event
         };
         if same {
-            self.index += 1;
+            self.advance();
         } else {
             self.divergence = Some(divergence(self.index, Some((recorded, recorded_event)), Some(event)));
         }
@@ -213,7 +309,7 @@ impl Sink for Comparer<'_> {
             self.past_end = true;
             return true;
         }
-        match self.expected.events.get(self.index) {
+        match self.upcoming.peek() {
             Some((_, Event::SimulationStopped(stopped))) if stopped.round == round && stopped.before == before => {
                 self.reinjected
                     .push(format!("the stop request, in round {round} before {before}"));
@@ -248,6 +344,18 @@ impl Sink for Comparer<'_> {
             ));
         }
         fault
+    }
+}
+
+impl Comparer<'_> {
+    /// The next recorded event was compared and is identical.
+    fn advance(&mut self) {
+        if let Some((_, Event::SimulationFinished(finished))) = self.upcoming.advance() {
+            if finished.arrays.is_some() {
+                self.final_arrays = finished.arrays;
+            }
+        }
+        self.index += 1;
     }
 }
 
@@ -449,21 +557,22 @@ struct Decoded {
     expected: Expected,
 }
 
-/// Decodes a record: the submission, the run's outcome and the expected
-/// simulation events.
-fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
+/// Decodes a record (the first pass): the submission, the run's outcome and
+/// what the comparison expects.
+fn decode(record: &(impl RecordSource + ?Sized)) -> Result<Decoded, NotReplayable> {
     let mut submitted = None;
     let mut finished = None;
     let mut running_at = None;
     let mut finished_at = None;
-    let mut events = Vec::new();
+    let mut count = 0;
     let mut faults = BTreeMap::new();
     let mut outside = BTreeMap::new();
     let mut python = None;
     let mut submitted_at = None;
     let mut simulation_finished = false;
     let mut recorded_by = None;
-    for recorded in &record.events {
+    for recorded in record.events() {
+        let recorded = recorded.map_err(|e| NotReplayable::Unreadable(e.to_string()))?;
         let event = codec::decode(&recorded.kind, recorded.version, &recorded.payload)
             .map_err(|e| NotReplayable::Undecodable(e.to_string()))?;
         match &event {
@@ -504,11 +613,11 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
             _ => {}
         }
         if event.is_simulation() {
-            events.push((recorded.clone(), event));
+            count += 1;
         }
     }
     let submitted = submitted.ok_or(NotReplayable::NoSubmission)?;
-    if events.is_empty() {
+    if count == 0 {
         let (status, details) = match &finished {
             Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
             None => ("pending".into(), String::new()),
@@ -529,7 +638,7 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
         times,
         python,
         expected: Expected {
-            events,
+            count,
             faults,
             outside,
             truncated: !simulation_finished,
@@ -538,7 +647,11 @@ fn decode(record: &Record) -> Result<Decoded, NotReplayable> {
 }
 
 /// Re-executes the recorded run with the built-in apps.
-pub fn replay(record: &Record, workers: usize, until_round: Option<u64>) -> Result<Verdict, NotReplayable> {
+pub fn replay(
+    record: &(impl RecordSource + ?Sized),
+    workers: usize,
+    until_round: Option<u64>,
+) -> Result<Verdict, NotReplayable> {
     replay_with(record, workers, until_round, |inputs| {
         crate::builtin::build(inputs, &mut crate::flwr_log::Logger::new())
     })
@@ -546,7 +659,7 @@ pub fn replay(record: &Record, workers: usize, until_round: Option<u64>) -> Resu
 
 /// [`replay`], telling `progress` `(round, rounds)` as each round starts.
 pub fn replay_with_progress(
-    record: &Record,
+    record: &(impl RecordSource + ?Sized),
     workers: usize,
     until_round: Option<u64>,
     progress: &mut dyn FnMut(u64, u64),
@@ -563,7 +676,7 @@ pub fn replay_with_progress(
 /// Re-executes the recorded run with apps built by `build_apps` (tests use
 /// their own ClientApps).
 pub fn replay_with(
-    record: &Record,
+    record: &(impl RecordSource + ?Sized),
     workers: usize,
     until_round: Option<u64>,
     build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
@@ -572,7 +685,7 @@ pub fn replay_with(
 }
 
 fn replay_inner(
-    record: &Record,
+    record: &(impl RecordSource + ?Sized),
     workers: usize,
     until_round: Option<u64>,
     build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
@@ -590,7 +703,7 @@ fn replay_inner(
     let inputs = crate::builtin::resolve_inputs(
         submitted.run_id.0,
         submitted.seed,
-        &record.fab,
+        record.fab(),
         &submitted.fab_hash,
         &submitted.override_config,
         &submitted.federation_options,
@@ -615,7 +728,9 @@ fn replay_inner(
     };
     let mut comparer = Comparer {
         expected: &expected,
+        upcoming: Upcoming::new(record, expected.count),
         index: 0,
+        final_arrays: None,
         divergence: None,
         until_round,
         reinjected: Vec::new(),
@@ -625,61 +740,21 @@ fn replay_inner(
         notes: Vec::new(),
     };
     let started = Instant::now();
-    let rounds_completed = match (apps, &python_run) {
-        (Some(apps), _) => sim::simulate(&inputs, apps, workers, &mut comparer).rounds_completed,
-        (None, Some(python_run)) => crate::bridge::run::run(&inputs, python_run, None, &mut comparer)
-            .finished
-            .map(|f| f.rounds_completed)
-            .unwrap_or(0),
-        (None, None) => unreachable!("a run has apps or Python"),
-    };
+    let rounds_completed = re_execute(&inputs, apps, python_run.as_ref(), workers, &mut comparer);
     let replay_seconds = started.elapsed().as_secs_f64();
-    let stopped_early = until_round.is_some() && comparer.index < expected.events.len();
-    let mut outcome = match comparer.divergence.take() {
-        Some(divergence) => VerdictOutcome::Diverged(Box::new(divergence)),
-        None if stopped_early => VerdictOutcome::Identical,
-        None if comparer.past_end || (expected.truncated && comparer.index == expected.events.len()) => {
-            if finished.is_some() {
-                VerdictOutcome::Truncated
-            } else {
-                VerdictOutcome::InProgress
-            }
-        }
-        None if comparer.index < expected.events.len() && !stopped_early => {
-            let (recorded, event) = &expected.events[comparer.index];
-            VerdictOutcome::Diverged(Box::new(divergence(comparer.index, Some((recorded, event)), None)))
-        }
-        None => VerdictOutcome::Identical,
-    };
-    let final_arrays = expected.events[..comparer.index]
-        .iter()
-        .rev()
-        .find_map(|(_, e)| match e {
-            Event::SimulationFinished(f) => f.arrays,
-            _ => None,
-        });
-    let here = crate::provenance::app_process();
-    let provenance = match &recorded_by {
-        Some(recorded) => crate::provenance::differences(recorded, &here),
-        None if submitted.build != crate::BUILD => vec![format!(
-            "recorded by another build ({}; this is {})",
-            submitted.build,
-            crate::BUILD
-        )],
-        None => Vec::new(),
-    };
+    if let Some(error) = comparer.upcoming.error.take() {
+        return Err(error);
+    }
+    let mut outcome = outcome(&mut comparer, finished.is_some());
+    let final_arrays = comparer.final_arrays;
+    let provenance = provenance(recorded_by.as_ref(), &submitted.build);
     let same_build = !provenance.iter().any(|p| p.starts_with("recorded by another build"));
     if let VerdictOutcome::Diverged(divergence) = &mut outcome {
         blame_provenance(divergence, &provenance);
     }
     let mut notes = std::mem::take(&mut comparer.notes);
     if matches!(outcome, VerdictOutcome::Diverged(_)) && python.as_ref().is_some_and(|p| p.server_api == "legacy") {
-        notes.push(
-            "The ServerApp uses Flower's legacy API (`server_fn`), whose server loop calls the ClientApps from a \
-             thread pool and aggregates their results in the order the threads finish: its runs are not \
-             bit-reproducible, even for a deterministic app (docs/REPLAY.md)."
-                .into(),
-        );
+        notes.push(LEGACY_NOTE.into());
     }
     let (recorded_status, recorded_details) = match &finished {
         Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
@@ -696,7 +771,7 @@ fn replay_inner(
         recorded_by,
         provenance,
         events_compared: comparer.index,
-        events_recorded: expected.events.len(),
+        events_recorded: expected.count,
         rounds: rounds_completed,
         final_arrays,
         outcome,
@@ -710,12 +785,75 @@ fn replay_inner(
     })
 }
 
+/// Runs the simulation again, with the built-in `apps` or through the
+/// Python bridge, into `comparer`; returns the rounds completed.
+fn re_execute(
+    inputs: &Inputs,
+    apps: Option<Apps>,
+    python_run: Option<&crate::bridge::run::PythonRun>,
+    workers: usize,
+    comparer: &mut Comparer<'_>,
+) -> u64 {
+    match (apps, python_run) {
+        (Some(apps), _) => sim::simulate(inputs, apps, workers, comparer).rounds_completed,
+        (None, Some(python_run)) => crate::bridge::run::run(inputs, python_run, None, comparer)
+            .finished
+            .map(|f| f.rounds_completed)
+            .unwrap_or(0),
+        (None, None) => unreachable!("a run has apps or Python"),
+    }
+}
+
+/// The outcome once the re-execution ended (`finished`: the record has the
+/// run's end).
+fn outcome(comparer: &mut Comparer<'_>, finished: bool) -> VerdictOutcome {
+    let expected = comparer.expected;
+    let stopped_early = comparer.until_round.is_some() && comparer.index < expected.count;
+    match comparer.divergence.take() {
+        Some(divergence) => VerdictOutcome::Diverged(Box::new(divergence)),
+        None if stopped_early => VerdictOutcome::Identical,
+        None if comparer.past_end || (expected.truncated && comparer.index == expected.count) => {
+            if finished {
+                VerdictOutcome::Truncated
+            } else {
+                VerdictOutcome::InProgress
+            }
+        }
+        None if comparer.index < expected.count && !stopped_early => {
+            let recorded = comparer.upcoming.peek().map(|(recorded, event)| (recorded, event));
+            VerdictOutcome::Diverged(Box::new(divergence(comparer.index, recorded, None)))
+        }
+        None => VerdictOutcome::Identical,
+    }
+}
+
+/// How the build and platform that recorded the run differ from this
+/// process's (`recorded_build`: the build named at submission, for records
+/// without `AppProcessStarted`).
+fn provenance(recorded_by: Option<&AppProcessStarted>, recorded_build: &str) -> Vec<String> {
+    let here = crate::provenance::app_process();
+    match recorded_by {
+        Some(recorded) => crate::provenance::differences(recorded, &here),
+        None if recorded_build != crate::BUILD => vec![format!(
+            "recorded by another build ({}; this is {})",
+            recorded_build,
+            crate::BUILD
+        )],
+        None => Vec::new(),
+    }
+}
+
+/// The note of a divergence in a run of Flower's legacy ServerApp API.
+const LEGACY_NOTE: &str = "The ServerApp uses Flower's legacy API (`server_fn`), whose server loop calls the \
+     ClientApps from a thread pool and aggregates their results in the order the threads finish: its runs are not \
+     bit-reproducible, even for a deterministic app (docs/REPLAY.md).";
+
 /// What re-executing a run with Python components needs. The interpreter:
 /// `FLWR_PYTHON` when set, else the recorded one while it exists, else the
 /// rule of `flwr run` in this environment. The number of workers is the
 /// recorded one.
 fn python_replay(
-    record: &Record,
+    record: &(impl RecordSource + ?Sized),
     submitted: &crate::domain::event::RunSubmitted,
     submitted_at: Micros,
     recorded: Option<&PythonStarted>,
@@ -723,7 +861,7 @@ fn python_replay(
 ) -> Result<crate::bridge::run::PythonRun, NotReplayable> {
     use std::path::PathBuf;
     let verified =
-        crate::fab::verify_fab(&record.fab, &submitted.fab_hash).map_err(|e| NotReplayable::Inputs(e.to_string()))?;
+        crate::fab::verify_fab(record.fab(), &submitted.fab_hash).map_err(|e| NotReplayable::Inputs(e.to_string()))?;
     let explicit = std::env::var_os("FLWR_PYTHON").filter(|p| !p.is_empty());
     let recorded_path = recorded
         .map(|p| PathBuf::from(&p.interpreter))
@@ -735,7 +873,7 @@ fn python_replay(
     }
     .map_err(|e| NotReplayable::Inputs(e.to_string()))?;
     Ok(crate::bridge::run::PythonRun {
-        fab: record.fab.clone(),
+        fab: record.fab().to_vec(),
         fab_id: verified.app.fab_id(),
         fab_version: verified.app.version.clone(),
         fab_hash: submitted.fab_hash.clone(),

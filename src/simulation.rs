@@ -231,73 +231,156 @@ impl Sink for LiveSink {
     }
 }
 
+type SimulationIoClient = pb::simulation_io_client::SimulationIoClient<Channel>;
+type EventsClient = ext::simulation_events_client::SimulationEventsClient<Channel>;
+
 /// Runs the app process; returns the exit code.
 pub async fn run(args: Args) -> Result<i32, ProcessError> {
+    let (simio, events) = connect_clients(&args).await?;
+    let Some((run_id, token)) = claim_run(&simio, &args).await? else {
+        return Ok(0);
+    };
+    let color = std::env::var_os("NO_COLOR").is_none();
+    let helpers = Helpers::start(&simio, &events, &token, run_id, args.parent_pid);
+    let _ = helpers
+        .logs
+        .send(format_line(Level::Info, "Starting Flower Simulation", color));
+    let (inputs, options) = pull_inputs(&simio, &token, run_id).await?;
+    let prepared = prepare(&inputs, &options);
+    let sink = live_sink(events, &token, run_id, &helpers, color, &args);
+    let workers = crate::builtin::worker_threads(&options);
+    let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
+        .await
+        .map_err(|e| ProcessError::Other(format!("the simulation thread failed: {e}")))?;
+    let (sub_status, details) = final_status(&outcome, &helpers.logs, color);
+    helpers.finish();
+    if let Some(reason) = broken {
+        tracing::error!(run_id, "{reason}");
+        return Ok(1);
+    }
+    push_outputs(&simio, &token, run_id, final_context, &inputs).await;
+    report_end(&simio, &token, run_id, sub_status, details).await;
+    tracing::info!(run_id, peak_rss_kb = peak_rss_kb(), "flwr-simulation finished");
+    Ok(if matches!(outcome, Outcome::Failed { .. }) {
+        1
+    } else {
+        0
+    })
+}
+
+/// The SimulationIo and SimulationEvents clients of the SuperLink.
+async fn connect_clients(args: &Args) -> Result<(SimulationIoClient, EventsClient), ProcessError> {
     let address = format!("http://{}", args.simulationio_address);
     let channel = connect(&address).await.map_err(|source| ProcessError::Connect {
         address: address.clone(),
         source,
     })?;
-    let mut simio =
-        pb::simulation_io_client::SimulationIoClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
-    let events =
-        ext::simulation_events_client::SimulationEventsClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    let simio = SimulationIoClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+    let events = EventsClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    Ok((simio, events))
+}
 
-    let (run_id, token) = match (&args.token, args.run_id) {
-        (Some(token), Some(run_id)) => (run_id, token.clone()),
-        (_, run_id) => {
-            let pending = simio
-                .list_apps_to_launch(pb::ListAppsToLaunchRequest {})
-                .await?
-                .into_inner()
-                .run_ids;
-            let Some(run_id) = run_id.or_else(|| pending.first().copied()) else {
-                tracing::info!("no run to launch");
-                return Ok(0);
-            };
-            if !pending.contains(&run_id) {
-                tracing::info!(run_id, "the run is not waiting to be launched");
-                return Ok(0);
-            }
-            let token = retry_while_full("claim the run", || {
-                let mut simio = simio.clone();
-                async move { simio.request_token(pb::RequestTokenRequest { run_id }).await }
-            })
-            .await?
-            .into_inner()
-            .token;
-            if token.is_empty() {
-                tracing::info!(run_id, "another process claimed the run");
-                return Ok(0);
-            }
-            (run_id, token)
-        }
-    };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let heartbeat = tokio::spawn(heartbeat(simio.clone(), token.clone(), Arc::clone(&stop)));
-    let stop_watch = tokio::spawn(await_stop(events.clone(), token.clone(), run_id, Arc::clone(&stop)));
-    if let Some(parent) = args.parent_pid {
-        tokio::spawn(watch_parent(parent));
+/// The run and its token: the given ones, or a pending run claimed with
+/// `RequestToken` (`None` when there is nothing to launch).
+async fn claim_run(simio: &SimulationIoClient, args: &Args) -> Result<Option<(u64, String)>, ProcessError> {
+    if let (Some(token), Some(run_id)) = (&args.token, args.run_id) {
+        return Ok(Some((run_id, token.clone())));
     }
-    let (log_sender, log_receiver) = std::sync::mpsc::channel::<String>();
-    let uploader = std::thread::spawn({
-        let client = simio.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let token = token.clone();
-        move || upload_logs(client, runtime, run_id, &token, log_receiver)
-    });
-    let color = std::env::var_os("NO_COLOR").is_none();
-    let _ = log_sender.send(format_line(Level::Info, "Starting Flower Simulation", color));
+    let pending = simio
+        .clone()
+        .list_apps_to_launch(pb::ListAppsToLaunchRequest {})
+        .await?
+        .into_inner()
+        .run_ids;
+    let Some(run_id) = args.run_id.or_else(|| pending.first().copied()) else {
+        tracing::info!("no run to launch");
+        return Ok(None);
+    };
+    if !pending.contains(&run_id) {
+        tracing::info!(run_id, "the run is not waiting to be launched");
+        return Ok(None);
+    }
+    let token = retry_while_full("claim the run", || {
+        let mut simio = simio.clone();
+        async move { simio.request_token(pb::RequestTokenRequest { run_id }).await }
+    })
+    .await?
+    .into_inner()
+    .token;
+    if token.is_empty() {
+        tracing::info!(run_id, "another process claimed the run");
+        return Ok(None);
+    }
+    Ok(Some((run_id, token)))
+}
 
+/// What runs beside the simulation: the heartbeat, the stop watch, the
+/// parent watch and the log uploader (fed through `logs`).
+struct Helpers {
+    stop: Arc<AtomicBool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    stop_watch: tokio::task::JoinHandle<()>,
+    logs: std::sync::mpsc::Sender<String>,
+    uploader: std::thread::JoinHandle<()>,
+}
+
+impl Helpers {
+    fn start(
+        simio: &SimulationIoClient,
+        events: &EventsClient,
+        token: &str,
+        run_id: u64,
+        parent_pid: Option<u32>,
+    ) -> Helpers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(heartbeat(simio.clone(), token.to_string(), Arc::clone(&stop)));
+        let stop_watch = tokio::spawn(await_stop(events.clone(), token.to_string(), run_id, Arc::clone(&stop)));
+        if let Some(parent) = parent_pid {
+            tokio::spawn(watch_parent(parent));
+        }
+        let (logs, log_receiver) = std::sync::mpsc::channel::<String>();
+        let uploader = std::thread::spawn({
+            let client = simio.clone();
+            let runtime = tokio::runtime::Handle::current();
+            let token = token.to_string();
+            move || upload_logs(client, runtime, run_id, &token, log_receiver)
+        });
+        Helpers {
+            stop,
+            heartbeat,
+            stop_watch,
+            logs,
+            uploader,
+        }
+    }
+
+    /// Every log line reaches the SuperLink before the final status, so a
+    /// log stream that ends with the run has all of them.
+    fn finish(self) {
+        drop(self.logs);
+        let _ = self.uploader.join();
+        self.heartbeat.abort();
+        self.stop_watch.abort();
+    }
+}
+
+/// The run's inputs (`PullAppInputs`) and its federation options.
+async fn pull_inputs(
+    simio: &SimulationIoClient,
+    token: &str,
+    run_id: u64,
+) -> Result<(pb::PullAppInputsResponse, ConfigRecord), ProcessError> {
     let inputs = retry_while_full("pull the run's inputs", || {
         let mut simio = simio.clone();
-        let request = pb::PullAppInputsRequest { token: token.clone() };
+        let request = pb::PullAppInputsRequest {
+            token: token.to_string(),
+        };
         async move { simio.pull_app_inputs(request).await }
     })
     .await?
     .into_inner();
     let options = simio
+        .clone()
         .get_federation_options(pb::GetFederationOptionsRequest { run_id })
         .await?
         .into_inner()
@@ -306,17 +389,21 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         .transpose()
         .map_err(ProcessError::Other)?
         .unwrap_or_default();
-    let prepared = prepare(&inputs, &options);
+    Ok((inputs, options))
+}
 
+/// The sink that pushes the run's events, its first event (which build
+/// computes the run, and on what: replay names them) already in it.
+fn live_sink(events: EventsClient, token: &str, run_id: u64, helpers: &Helpers, color: bool, args: &Args) -> LiveSink {
     let mut sink = LiveSink {
         runtime: tokio::runtime::Handle::current(),
         events,
-        token: token.clone(),
+        token: token.to_string(),
         run_id,
         pending: Vec::new(),
         pending_bytes: 0,
-        stop: Arc::clone(&stop),
-        logs: log_sender.clone(),
+        stop: Arc::clone(&helpers.stop),
+        logs: helpers.logs.clone(),
         color,
         faults: args.faults.clone(),
         broken: None,
@@ -324,37 +411,38 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         usage: None,
         pushed_usage: None,
     };
-    // Which build computes the run, and on what: replay names them.
     sink.event(Event::AppProcessStarted(crate::provenance::app_process()));
-    let workers = crate::builtin::worker_threads(&options);
-    let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
-        .await
-        .map_err(|e| ProcessError::Other(format!("the simulation thread failed: {e}")))?;
+    sink
+}
 
-    let (sub_status, details) = match &outcome {
+/// The run's final status, with its last log line.
+fn final_status(outcome: &Outcome, logs: &std::sync::mpsc::Sender<String>, color: bool) -> (SubStatus, String) {
+    match outcome {
         Outcome::Completed => (SubStatus::Completed, String::new()),
         Outcome::Stopped => {
-            let _ = log_sender.send(format_line(Level::Info, crate::domain::run::STOPPED_BY_USER, color));
+            let _ = logs.send(format_line(Level::Info, crate::domain::run::STOPPED_BY_USER, color));
             (SubStatus::Stopped, crate::domain::run::STOPPED_BY_USER.to_string())
         }
         Outcome::Failed { reason } => {
-            let _ = log_sender.send(format_line(Level::Error, &format!("Run failed: {reason}"), color));
+            let _ = logs.send(format_line(Level::Error, &format!("Run failed: {reason}"), color));
             (SubStatus::Failed, reason.clone())
         }
-    };
-    // Every log line reaches the SuperLink before the final status, so a
-    // log stream that ends with the run has all of them.
-    drop(log_sender);
-    let _ = uploader.join();
-    heartbeat.abort();
-    stop_watch.abort();
-    if let Some(reason) = broken {
-        tracing::error!(run_id, "{reason}");
-        return Ok(1);
     }
+}
+
+/// `PushAppOutputs`: the final context (the pulled one when the run has
+/// none).
+async fn push_outputs(
+    simio: &SimulationIoClient,
+    token: &str,
+    run_id: u64,
+    final_context: Option<bytes::Bytes>,
+    inputs: &pb::PullAppInputsResponse,
+) {
     if simio
+        .clone()
         .push_app_outputs(pb::PushAppOutputsRequest {
-            token: token.clone(),
+            token: token.to_string(),
             run_id,
             context: final_context
                 .and_then(|bytes| <pb::Context as prost::Message>::decode(bytes).ok())
@@ -368,6 +456,10 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
             "the SuperLink did not take the run's outputs (it was stopped or finished)"
         );
     }
+}
+
+/// `UpdateRunStatus`: the run finished with `sub_status`.
+async fn report_end(simio: &SimulationIoClient, token: &str, run_id: u64, sub_status: SubStatus, details: String) {
     let status = pb::RunStatus {
         status: "finished".into(),
         sub_status: sub_status.as_str().into(),
@@ -379,7 +471,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     };
     let updated = retry_while_full("report the run's end", || {
         let mut simio = simio.clone();
-        let request = access::with_app_token(request.clone(), &token);
+        let request = access::with_app_token(request.clone(), token);
         async move { simio.update_run_status(request).await }
     })
     .await;
@@ -390,12 +482,6 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
             status.message()
         );
     }
-    tracing::info!(run_id, peak_rss_kb = peak_rss_kb(), "flwr-simulation finished");
-    Ok(if matches!(outcome, Outcome::Failed { .. }) {
-        1
-    } else {
-        0
-    })
 }
 
 /// What the simulation thread needs (and warnings to log), or why the run

@@ -160,12 +160,35 @@ pub fn describe(event: &Event) -> String {
 /// before each round. Times are relative to the first event.
 pub fn render(events: &[StoredEvent], show_times: bool) -> String {
     let mut out = String::new();
-    let start = events.first().map(|e| e.at.0).unwrap_or(0);
+    let mut renderer = Renderer::new(show_times);
     for stored in events {
+        renderer.push(stored, &mut out);
+    }
+    out
+}
+
+/// [`render`], one event at a time (for a record read in pages).
+pub struct Renderer {
+    show_times: bool,
+    /// Time of the first event.
+    start: Option<i64>,
+}
+
+impl Renderer {
+    pub fn new(show_times: bool) -> Renderer {
+        Renderer {
+            show_times,
+            start: None,
+        }
+    }
+
+    /// Appends the lines of the next event to `out`.
+    pub fn push(&mut self, stored: &StoredEvent, out: &mut String) {
+        let start = *self.start.get_or_insert(stored.at.0);
         if let Event::RoundStarted(r) = &stored.event {
             out.push_str(&format!("-- round {} --\n", r.round));
         }
-        let time = if show_times {
+        let time = if self.show_times {
             format!(" {:>9.3}s", (stored.at.0 - start) as f64 / 1e6)
         } else {
             String::new()
@@ -179,5 +202,4 @@ pub fn render(events: &[StoredEvent], show_times: bool) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out
 }

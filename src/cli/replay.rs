@@ -1,8 +1,15 @@
 //! `flwr replay RUN_ID`: fetch a run's record from the SuperLink (through
 //! floret's Local API, never by opening `state.db`), re-execute it in this
 //! process, and print the verdict: identical, or the first divergence.
+//!
+//! The record's pages are written to an anonymous temporary file as they
+//! arrive, and the replay reads its events from there one at a time: a
+//! record is never in memory at once, whatever its length.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
 
 use clap::Args;
+use prost::Message;
 use tonic::Code;
 
 use crate::cli::connection::{self};
@@ -12,7 +19,7 @@ use crate::codec;
 use crate::domain::ids::{Micros, RunId, Seq};
 use crate::domain::views::StoredEvent;
 use crate::proto::floret::v1 as ext;
-use crate::replay::{self, Record, RecordedEvent, Verdict, VerdictOutcome};
+use crate::replay::{self, RecordSource, RecordedEvent, Verdict, VerdictOutcome};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -37,7 +44,86 @@ pub struct ReplayArgs {
     pub format: Format,
 }
 
-async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<Record, CliError> {
+/// A fetched record: its FAB in memory, its events in an anonymous
+/// temporary file (gone with the process, however it ends; each event the
+/// length of its protobuf encoding, 4 bytes little-endian, then the
+/// encoding), in order.
+struct SpooledRecord {
+    fab: Vec<u8>,
+    file: std::fs::File,
+}
+
+impl SpooledRecord {
+    fn new() -> io::Result<SpooledRecord> {
+        Ok(SpooledRecord {
+            fab: Vec::new(),
+            file: tempfile::tempfile()?,
+        })
+    }
+
+    /// Appends a page of events.
+    fn append(&mut self, events: &[ext::RecordedEvent]) -> io::Result<()> {
+        let mut writer = BufWriter::new(&self.file);
+        for event in events {
+            let bytes = event.encode_to_vec();
+            let length = u32::try_from(bytes.len()).map_err(io::Error::other)?;
+            writer.write_all(&length.to_le_bytes())?;
+            writer.write_all(&bytes)?;
+        }
+        writer.flush()
+    }
+}
+
+/// The next spooled event, or `None` at the end of the file.
+fn read_spooled(reader: &mut impl Read) -> io::Result<Option<RecordedEvent>> {
+    let mut length = [0u8; 4];
+    match reader.read_exact(&mut length) {
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        read => read?,
+    }
+    let mut bytes = vec![0; u32::from_le_bytes(length) as usize];
+    reader.read_exact(&mut bytes)?;
+    let event =
+        ext::RecordedEvent::decode(bytes.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(Some(RecordedEvent {
+        seq: Seq(event.seq),
+        kind: event.kind,
+        version: event.version,
+        payload: event.payload,
+        at: Micros(event.recorded_at_us),
+    }))
+}
+
+/// Reads a file from `offset` on, leaving the file's own position (where
+/// pages are appended) alone.
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    offset: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += read as u64;
+        Ok(read)
+    }
+}
+
+impl RecordSource for SpooledRecord {
+    fn fab(&self) -> &[u8] {
+        &self.fab
+    }
+
+    fn events(&self) -> Box<dyn Iterator<Item = io::Result<RecordedEvent>> + '_> {
+        let mut reader = BufReader::new(ReadAt {
+            file: &self.file,
+            offset: 0,
+        });
+        Box::new(std::iter::from_fn(move || read_spooled(&mut reader).transpose()))
+    }
+}
+
+async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<SpooledRecord, CliError> {
     let secret = connection.local_secret().await;
     let request = crate::wire::with_local_secret(ext::RunRecordRequest { run_id }, secret.as_deref());
     let mut stream = match connection.local.stream_run_record(request).await {
@@ -54,40 +140,32 @@ async fn fetch(connection: &mut connection::Connection, run_id: u64) -> Result<R
         }
         Err(status) => return Err(connection::status_error(status)),
     };
-    let mut record = Record {
-        events: Vec::new(),
-        fab: Vec::new(),
-    };
+    let spool_error = |e: io::Error| CliError::new(format!("cannot keep the run's record in a temporary file: {e}"));
+    let mut record = SpooledRecord::new().map_err(spool_error)?;
     while let Some(chunk) = stream.message().await.map_err(connection::status_error)? {
         if let Some(fab) = chunk.fab {
             record.fab = fab.content;
         }
-        record.events.extend(chunk.events.into_iter().map(|e| RecordedEvent {
-            seq: Seq(e.seq),
-            kind: e.kind,
-            version: e.version,
-            payload: e.payload,
-            at: Micros(e.recorded_at_us),
-        }));
+        record.append(&chunk.events).map_err(spool_error)?;
     }
     Ok(record)
 }
 
-fn timeline(record: &Record, run_id: u64) -> Result<String, CliError> {
-    let events = record
-        .events
-        .iter()
-        .map(|e| {
-            let event = codec::decode(&e.kind, e.version, &e.payload).map_err(|e| CliError::new(e.to_string()))?;
-            Ok(StoredEvent {
-                seq: e.seq,
-                run_id: RunId(run_id),
-                at: e.at,
-                event,
-            })
-        })
-        .collect::<Result<Vec<_>, CliError>>()?;
-    Ok(crate::timeline::render(&events, true))
+fn timeline(record: &SpooledRecord, run_id: u64) -> Result<String, CliError> {
+    let mut out = String::new();
+    let mut renderer = crate::timeline::Renderer::new(true);
+    for recorded in record.events() {
+        let e = recorded.map_err(|e| CliError::new(e.to_string()))?;
+        let event = codec::decode(&e.kind, e.version, &e.payload).map_err(|e| CliError::new(e.to_string()))?;
+        let stored = StoredEvent {
+            seq: e.seq,
+            run_id: RunId(run_id),
+            at: e.at,
+            event,
+        };
+        renderer.push(&stored, &mut out);
+    }
+    Ok(out)
 }
 
 fn verdict_json(verdict: &Verdict) -> serde_json::Value {
@@ -345,4 +423,38 @@ pub async fn replay(args: ReplayArgs, out: &mut Output) -> Result<i32, CliError>
         out.raw(&render_verdict(&verdict, out.color_stdout(), true));
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spooled_record_reads_back_whole_and_from_the_start_every_time() {
+        let mut record = SpooledRecord::new().unwrap();
+        let page = |from: u64| -> Vec<ext::RecordedEvent> {
+            (from..from + 3)
+                .map(|seq| ext::RecordedEvent {
+                    seq,
+                    kind: format!("Kind{seq}"),
+                    version: 1,
+                    payload: vec![seq as u8; seq as usize],
+                    recorded_at_us: seq as i64 * 10,
+                })
+                .collect()
+        };
+        record.append(&page(1)).unwrap();
+        record.append(&[]).unwrap();
+        record.append(&page(4)).unwrap();
+        for _ in 0..2 {
+            let events: Vec<RecordedEvent> = record.events().map(Result::unwrap).collect();
+            assert_eq!(events.len(), 6);
+            for (event, seq) in events.iter().zip(1u64..) {
+                assert_eq!(event.seq, Seq(seq));
+                assert_eq!(event.kind, format!("Kind{seq}"));
+                assert_eq!(event.payload, vec![seq as u8; seq as usize]);
+                assert_eq!(event.at, Micros(seq as i64 * 10));
+            }
+        }
+    }
 }

@@ -207,6 +207,11 @@ impl Store {
         &self.path
     }
 
+    /// Whether the database lives in memory (no other connection can open it).
+    pub fn in_memory(&self) -> bool {
+        self.path == Path::new(":memory:")
+    }
+
     /// The fold of every event appended so far.
     pub fn state(&self) -> &State {
         &self.state

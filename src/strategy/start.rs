@@ -131,97 +131,170 @@ fn run_rounds(
         mut train_config,
         mut evaluate_config,
     } = config;
-    log.info(format!("Starting {} strategy:", strategy.name()));
-    log.info(format!("\t├── Number of rounds: {num_rounds}"));
-    log.info(format!(
-        "\t├── ArrayRecord ({} MB)",
-        format_f(initial_arrays.npy_bytes() as f64 / (1024.0 * 1024.0), 2)
-    ));
-    log.info(format!("\t├── ConfigRecord (train): {}", config_str(&train_config)));
-    log.info(format!(
-        "\t├── ConfigRecord (evaluate): {}",
-        config_str(&evaluate_config)
-    ));
+    log_start(
+        &*strategy,
+        num_rounds,
+        &initial_arrays,
+        &train_config,
+        &evaluate_config,
+        log,
+    );
     strategy.summary(log);
     log.info("");
-
     if let Some(evaluate) = evaluate_fn.as_mut() {
-        driver.checkpoint(0, "initial evaluation", log)?;
-        let metrics = evaluate(0, &initial_arrays);
-        log.info(format!(
-            "Initial global evaluation results: {}",
-            metrics_repr(metrics.as_ref())
-        ));
-        driver.record(Event::CentralEvaluated(CentralEvaluated {
-            round: 0,
-            metrics: metrics.clone(),
-        }));
-        if let Some(metrics) = metrics {
-            result.evaluate_metrics_serverapp.insert(0, metrics);
-        }
+        initial_evaluation(driver, evaluate, &initial_arrays, log, result)?;
     }
-
     let mut arrays = initial_arrays;
     for round in 1..=num_rounds {
         driver.checkpoint(round, "round", log)?;
         log.info("");
         log.info(format!("[ROUND {round}/{num_rounds}]"));
         driver.record(Event::RoundStarted(RoundStarted { round }));
-
-        let messages = strategy.configure_train(round, &arrays, &mut train_config, &*driver, log)?;
-        let replies = driver.send_and_receive(round, Phase::Train, messages, log)?;
-        let replies = crate::strategy::screen_train_replies(&arrays, replies);
-        driver.checkpoint(round, "aggregate_train", log)?;
-        let (aggregated_arrays, aggregated_metrics) = strategy.aggregate_train(round, &replies, log)?;
-        driver.record(aggregated_event(
-            round,
-            Phase::Train,
-            &replies,
-            &aggregated_metrics,
-            &aggregated_arrays,
-        ));
-        if let Some(new_arrays) = aggregated_arrays {
-            result.arrays = new_arrays.clone();
-            arrays = new_arrays;
-        }
-        if let Some(metrics) = aggregated_metrics {
-            log.info(format!(
-                "\t└──> Aggregated MetricRecord: {}",
-                metrics_repr(Some(&metrics))
-            ));
-            result.train_metrics_clientapp.insert(round, metrics);
-        }
-
-        driver.checkpoint(round, "configure_evaluate", log)?;
-        let messages = strategy.configure_evaluate(round, &arrays, &mut evaluate_config, &*driver, log)?;
-        let replies = driver.send_and_receive(round, Phase::Evaluate, messages, log)?;
-        driver.checkpoint(round, "aggregate_evaluate", log)?;
-        let aggregated = strategy.aggregate_evaluate(round, &replies, log)?;
-        driver.record(aggregated_event(round, Phase::Evaluate, &replies, &aggregated, &None));
-        if let Some(metrics) = aggregated {
-            log.info(format!(
-                "\t└──> Aggregated MetricRecord: {}",
-                metrics_repr(Some(&metrics))
-            ));
-            result.evaluate_metrics_clientapp.insert(round, metrics);
-        }
-
+        train(strategy, driver, round, &mut arrays, &mut train_config, log, result)?;
+        federated_evaluation(strategy, driver, round, &arrays, &mut evaluate_config, log, result)?;
         if let Some(evaluate) = evaluate_fn.as_mut() {
-            driver.checkpoint(round, "central evaluation", log)?;
-            log.info("Global evaluation");
-            let metrics = evaluate(round, &arrays);
-            log.info(format!("\t└──> MetricRecord: {}", metrics_repr(metrics.as_ref())));
-            driver.record(Event::CentralEvaluated(CentralEvaluated {
-                round,
-                metrics: metrics.clone(),
-            }));
-            if let Some(metrics) = metrics {
-                result.evaluate_metrics_serverapp.insert(round, metrics);
-            }
+            central_evaluation(driver, evaluate, round, &arrays, log, result)?;
         }
         result.rounds_completed = round;
     }
+    log_finish(&*driver, result, log);
+    Ok(())
+}
 
+/// Flower's lines before the first round: the strategy and its inputs.
+fn log_start(
+    strategy: &dyn Strategy,
+    num_rounds: u64,
+    initial_arrays: &ArrayRecord,
+    train_config: &ConfigRecord,
+    evaluate_config: &ConfigRecord,
+    log: &mut Logger,
+) {
+    log.info(format!("Starting {} strategy:", strategy.name()));
+    log.info(format!("\t├── Number of rounds: {num_rounds}"));
+    log.info(format!(
+        "\t├── ArrayRecord ({} MB)",
+        format_f(initial_arrays.npy_bytes() as f64 / (1024.0 * 1024.0), 2)
+    ));
+    log.info(format!("\t├── ConfigRecord (train): {}", config_str(train_config)));
+    log.info(format!(
+        "\t├── ConfigRecord (evaluate): {}",
+        config_str(evaluate_config)
+    ));
+}
+
+/// The server-side evaluation of the initial arrays (round 0).
+fn initial_evaluation(
+    driver: &mut dyn Driver,
+    evaluate: &mut EvaluateFn<'_>,
+    initial_arrays: &ArrayRecord,
+    log: &mut Logger,
+    result: &mut RunResult,
+) -> Result<(), StartError> {
+    driver.checkpoint(0, "initial evaluation", log)?;
+    let metrics = evaluate(0, initial_arrays);
+    log.info(format!(
+        "Initial global evaluation results: {}",
+        metrics_repr(metrics.as_ref())
+    ));
+    driver.record(Event::CentralEvaluated(CentralEvaluated {
+        round: 0,
+        metrics: metrics.clone(),
+    }));
+    if let Some(metrics) = metrics {
+        result.evaluate_metrics_serverapp.insert(0, metrics);
+    }
+    Ok(())
+}
+
+/// A round's training: configure, send, aggregate; `arrays` become the
+/// aggregate, when there is one.
+fn train(
+    strategy: &mut dyn Strategy,
+    driver: &mut dyn Driver,
+    round: u64,
+    arrays: &mut ArrayRecord,
+    train_config: &mut ConfigRecord,
+    log: &mut Logger,
+    result: &mut RunResult,
+) -> Result<(), StartError> {
+    let messages = strategy.configure_train(round, arrays, train_config, &*driver, log)?;
+    let replies = driver.send_and_receive(round, Phase::Train, messages, log)?;
+    let replies = crate::strategy::screen_train_replies(arrays, replies);
+    driver.checkpoint(round, "aggregate_train", log)?;
+    let (aggregated_arrays, aggregated_metrics) = strategy.aggregate_train(round, &replies, log)?;
+    driver.record(aggregated_event(
+        round,
+        Phase::Train,
+        &replies,
+        &aggregated_metrics,
+        &aggregated_arrays,
+    ));
+    if let Some(new_arrays) = aggregated_arrays {
+        result.arrays = new_arrays.clone();
+        *arrays = new_arrays;
+    }
+    if let Some(metrics) = aggregated_metrics {
+        log.info(format!(
+            "\t└──> Aggregated MetricRecord: {}",
+            metrics_repr(Some(&metrics))
+        ));
+        result.train_metrics_clientapp.insert(round, metrics);
+    }
+    Ok(())
+}
+
+/// A round's federated evaluation: configure, send, aggregate.
+fn federated_evaluation(
+    strategy: &mut dyn Strategy,
+    driver: &mut dyn Driver,
+    round: u64,
+    arrays: &ArrayRecord,
+    evaluate_config: &mut ConfigRecord,
+    log: &mut Logger,
+    result: &mut RunResult,
+) -> Result<(), StartError> {
+    driver.checkpoint(round, "configure_evaluate", log)?;
+    let messages = strategy.configure_evaluate(round, arrays, evaluate_config, &*driver, log)?;
+    let replies = driver.send_and_receive(round, Phase::Evaluate, messages, log)?;
+    driver.checkpoint(round, "aggregate_evaluate", log)?;
+    let aggregated = strategy.aggregate_evaluate(round, &replies, log)?;
+    driver.record(aggregated_event(round, Phase::Evaluate, &replies, &aggregated, &None));
+    if let Some(metrics) = aggregated {
+        log.info(format!(
+            "\t└──> Aggregated MetricRecord: {}",
+            metrics_repr(Some(&metrics))
+        ));
+        result.evaluate_metrics_clientapp.insert(round, metrics);
+    }
+    Ok(())
+}
+
+/// A round's server-side evaluation of the global arrays.
+fn central_evaluation(
+    driver: &mut dyn Driver,
+    evaluate: &mut EvaluateFn<'_>,
+    round: u64,
+    arrays: &ArrayRecord,
+    log: &mut Logger,
+    result: &mut RunResult,
+) -> Result<(), StartError> {
+    driver.checkpoint(round, "central evaluation", log)?;
+    log.info("Global evaluation");
+    let metrics = evaluate(round, arrays);
+    log.info(format!("\t└──> MetricRecord: {}", metrics_repr(metrics.as_ref())));
+    driver.record(Event::CentralEvaluated(CentralEvaluated {
+        round,
+        metrics: metrics.clone(),
+    }));
+    if let Some(metrics) = metrics {
+        result.evaluate_metrics_serverapp.insert(round, metrics);
+    }
+    Ok(())
+}
+
+/// Flower's lines after the last round: the time taken and the results.
+fn log_finish(driver: &dyn Driver, result: &RunResult, log: &mut Logger) {
     log.info("");
     log.info(format!(
         "Strategy execution finished in {}s",
@@ -234,7 +307,6 @@ fn run_rounds(
         log.info(format!("\t{line}"));
     }
     log.info("");
-    Ok(())
 }
 
 fn aggregated_event(

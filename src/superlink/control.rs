@@ -2,7 +2,7 @@
 //! StopRun. The other Control RPCs answer `UNIMPLEMENTED`.
 //!
 //! Each handler converts the request, asks the engine (which decides and
-//! appends events) or reads projections through it, and converts back. Bad
+//! appends events) or reads through its typed reads, and converts back. Bad
 //! input is refused with a status that says what is wrong, and then nothing
 //! is written.
 //!
@@ -212,12 +212,7 @@ impl ControlService {
                     Status::internal(message)
                 }
             })?;
-        let taken: std::collections::BTreeSet<RunId> = self
-            .shared
-            .engine
-            .query(|store| store.state().runs.keys().copied().collect())
-            .await
-            .map_err(exec_status)?;
+        let taken = self.shared.engine.run_ids().await.map_err(exec_status)?;
         let run_id = new_run_id(|id| taken.contains(&id));
         let submitted = RunSubmitted {
             run_id,
@@ -302,11 +297,7 @@ impl pb::control_server::Control for ControlService {
         }
         // Flower: rows with timestamp > after_timestamp (+1e-6 s).
         let after = Micros::from_secs_f64(request.after_timestamp.max(0.0));
-        let end = engine
-            .query(move |store| store.reader().last_log_at(run_id))
-            .await
-            .map_err(exec_status)?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let end = engine.last_log_at(run_id).await.map_err(exec_status)?;
         let mut committed = engine.committed();
         let stream = response_stream(move |sender| async move {
             let mut after = after;
@@ -314,16 +305,15 @@ impl pb::control_server::Control for ControlService {
                 // Read the status first: if the run was finished before an
                 // empty page was read, the log is complete.
                 let finished = engine.run(run_id).await.is_none_or(|run| run.status.is_finished());
-                let chunks = match engine
-                    .query(move |store| store.reader().logs_after(run_id, after, LOG_PAGE_MAX))
-                    .await
-                {
-                    Ok(Ok(chunks)) => chunks,
-                    Ok(Err(error)) => {
+                // A page read beside the engine thread, in a new read
+                // transaction: it sees every log line acknowledged so far.
+                let chunks = match engine.logs_after(run_id, after, LOG_PAGE_MAX).await {
+                    Ok(chunks) => chunks,
+                    Err(ExecError::Stopped) => return,
+                    Err(error) => {
                         let _ = sender.send(Err(Status::internal(error.to_string()))).await;
                         return;
                     }
-                    Err(_) => return,
                 };
                 if let Some(last) = chunks.last() {
                     after = last.at;
@@ -362,13 +352,7 @@ impl pb::control_server::Control for ControlService {
             (None, Some(limit)) => RunFilter::Newest(limit),
             (None, None) => RunFilter::All,
         };
-        let runs = self
-            .shared
-            .engine
-            .query(move |store| store.reader().runs(filter))
-            .await
-            .map_err(exec_status)?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let runs = self.shared.engine.runs(filter).await.map_err(exec_status)?;
         if matches!(filter, RunFilter::One(_)) && runs.is_empty() {
             return Err(Status::not_found("Run ID not found"));
         }

@@ -4,9 +4,17 @@
 //! gRPC handlers hold a cheap [`Handle`] and send requests over one channel,
 //! which keeps every change in one order. For each command the engine runs
 //! `domain::run::decide` against the current state, appends the resulting
-//! events (one transaction) and answers. Reads go through the same thread, so
-//! a client always reads its own writes, and an in-memory database works the
-//! same as a file.
+//! events (one transaction) and answers.
+//!
+//! Reads are typed methods of the [`Handle`]; handlers never see the
+//! [`Store`]. What the engine keeps in memory (a run, the runs and their
+//! statuses) is read on its thread. Pages of the tables (logs, a run's
+//! events, the listed runs) are read on a blocking task through a read-only
+//! connection of its own ([`store::Reader`], WAL lets readers run beside the
+//! writer), so that long streams never occupy the writer. Each page is a new
+//! read transaction, which sees every transaction committed before it: a
+//! client still reads its own writes. A database in memory has no second
+//! connection; its pages are read on the engine thread.
 //!
 //! The engine also keeps what is not history and therefore not in events: the
 //! app tokens of active runs and their heartbeat deadlines (Flower keeps them
@@ -21,16 +29,18 @@
 //! Why a thread and not a task: SQLite calls block; a dedicated thread keeps
 //! them off the async runtime's workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::event::Event;
-use crate::domain::ids::{RunId, Seq};
-use crate::domain::run::{decide, Command, Rejection, Run};
-use crate::domain::views::StoredEvent;
-use crate::store::{self, Store};
+use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::run::{decide, Command, Rejection, Run, Status};
+use crate::domain::views::{LogChunk, StoredEvent};
+use crate::store::{self, RawEvent, ReadView, Reader, RunFilter, Store};
 
 /// How long a claimed token lives without a heartbeat (Flower: 30 s).
 pub const TOKEN_TTL: Duration = Duration::from_secs(30);
@@ -83,6 +93,35 @@ enum Request {
 pub struct Handle {
     requests: mpsc::UnboundedSender<Request>,
     committed: watch::Receiver<Seq>,
+    /// Read-only connections for pages; `None` for a database in memory.
+    readers: Option<Arc<Readers>>,
+}
+
+/// Idle read-only connections kept for the next page, at most.
+const IDLE_READERS_MAX: usize = 4;
+
+/// Read-only connections to the database file, opened when needed and kept
+/// (a few) for the next page.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Reader>>,
+}
+
+impl Readers {
+    /// Runs `read` on an idle connection or a new one (blocking).
+    fn read<T>(&self, read: impl FnOnce(ReadView<'_>) -> Result<T, store::Error>) -> Result<T, store::Error> {
+        let idle = self.idle.lock().expect("readers lock").pop();
+        let reader = match idle {
+            Some(reader) => reader,
+            None => Reader::open(&self.path)?,
+        };
+        let result = read(reader.view());
+        let mut idle = self.idle.lock().expect("readers lock");
+        if idle.len() < IDLE_READERS_MAX {
+            idle.push(reader);
+        }
+        result
+    }
 }
 
 /// The app token of an active run.
@@ -104,6 +143,12 @@ struct Engine {
 pub fn start(store: Store) -> Handle {
     let (requests, receiver) = mpsc::unbounded_channel();
     let (committed, committed_rx) = watch::channel(Seq(0));
+    let readers = (!store.in_memory()).then(|| {
+        Arc::new(Readers {
+            path: store.path().to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        })
+    });
     let engine = Engine {
         store,
         tokens: HashMap::new(),
@@ -118,6 +163,7 @@ pub fn start(store: Store) -> Handle {
     Handle {
         requests,
         committed: committed_rx,
+        readers,
     }
 }
 
@@ -330,7 +376,9 @@ impl Handle {
         response.await.unwrap_or_default()
     }
 
-    /// Runs `query` on the engine thread with read access to the store.
+    /// Runs `query` on the engine thread with read access to the store: for
+    /// tests and checks of the whole store (`Store::verify`). Handlers use
+    /// the typed reads below.
     pub async fn query<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Store) -> T + Send + 'static,
@@ -350,8 +398,172 @@ impl Handle {
             .flatten()
     }
 
+    /// The ids of every run.
+    pub async fn run_ids(&self) -> Result<BTreeSet<RunId>, ExecError> {
+        self.query(|store| store.state().runs.keys().copied().collect()).await
+    }
+
+    /// Every run's id and status, by id.
+    pub async fn run_statuses(&self) -> Result<Vec<(RunId, Status)>, ExecError> {
+        self.query(|store| store.state().runs.values().map(|r| (r.run_id(), r.status)).collect())
+            .await
+    }
+
+    /// Runs as the `runs` table holds them (a page read).
+    pub async fn runs(&self, filter: RunFilter) -> Result<Vec<Run>, ExecError> {
+        self.read(move |view| view.runs(filter)).await
+    }
+
+    /// When the last log chunk of a run was recorded, if it has one.
+    pub async fn last_log_at(&self, run_id: RunId) -> Result<Option<Micros>, ExecError> {
+        self.read(move |view| view.last_log_at(run_id)).await
+    }
+
+    /// A page of a run's log after `after`: at most `max_bytes` of text (at
+    /// least one chunk when there is one).
+    pub async fn logs_after(&self, run_id: RunId, after: Micros, max_bytes: usize) -> Result<Vec<LogChunk>, ExecError> {
+        self.read(move |view| view.logs_after(run_id, after, max_bytes)).await
+    }
+
+    /// A page of a run's events after `after`, undecoded: at most `limit`
+    /// events and `max_bytes` of payload (at least one event when there is
+    /// one).
+    pub async fn raw_events(
+        &self,
+        run_id: RunId,
+        after: Seq,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<RawEvent>, ExecError> {
+        self.read(move |view| view.raw_events(run_id, after, limit, max_bytes))
+            .await
+    }
+
+    /// Runs `read` in a new read transaction: on a read-only connection of
+    /// its own (a blocking task, beside the writer), or on the engine thread
+    /// for a database in memory.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(ReadView<'_>) -> Result<T, store::Error> + Send + 'static,
+    ) -> Result<T, ExecError> {
+        let result = match &self.readers {
+            Some(readers) => {
+                let readers = Arc::clone(readers);
+                tokio::task::spawn_blocking(move || readers.read(read))
+                    .await
+                    .map_err(|_| ExecError::Stopped)?
+            }
+            None => self.query(move |store| read(store.reader())).await?,
+        };
+        result.map_err(ExecError::Store)
+    }
+
     /// A receiver that changes whenever events are committed.
     pub fn committed(&self) -> watch::Receiver<Seq> {
         self.committed.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::RunSubmitted;
+
+    fn submitted(run_id: RunId) -> RunSubmitted {
+        RunSubmitted {
+            run_id,
+            fab_id: "floret/quickstart".into(),
+            fab_version: "1.0.0".into(),
+            fab_hash: "00".repeat(32),
+            override_config: Default::default(),
+            federation: "@none/default".into(),
+            federation_options: Default::default(),
+            seed: 1,
+            build: "floret test".into(),
+        }
+    }
+
+    /// Submits, claims and activates a run, then appends log lines one by
+    /// one: every page read after an acknowledged line sees it.
+    async fn every_acknowledged_line_is_read_back(engine: &Handle) {
+        let run_id = RunId(3);
+        for command in [Command::Submit(submitted(run_id)), Command::Claim, Command::Activate] {
+            engine.execute(run_id, command).await.unwrap();
+        }
+        let mut expected = String::new();
+        for line in 0..40 {
+            let text = format!("line {line}\n");
+            engine.execute(run_id, Command::AppendLog(text.clone())).await.unwrap();
+            expected.push_str(&text);
+            let chunks = engine.logs_after(run_id, Micros(0), usize::MAX).await.unwrap();
+            let read: String = chunks.iter().map(|c| c.text.as_str()).collect();
+            assert_eq!(read, expected);
+            let last = engine.last_log_at(run_id).await.unwrap();
+            assert_eq!(last, chunks.last().map(|c| c.at));
+        }
+        let events = engine.raw_events(run_id, Seq(0), usize::MAX, usize::MAX).await.unwrap();
+        assert_eq!(events.len(), 3 + 40);
+        let runs = engine.runs(RunFilter::One(run_id)).await.unwrap();
+        assert_eq!(runs.first().map(|r| r.status), Some(Status::Running));
+        assert_eq!(engine.run_statuses().await.unwrap(), vec![(run_id, Status::Running)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_read_beside_the_writer_see_every_acknowledged_write() {
+        let directory = tempfile::tempdir().unwrap();
+        let engine = start(Store::open(&directory.path().join("state.db")).unwrap());
+        assert!(engine.readers.is_some());
+        every_acknowledged_line_is_read_back(&engine).await;
+    }
+
+    /// Pages are read while the engine thread is busy: a stream of pages
+    /// never waits for the writer, nor holds it up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_are_read_while_the_engine_thread_is_busy() {
+        let directory = tempfile::tempdir().unwrap();
+        let engine = start(Store::open(&directory.path().join("state.db")).unwrap());
+        let run_id = RunId(5);
+        engine
+            .execute(run_id, Command::Submit(submitted(run_id)))
+            .await
+            .unwrap();
+        engine
+            .execute(run_id, Command::AppendLog("hello\n".into()))
+            .await
+            .unwrap();
+        // Occupy the engine thread until told to go on.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (busy, is_busy) = oneshot::channel();
+        let blocked = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                engine
+                    .query(move |_| {
+                        let _ = busy.send(());
+                        let _ = released.recv();
+                    })
+                    .await
+            }
+        });
+        is_busy.await.unwrap();
+        let deadline = Duration::from_secs(30);
+        let read = tokio::time::timeout(deadline, async {
+            let logs = engine.logs_after(run_id, Micros(0), usize::MAX).await.unwrap();
+            let events = engine.raw_events(run_id, Seq(0), 10, usize::MAX).await.unwrap();
+            (logs, events)
+        })
+        .await
+        .expect("pages are read without the engine thread");
+        assert_eq!(read.0.len(), 1);
+        assert_eq!(read.1.len(), 2);
+        release.send(()).unwrap();
+        blocked.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_in_memory_is_read_on_the_engine_thread() {
+        let engine = start(Store::open_in_memory().unwrap());
+        assert!(engine.readers.is_none());
+        every_acknowledged_line_is_read_back(&engine).await;
     }
 }

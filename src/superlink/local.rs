@@ -18,6 +18,7 @@ use crate::domain::ids::{RunId, Seq};
 use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::superlink::control::{exec_status, response_stream};
+use crate::superlink::engine::ExecError;
 use crate::superlink::{access, Shared, RECORD_PAGE_MAX};
 
 /// Events per `RunRecordChunk`, at most (and [`RECORD_PAGE_MAX`] bytes).
@@ -36,17 +37,9 @@ impl ext::local_server::Local for LocalService {
         _request: Request<ext::IdentifyRequest>,
     ) -> Result<Response<ext::IdentifyResponse>, Status> {
         let shared = &self.shared;
-        let (runs_total, runs_active) = shared
-            .engine
-            .query(|store| {
-                let runs = &store.state().runs;
-                (
-                    runs.len() as u64,
-                    runs.values().filter(|r| !r.status.is_finished()).count() as u64,
-                )
-            })
-            .await
-            .map_err(exec_status)?;
+        let runs = shared.engine.run_statuses().await.map_err(exec_status)?;
+        let runs_total = runs.len() as u64;
+        let runs_active = runs.iter().filter(|(_, status)| !status.is_finished()).count() as u64;
         let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
         Ok(Response::new(ext::IdentifyResponse {
             product: crate::PRODUCT.to_string(),
@@ -68,12 +61,8 @@ impl ext::local_server::Local for LocalService {
         request: Request<ext::ShutdownRequest>,
     ) -> Result<Response<ext::ShutdownResponse>, Status> {
         access::check_local_secret(self.shared.local_secret.as_deref(), &request)?;
-        let active = self
-            .shared
-            .engine
-            .query(|store| store.state().runs.values().filter(|r| r.status.is_active()).count() as u64)
-            .await
-            .map_err(exec_status)?;
+        let runs = self.shared.engine.run_statuses().await.map_err(exec_status)?;
+        let active = runs.iter().filter(|(_, status)| status.is_active()).count() as u64;
         tracing::info!("shutdown requested through the Local API");
         self.shared.shutdown.notify_one();
         Ok(Response::new(ext::ShutdownResponse {
@@ -131,20 +120,17 @@ async fn send_event_pages(
 ) {
     let mut after = Seq(0);
     loop {
+        // Read beside the engine thread, which goes on writing meanwhile.
         let page = engine
-            .query(move |store| {
-                store
-                    .reader()
-                    .raw_events(run_id, after, EVENTS_PER_CHUNK, RECORD_PAGE_MAX)
-            })
+            .raw_events(run_id, after, EVENTS_PER_CHUNK, RECORD_PAGE_MAX)
             .await;
         let events = match page {
-            Ok(Ok(events)) => events,
-            Ok(Err(error)) => {
+            Ok(events) => events,
+            Err(ExecError::Stopped) => return,
+            Err(error) => {
                 let _ = sender.send(Err(Status::internal(error.to_string()))).await;
                 return;
             }
-            Err(_) => return,
         };
         let Some(last) = events.last().map(|e| e.seq) else {
             return;

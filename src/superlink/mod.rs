@@ -169,6 +169,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     tighten_state(&config);
+    let (engine, local_secret) = start_engine(&config).await?;
+    let shared = Arc::new(share(engine, local_secret, config, &control, &simulationio)?);
+    recover(&shared).await;
+    let expiry = spawn_expiry(shared.engine.clone());
+    let (stop_servers, servers_stopping) = tokio::sync::watch::channel(false);
+    let control_task = tokio::spawn(serve_control(&shared, control, servers_stopping.clone()));
+    let simulationio_task = tokio::spawn(serve_simulationio(&shared, simulationio, servers_stopping));
+    let (control_address, simulationio_address) = (shared.control_address, shared.simulationio_address);
+    tracing::info!(%control_address, %simulationio_address, "SuperLink serving");
+
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = shared.shutdown.notified() => tracing::info!("shutting down (requested through the Local API)"),
+    }
+    stop_active_runs(&shared).await;
+    let _ = stop_servers.send(true);
+    expiry.abort();
+    control_task.await.expect("control server task")?;
+    simulationio_task.await.expect("simulationio server task")?;
+    Ok(())
+}
+
+/// Opens the store (on a blocking thread), draws the Local API secret and
+/// starts the engine over the store.
+async fn start_engine(config: &Config) -> Result<(engine::Handle, Option<String>), Error> {
     let database = config.database.clone();
     let mut store = tokio::task::spawn_blocking(move || open_store(&database))
         .await
@@ -179,7 +204,18 @@ pub async fn run(
     if let Some(file) = &config.page_cap_file {
         store.set_page_cap_file(file.clone());
     }
-    let engine = engine::start(store);
+    Ok((engine::start(store), local_secret))
+}
+
+/// What every service shares: the engine, the FAB storage, the launcher
+/// (when this SuperLink launches app processes) and the addresses.
+fn share(
+    engine: engine::Handle,
+    local_secret: Option<String>,
+    config: Config,
+    control: &TcpListener,
+    simulationio: &TcpListener,
+) -> Result<Shared, Error> {
     let ffs = ffs::Ffs::open(&config.storage_dir).map_err(|source| Error::Storage {
         path: config.storage_dir.clone(),
         source,
@@ -195,8 +231,8 @@ pub async fn run(
             warm::WarmPython::from_env(),
         )
     });
-    let shared = Arc::new(Shared {
-        engine: engine.clone(),
+    Ok(Shared {
+        engine,
         ffs: Arc::new(ffs),
         launcher,
         config,
@@ -205,74 +241,75 @@ pub async fn run(
         started_at: crate::host::wall_clock(),
         shutdown: Notify::new(),
         local_secret,
-    });
-    recover(&shared).await;
+    })
+}
 
-    let expiry = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                interval.tick().await;
-                for run_id in engine.expire().await {
-                    tracing::warn!(%run_id, "no heartbeat from the run's process; the run failed");
-                }
+/// Every second: retries obligations and fails runs whose heartbeat expired.
+fn spawn_expiry(engine: engine::Handle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            for run_id in engine.expire().await {
+                tracing::warn!(%run_id, "no heartbeat from the run's process; the run failed");
             }
-        })
-    };
+        }
+    })
+}
 
-    let (stop_servers, servers_stopping) = tokio::sync::watch::channel(false);
-    let stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = receiver.wait_for(|stop| *stop).await;
-    };
-    let control_server = tonic::transport::Server::builder()
+/// Completes once `stop` turns true.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// The Control and Local APIs on `listener`, until `stop`.
+fn serve_control(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
             pb::control_server::ControlServer::new(control::ControlService {
-                shared: Arc::clone(&shared),
+                shared: Arc::clone(shared),
             })
             .max_decoding_message_size(CONTROL_REQUEST_MAX)
             .max_encoding_message_size(RESPONSE_MAX),
         )
         .add_service(
             ext::local_server::LocalServer::new(local::LocalService {
-                shared: Arc::clone(&shared),
+                shared: Arc::clone(shared),
             })
             .max_decoding_message_size(LOCAL_REQUEST_MAX)
             .max_encoding_message_size(RESPONSE_MAX),
         )
-        .serve_with_incoming_shutdown(nodelay(control), stopped(servers_stopping.clone()));
-    let simulationio_server = tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(nodelay(listener), stopped(stop))
+}
+
+/// The SimulationIo and SimulationEvents APIs on `listener`, until `stop`.
+fn serve_simulationio(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
             pb::simulation_io_server::SimulationIoServer::new(simulationio::SimulationIoService {
-                shared: Arc::clone(&shared),
+                shared: Arc::clone(shared),
             })
             .max_decoding_message_size(SIMULATIONIO_REQUEST_MAX)
             .max_encoding_message_size(RESPONSE_MAX),
         )
         .add_service(
             ext::simulation_events_server::SimulationEventsServer::new(simulationio::SimulationEventsService {
-                shared: Arc::clone(&shared),
+                shared: Arc::clone(shared),
             })
             .max_decoding_message_size(EVENTS_REQUEST_MAX)
             .max_encoding_message_size(RESPONSE_MAX),
         )
-        .serve_with_incoming_shutdown(nodelay(simulationio), stopped(servers_stopping));
-    let control_task = tokio::spawn(control_server);
-    let simulationio_task = tokio::spawn(simulationio_server);
-    tracing::info!(%control_address, %simulationio_address, "SuperLink serving");
-
-    tokio::select! {
-        () = shutdown => tracing::info!("shutting down"),
-        () = shared.shutdown.notified() => tracing::info!("shutting down (requested through the Local API)"),
-    }
-    stop_active_runs(&shared).await;
-    let _ = stop_servers.send(true);
-    expiry.abort();
-    control_task.await.expect("control server task")?;
-    simulationio_task.await.expect("simulationio server task")?;
-    Ok(())
+        .serve_with_incoming_shutdown(nodelay(listener), stopped(stop))
 }
 
 /// Accepted connections with Nagle's algorithm off: the APIs exchange many
@@ -292,18 +329,7 @@ fn nodelay(
 /// died with the old SuperLink, or cannot reach this one), so they fail;
 /// pending runs get a process.
 async fn recover(shared: &Shared) {
-    let runs = shared
-        .engine
-        .query(|store| {
-            store
-                .state()
-                .runs
-                .values()
-                .map(|r| (r.run_id(), r.status))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+    let runs = shared.engine.run_statuses().await.unwrap_or_default();
     for (run_id, status) in runs {
         match status {
             Status::Starting | Status::Running => {
@@ -322,20 +348,9 @@ async fn recover(shared: &Shared) {
 }
 
 async fn stop_active_runs(shared: &Shared) {
-    let active = shared
-        .engine
-        .query(|store| {
-            store
-                .state()
-                .runs
-                .values()
-                .filter(|r| r.status.is_active())
-                .map(|r| r.run_id())
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-    for run_id in active {
+    let runs = shared.engine.run_statuses().await.unwrap_or_default();
+    let active = runs.into_iter().filter(|(_, status)| status.is_active());
+    for (run_id, _) in active {
         let finished = RunFinished {
             sub_status: SubStatus::Stopped,
             details: SHUTDOWN_DETAILS.to_string(),

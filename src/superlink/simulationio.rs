@@ -85,20 +85,12 @@ impl pb::simulation_io_server::SimulationIo for SimulationIoService {
         if self.launches_apps() {
             return Ok(Response::new(pb::ListAppsToLaunchResponse { run_ids: Vec::new() }));
         }
-        let run_ids = self
-            .shared
-            .engine
-            .query(|store| {
-                store
-                    .state()
-                    .runs
-                    .values()
-                    .filter(|run| run.status == RunStatus::Pending)
-                    .map(|run| run.run_id().0)
-                    .collect()
-            })
-            .await
-            .map_err(exec_status)?;
+        let runs = self.shared.engine.run_statuses().await.map_err(exec_status)?;
+        let run_ids = runs
+            .into_iter()
+            .filter(|(_, status)| *status == RunStatus::Pending)
+            .map(|(run_id, _)| run_id.0)
+            .collect();
         Ok(Response::new(pb::ListAppsToLaunchResponse { run_ids }))
     }
 
