@@ -7,8 +7,10 @@
 //! expected FABs were made. The expected FAB of each app is
 //! `<app>.fab.bin`; `<app>.sha256` holds `<sha256>  <flwr build file name>`.
 //!
-//! To regenerate: run this test with `FLORET_KEEP_FAB_FIXTURES=<dir>`, then
-//! run `flwr build` (1.27.0) inside each `<dir>/<app>` and copy the results.
+//! To regenerate: `python3 tests/fixtures/fab/generate.py` (a venv with
+//! flwr 1.27.0 runs `flwr build` on each app plus [`FULL_EXTRAS`], which it
+//! reads from this file; `--check` compares only). To look at the exact
+//! directories, run this test with `FLORET_KEEP_FAB_FIXTURES=<dir>`.
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! helpers). Modules and what they cover:
 //!
 //! - `tidy`: architecture invariants (module docs, SQL only in the store, a pure
-//!   core, protobuf only at the boundary).
+//!   core, protobuf only at the boundary, every named fixture generator exists).
 //! - `support`: temporary directories, snapshot settings, process helpers.
 //! - `bad_input`: bad values refused with one clear line by the CLI and the
 //!   SuperLink (run config, federation options, StartRun), the seed page's
