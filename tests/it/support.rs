@@ -151,11 +151,35 @@ pub struct Home {
     pub simulationio_port: u16,
 }
 
-/// Two ports that were free a moment ago (the OS picks them).
+/// Two ports for a test's SuperLink (see [`free_port`]).
 pub fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+    (free_port(), free_port())
+}
+
+/// The ports tests hand to SuperLinks: below Linux's ephemeral range
+/// (32768–60999). A port from that range (what binding port 0 gives) can be
+/// taken, between a SuperLink's death and its restart on the same port, as
+/// the local end of any outgoing connection on the machine; the restart
+/// then fails with "Port N is used by another program" (seen in
+/// `e2e::after_kill_9_the_superlink_restarts_with_nothing_lost` while other
+/// tests ran). Each call in this process gets a port no earlier call got,
+/// from an offset that depends on the process (separate test processes, as
+/// under nextest, start apart); a port something already uses is skipped.
+/// 39093 and 39094 (users' ports) are outside the range.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(7919) % COUNT;
+    for _ in 0..COUNT {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + k) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
 /// What a finished command printed.
