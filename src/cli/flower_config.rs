@@ -59,9 +59,39 @@ pub enum ConfigError {
         name: String,
         was_default: bool,
     },
-    /// The profile is invalid (Flower's "Failed to parse" + the reason).
-    #[error("Failed to parse the Flower configuration file ({path}). {detail}")]
-    Invalid { path: String, detail: String },
+    /// The profile is invalid (Flower's "Failed to parse" + the reason):
+    /// `options` is not a table.
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid value for key 'options': expected dict, but got {got}.")]
+    OptionsNotATable { path: String, got: &'static str },
+    /// A connection's value of the wrong type.
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid value for key '{key}' in connection '{name}': expected {expected}, but got {got}.")]
+    WrongType {
+        path: String,
+        key: &'static str,
+        name: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid value for key 'root-certificates' in connection '{name}': expected absolute path, but got relative path '{value}'.")]
+    RelativeRootCertificates { path: String, name: String, value: String },
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid federation format: {federation}. Expected format: '@<account-name>/<federation-name>'.")]
+    FederationFormat { path: String, federation: String },
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid SuperLink connection format: 'address' and/or 'options' key need to be specified.")]
+    NoAddressOrOptions { path: String },
+    /// A backend option of the wrong type (`option` is e.g. `init-args.num-cpus`).
+    #[error("Failed to parse the Flower configuration file ({path}). {option} must be {expected}.")]
+    BackendOptionType {
+        path: String,
+        option: String,
+        expected: &'static str,
+    },
+    /// A simulation option of the wrong type.
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid simulation options: {option} must be {expected}.")]
+    SimulationOptionType {
+        path: String,
+        option: &'static str,
+        expected: &'static str,
+    },
     /// The file's structure is not what Flower expects (where Flower would
     /// fail with a Python error, this says what is wrong instead).
     #[error("An unexpected error occurred while reading the Flower configuration file ({path}). {detail}")]
@@ -354,29 +384,30 @@ impl FlowerConfig {
                 ),
             });
         };
-        parse_profile(&name, conn).map_err(|detail| ConfigError::Invalid { path, detail })
+        parse_profile(&path, &name, conn)
     }
 }
 
 /// Flower's `parse_superlink_connection` + `SuperLinkConnection.__post_init__`.
-fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
+fn parse_profile(path: &str, name: &str, conn: &toml::Table) -> Result<Profile, ConfigError> {
     let options = match conn.get("options") {
         None => None,
-        Some(toml::Value::Table(t)) => Some(parse_options(t)?),
+        Some(toml::Value::Table(t)) => Some(parse_options(path, t)?),
         Some(other) => {
-            return Err(format!(
-                "Invalid value for key 'options': expected dict, but got {}.",
-                py_type(other)
-            ))
+            return Err(ConfigError::OptionsNotATable {
+                path: path.to_string(),
+                got: py_type(other),
+            })
         }
     };
-    let wrong = |key: &str, expected: &str, v: &toml::Value| {
-        format!(
-            "Invalid value for key '{key}' in connection '{name}': expected {expected}, but got {}.",
-            py_type(v)
-        )
+    let wrong = |key: &'static str, expected: &'static str, v: &toml::Value| ConfigError::WrongType {
+        path: path.to_string(),
+        key,
+        name: name.to_string(),
+        expected,
+        got: py_type(v),
     };
-    let string = |key: &str| -> Result<Option<String>, String> {
+    let string = |key: &'static str| -> Result<Option<String>, ConfigError> {
         match conn.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
@@ -387,9 +418,11 @@ fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
     let root_certificates = string("root-certificates")?;
     if let Some(rc) = &root_certificates {
         if !Path::new(rc).is_absolute() {
-            return Err(format!(
-                "Invalid value for key 'root-certificates' in connection '{name}': expected absolute path, but got relative path '{rc}'."
-            ));
+            return Err(ConfigError::RelativeRootCertificates {
+                path: path.to_string(),
+                name: name.to_string(),
+                value: rc.clone(),
+            });
         }
     }
     let insecure = match conn.get("insecure") {
@@ -400,13 +433,14 @@ fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
     let federation = string("federation")?;
     if let Some(f) = &federation {
         if !is_valid_federation(f) {
-            return Err(format!(
-                "Invalid federation format: {f}. Expected format: '@<account-name>/<federation-name>'."
-            ));
+            return Err(ConfigError::FederationFormat {
+                path: path.to_string(),
+                federation: f.clone(),
+            });
         }
     }
     if address.is_none() && options.is_none() {
-        return Err("Invalid SuperLink connection format: 'address' and/or 'options' key need to be specified.".into());
+        return Err(ConfigError::NoAddressOrOptions { path: path.to_string() });
     }
     Ok(Profile {
         name: name.to_string(),
@@ -422,7 +456,17 @@ fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
 /// Flower's order: client resources, init args, backend name,
 /// num-supernodes, verbose. Python's `bool` is an `int`; here a boolean is
 /// not accepted where a number is expected.
-fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
+fn parse_options(path: &str, options: &toml::Table) -> Result<SimulationOptions, ConfigError> {
+    let backend_type = |option: String, expected: &'static str| ConfigError::BackendOptionType {
+        path: path.to_string(),
+        option,
+        expected,
+    };
+    let simulation_type = |option: &'static str, expected: &'static str| ConfigError::SimulationOptionType {
+        path: path.to_string(),
+        option,
+        expected,
+    };
     let backend = match options.get("backend") {
         Some(toml::Value::Table(b)) => {
             let client_resources = match b.get("client-resources") {
@@ -431,7 +475,7 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
                         None => Ok(None),
                         Some(toml::Value::Integer(i)) => Ok(Some(Number::Int(*i))),
                         Some(toml::Value::Float(f)) => Ok(Some(Number::Float(*f))),
-                        Some(_) => Err(format!("client-resources.{key} must be a number (int/float).")),
+                        Some(_) => Err(backend_type(format!("client-resources.{key}"), "a number (int/float)")),
                     };
                     Some(ClientResources {
                         num_cpus: number("num-cpus")?,
@@ -445,19 +489,19 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
                     let int = |key: &str| match ia.get(key) {
                         None => Ok(None),
                         Some(toml::Value::Integer(i)) => Ok(Some(*i)),
-                        Some(_) => Err(format!("init-args.{key} must be an integer.")),
+                        Some(_) => Err(backend_type(format!("init-args.{key}"), "an integer")),
                     };
                     let num_cpus = int("num-cpus")?;
                     let num_gpus = int("num-gpus")?;
                     let logging_level = match ia.get("logging-level") {
                         None => None,
                         Some(toml::Value::String(s)) => Some(s.clone()),
-                        Some(_) => return Err("init-args.logging-level must be a string.".into()),
+                        Some(_) => return Err(backend_type("init-args.logging-level".into(), "a string")),
                     };
                     let log_to_drive = match ia.get("log-to-drive") {
                         None => None,
                         Some(toml::Value::Boolean(v)) => Some(*v),
-                        Some(_) => return Err("init-args.log-to-drive must be a boolean.".into()),
+                        Some(_) => return Err(backend_type("init-args.log-to-drive".into(), "a boolean")),
                     };
                     Some(InitArgs {
                         num_cpus,
@@ -471,7 +515,7 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
             let name = match b.get("name") {
                 None => DEFAULT_BACKEND.to_string(),
                 Some(toml::Value::String(s)) => s.clone(),
-                Some(_) => return Err("backend.name must be a string.".into()),
+                Some(_) => return Err(backend_type("backend.name".into(), "a string")),
             };
             Some(BackendOptions {
                 name,
@@ -483,12 +527,12 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
     };
     let num_supernodes = match options.get("num-supernodes") {
         Some(toml::Value::Integer(n)) => *n,
-        _ => return Err("Invalid simulation options: num-supernodes must be an integer.".into()),
+        _ => return Err(simulation_type("num-supernodes", "an integer")),
     };
     let verbose = match options.get("verbose") {
         None => None,
         Some(toml::Value::Boolean(b)) => Some(*b),
-        Some(_) => return Err("Invalid simulation options: verbose must be a boolean.".into()),
+        Some(_) => return Err(simulation_type("verbose", "a boolean")),
     };
     Ok(SimulationOptions {
         num_supernodes,
