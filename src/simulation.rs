@@ -61,7 +61,8 @@ pub struct Args {
     pub faults: Vec<(u64, Phase, u64)>,
 }
 
-/// Why the process could not run its simulation.
+/// Errors of this module: why the process could not run its simulation,
+/// or (those the run's inputs cause) why the run fails before it starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("cannot reach the SuperLink's SimulationIo API at {address}: {source}")]
@@ -71,27 +72,51 @@ pub enum ProcessError {
     },
     #[error("{0}")]
     Rpc(#[from] tonic::Status),
-    #[error("{0}")]
-    Other(String),
+    #[error("the simulation thread failed: {0}")]
+    Thread(tokio::task::JoinError),
+    #[error("fault {0:?} is not round:phase:node_id")]
+    FaultForm(String),
+    #[error("fault {0:?}: phase must be train or evaluate")]
+    FaultPhase(String),
+    #[error("fault {0:?}: bad round")]
+    FaultRound(String),
+    #[error("fault {0:?}: bad node id")]
+    FaultNode(String),
+    #[error("the SuperLink sent no run")]
+    NoRun,
+    #[error("the SuperLink sent no FAB")]
+    NoFab,
+    #[error("the SuperLink sent no context")]
+    NoContext,
+    #[error("invalid seed {0:?} in the run's context")]
+    Seed(String),
+    #[error(transparent)]
+    Proto(#[from] proto::Error),
+    #[error(transparent)]
+    Inputs(#[from] crate::builtin::BuiltinError),
+    #[error(transparent)]
+    Fab(#[from] crate::fab::FabError),
+    #[error(transparent)]
+    Python(#[from] bridge::python::Error),
 }
 
 /// Parses `round:phase:node_id,...`.
-pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, String> {
+pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, ProcessError> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|fault| {
             let parts: Vec<&str> = fault.split(':').collect();
             let [round, phase, node] = parts[..] else {
-                return Err(format!("fault {fault:?} is not round:phase:node_id"));
+                return Err(ProcessError::FaultForm(fault.to_string()));
             };
             let phase = match phase {
                 "train" => Phase::Train,
                 "evaluate" => Phase::Evaluate,
-                _ => return Err(format!("fault {fault:?}: phase must be train or evaluate")),
+                _ => return Err(ProcessError::FaultPhase(fault.to_string())),
             };
-            let round = round.parse().map_err(|_| format!("fault {fault:?}: bad round"))?;
-            let node = node.parse().map_err(|_| format!("fault {fault:?}: bad node id"))?;
+            let round = round.parse().map_err(|_| ProcessError::FaultRound(fault.to_string()))?;
+            let node = node.parse().map_err(|_| ProcessError::FaultNode(fault.to_string()))?;
             Ok((round, phase, node))
         })
         .collect()
@@ -99,7 +124,7 @@ pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, String> {
 
 /// The seed the SuperLink recorded, from the ServerApp context's state;
 /// `None` from a SuperLink that is not floret's.
-fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, String> {
+fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, ProcessError> {
     let state = context
         .state
         .as_ref()
@@ -107,10 +132,7 @@ fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, String> {
         .transpose()?
         .unwrap_or_default();
     match state.config(FLORET_STATE_KEY).and_then(|c| c.get("seed")) {
-        Some(ConfigValue::Str(seed)) => seed
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("invalid seed {seed:?} in the run's context")),
+        Some(ConfigValue::Str(seed)) => seed.parse().map(Some).map_err(|_| ProcessError::Seed(seed.clone())),
         _ => Ok(None),
     }
 }
@@ -303,8 +325,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
         .into_inner()
         .federation_options
         .map(|o| proto::config_record_from_proto(&o))
-        .transpose()
-        .map_err(ProcessError::Other)?
+        .transpose()?
         .unwrap_or_default();
     let prepared = prepare(&inputs, &options);
 
@@ -329,7 +350,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     let workers = crate::builtin::worker_threads(&options);
     let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
         .await
-        .map_err(|e| ProcessError::Other(format!("the simulation thread failed: {e}")))?;
+        .map_err(ProcessError::Thread)?;
 
     let (sub_status, details) = match &outcome {
         Outcome::Completed => (SubStatus::Completed, String::new()),
@@ -400,7 +421,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
 
 /// What the simulation thread needs (and warnings to log), or why the run
 /// cannot start.
-type Prepared = Result<Ready, String>;
+type Prepared = Result<Ready, ProcessError>;
 
 struct Ready {
     inputs: Inputs,
@@ -410,9 +431,9 @@ struct Ready {
 }
 
 fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepared {
-    let run = inputs.run.as_ref().ok_or("the SuperLink sent no run")?;
-    let fab = inputs.fab.as_ref().ok_or("the SuperLink sent no FAB")?;
-    let context = inputs.context.as_ref().ok_or("the SuperLink sent no context")?;
+    let run = inputs.run.as_ref().ok_or(ProcessError::NoRun)?;
+    let fab = inputs.fab.as_ref().ok_or(ProcessError::NoFab)?;
+    let context = inputs.context.as_ref().ok_or(ProcessError::NoContext)?;
     let overrides = proto::user_config_from_proto(&run.override_config)?;
     let mut warnings = Vec::new();
     let seed = match seed_from_context(context)? {
@@ -432,7 +453,7 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
     };
     let resolved = crate::builtin::resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
     let python = if bridge::is_python(&resolved.server_app) || bridge::is_python(&resolved.client_app) {
-        let verified = crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| e.to_string())?;
+        let verified = crate::fab::verify_fab(&fab.content, &fab.hash_str)?;
         let anchor = crate::domain::ids::Micros::parse_iso(&run.pending_at)
             .map(|at| at.0.div_euclid(1_000_000) as f64)
             .unwrap_or(bridge::server::ANCHOR_DEFAULT);
@@ -444,7 +465,7 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
             overrides,
             app_config: verified.app.config.clone(),
             federation_options: options.clone(),
-            interpreter: bridge::run::interpreter_for(options).map_err(|e| e.to_string())?,
+            interpreter: bridge::run::interpreter_for(options)?,
             flwr_home: crate::host::flwr_home(),
             anchor,
             workers: crate::builtin::worker_threads(options),
@@ -467,7 +488,9 @@ type Executed = (Outcome, Option<bytes::Bytes>, Option<String>);
 fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> Executed {
     let mut context = None;
     let outcome = match prepared {
-        Err(reason) => Outcome::Failed { reason },
+        Err(error) => Outcome::Failed {
+            reason: error.to_string(),
+        },
         Ok(ready) => {
             let mut log = Logger::new();
             for warning in &ready.warnings {
@@ -489,7 +512,9 @@ fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> Executed {
                         sink.entry(entry);
                     }
                     match apps {
-                        Err(reason) => Outcome::Failed { reason },
+                        Err(error) => Outcome::Failed {
+                            reason: error.to_string(),
+                        },
                         Ok(apps) => sim::simulate(&ready.inputs, apps, workers, &mut sink).outcome,
                     }
                 }
