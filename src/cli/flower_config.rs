@@ -37,7 +37,7 @@ pub const DEFAULT_BACKEND: &str = "ray";
 /// Errors of this module. Messages are Flower 1.27's, which (a Flower quirk)
 /// prefix "not found" errors with "An unexpected error occurred ...".
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
+pub enum Error {
     /// The file or `$FLWR_HOME` could not be read or created.
     #[error("failed to access the Flower configuration file ({path}): {reason}")]
     Io { path: String, reason: String },
@@ -131,9 +131,9 @@ pub struct FlowerConfig {
 /// Reads `<flwr_home>/config.toml`, first creating it with
 /// [`DEFAULT_CONFIG_TOML`] (and `flwr_home`) when it does not exist.
 /// The flag tells whether it was created.
-pub fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), ConfigError> {
+pub fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), Error> {
     let path = config_path(flwr_home);
-    let io = |e: std::io::Error| ConfigError::Io {
+    let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
@@ -144,7 +144,7 @@ pub fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), ConfigEr
         created = true;
     }
     let bytes = std::fs::read(&path).map_err(io)?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::InvalidToml {
+    let text = String::from_utf8(bytes).map_err(|_| Error::InvalidToml {
         path: path.display().to_string(),
         line: 1,
         column: 1,
@@ -307,8 +307,8 @@ pub fn is_valid_federation(federation: &str) -> bool {
 
 impl FlowerConfig {
     /// Parses the text of a Flower configuration file located at `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<FlowerConfig, ConfigError> {
-        let document = crate::app::parse_toml(text).map_err(|(line, column, message)| ConfigError::InvalidToml {
+    pub fn parse(path: &Path, text: &str) -> Result<FlowerConfig, Error> {
+        let document = crate::app::parse_toml(text).map_err(|(line, column, message)| Error::InvalidToml {
             path: path.display().to_string(),
             line,
             column,
@@ -324,11 +324,11 @@ impl FlowerConfig {
         self.path.display().to_string()
     }
 
-    fn superlink(&self) -> Result<Option<&toml::Table>, ConfigError> {
+    fn superlink(&self) -> Result<Option<&toml::Table>, Error> {
         match self.document.get("superlink") {
             None => Ok(None),
             Some(toml::Value::Table(t)) => Ok(Some(t)),
-            Some(other) => Err(ConfigError::Malformed {
+            Some(other) => Err(Error::Malformed {
                 path: self.path_str(),
                 detail: format!("'superlink' must be a table, but it is {}.", py_type(other)),
             }),
@@ -359,24 +359,24 @@ impl FlowerConfig {
 
     /// Chooses a profile: `name` if given, else `[superlink].default`, and
     /// validates it as Flower 1.27 does (same checks, order and messages).
-    pub fn select_profile(&self, name: Option<&str>) -> Result<Profile, ConfigError> {
+    pub fn select_profile(&self, name: Option<&str>) -> Result<Profile, Error> {
         let path = self.path_str();
         let empty = toml::Table::new();
         let superlink = self.superlink()?.unwrap_or(&empty);
         let default = self.default_profile_name();
         let name = match name.map(str::to_string).or_else(|| default.clone()) {
             Some(n) => n,
-            None => return Err(ConfigError::NoDefault { path }),
+            None => return Err(Error::NoDefault { path }),
         };
         let Some(value) = superlink.get(&name) else {
-            return Err(ConfigError::NotFound {
+            return Err(Error::NotFound {
                 was_default: default.as_deref() == Some(name.as_str()),
                 path,
                 name,
             });
         };
         let toml::Value::Table(conn) = value else {
-            return Err(ConfigError::Malformed {
+            return Err(Error::Malformed {
                 path,
                 detail: format!(
                     "SuperLink connection '{name}' must be a table, but it is {}.",
@@ -389,25 +389,25 @@ impl FlowerConfig {
 }
 
 /// Flower's `parse_superlink_connection` + `SuperLinkConnection.__post_init__`.
-fn parse_profile(path: &str, name: &str, conn: &toml::Table) -> Result<Profile, ConfigError> {
+fn parse_profile(path: &str, name: &str, conn: &toml::Table) -> Result<Profile, Error> {
     let options = match conn.get("options") {
         None => None,
         Some(toml::Value::Table(t)) => Some(parse_options(path, t)?),
         Some(other) => {
-            return Err(ConfigError::OptionsNotATable {
+            return Err(Error::OptionsNotATable {
                 path: path.to_string(),
                 got: py_type(other),
             })
         }
     };
-    let wrong = |key: &'static str, expected: &'static str, v: &toml::Value| ConfigError::WrongType {
+    let wrong = |key: &'static str, expected: &'static str, v: &toml::Value| Error::WrongType {
         path: path.to_string(),
         key,
         name: name.to_string(),
         expected,
         got: py_type(v),
     };
-    let string = |key: &'static str| -> Result<Option<String>, ConfigError> {
+    let string = |key: &'static str| -> Result<Option<String>, Error> {
         match conn.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
@@ -418,7 +418,7 @@ fn parse_profile(path: &str, name: &str, conn: &toml::Table) -> Result<Profile, 
     let root_certificates = string("root-certificates")?;
     if let Some(rc) = &root_certificates {
         if !Path::new(rc).is_absolute() {
-            return Err(ConfigError::RelativeRootCertificates {
+            return Err(Error::RelativeRootCertificates {
                 path: path.to_string(),
                 name: name.to_string(),
                 value: rc.clone(),
@@ -433,14 +433,14 @@ fn parse_profile(path: &str, name: &str, conn: &toml::Table) -> Result<Profile, 
     let federation = string("federation")?;
     if let Some(f) = &federation {
         if !is_valid_federation(f) {
-            return Err(ConfigError::FederationFormat {
+            return Err(Error::FederationFormat {
                 path: path.to_string(),
                 federation: f.clone(),
             });
         }
     }
     if address.is_none() && options.is_none() {
-        return Err(ConfigError::NoAddressOrOptions { path: path.to_string() });
+        return Err(Error::NoAddressOrOptions { path: path.to_string() });
     }
     Ok(Profile {
         name: name.to_string(),
@@ -456,13 +456,13 @@ fn parse_profile(path: &str, name: &str, conn: &toml::Table) -> Result<Profile, 
 /// Flower's order: client resources, init args, backend name,
 /// num-supernodes, verbose. Python's `bool` is an `int`; here a boolean is
 /// not accepted where a number is expected.
-fn parse_options(path: &str, options: &toml::Table) -> Result<SimulationOptions, ConfigError> {
-    let backend_type = |option: String, expected: &'static str| ConfigError::BackendOptionType {
+fn parse_options(path: &str, options: &toml::Table) -> Result<SimulationOptions, Error> {
+    let backend_type = |option: String, expected: &'static str| Error::BackendOptionType {
         path: path.to_string(),
         option,
         expected,
     };
-    let simulation_type = |option: &'static str, expected: &'static str| ConfigError::SimulationOptionType {
+    let simulation_type = |option: &'static str, expected: &'static str| Error::SimulationOptionType {
         path: path.to_string(),
         option,
         expected,
