@@ -188,11 +188,12 @@ impl ControlService {
         };
         let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
         tokio::task::spawn_blocking(move || {
-            let refused = |e: &dyn std::fmt::Display| Status::failed_precondition(e.to_string());
-            crate::builtin::validate(&app, &config, &options).map_err(|e| refused(&e))?;
+            crate::builtin::validate(&app, &config, &options)
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
             let python = crate::bridge::is_python(&app.serverapp) || crate::bridge::is_python(&app.clientapp);
             if python && !vouched {
-                crate::bridge::run::check_interpreter(&options).map_err(|e| refused(&e))?;
+                crate::bridge::run::check_interpreter(&options)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
             }
             Ok::<(), Status>(())
         })
