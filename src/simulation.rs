@@ -64,7 +64,7 @@ pub struct Args {
 /// Errors of this module: why the process could not run its simulation,
 /// or (those the run's inputs cause) why the run fails before it starts.
 #[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
+pub enum SimulationError {
     #[error("cannot reach the SuperLink's SimulationIo API at {address}: {source}")]
     Connect {
         address: String,
@@ -101,22 +101,26 @@ pub enum ProcessError {
 }
 
 /// Parses `round:phase:node_id,...`.
-pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, ProcessError> {
+pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, SimulationError> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|fault| {
             let parts: Vec<&str> = fault.split(':').collect();
             let [round, phase, node] = parts[..] else {
-                return Err(ProcessError::FaultForm(fault.to_string()));
+                return Err(SimulationError::FaultForm(fault.to_string()));
             };
             let phase = match phase {
                 "train" => Phase::Train,
                 "evaluate" => Phase::Evaluate,
-                _ => return Err(ProcessError::FaultPhase(fault.to_string())),
+                _ => return Err(SimulationError::FaultPhase(fault.to_string())),
             };
-            let round = round.parse().map_err(|_| ProcessError::FaultRound(fault.to_string()))?;
-            let node = node.parse().map_err(|_| ProcessError::FaultNode(fault.to_string()))?;
+            let round = round
+                .parse()
+                .map_err(|_| SimulationError::FaultRound(fault.to_string()))?;
+            let node = node
+                .parse()
+                .map_err(|_| SimulationError::FaultNode(fault.to_string()))?;
             Ok((round, phase, node))
         })
         .collect()
@@ -124,7 +128,7 @@ pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, ProcessError> 
 
 /// The seed the SuperLink recorded, from the ServerApp context's state;
 /// `None` from a SuperLink that is not floret's.
-fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, ProcessError> {
+fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, SimulationError> {
     let state = context
         .state
         .as_ref()
@@ -132,7 +136,7 @@ fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, ProcessError>
         .transpose()?
         .unwrap_or_default();
     match state.config(FLORET_STATE_KEY).and_then(|c| c.get("seed")) {
-        Some(ConfigValue::Str(seed)) => seed.parse().map(Some).map_err(|_| ProcessError::Seed(seed.clone())),
+        Some(ConfigValue::Str(seed)) => seed.parse().map(Some).map_err(|_| SimulationError::Seed(seed.clone())),
         _ => Ok(None),
     }
 }
@@ -254,9 +258,9 @@ impl Sink for LiveSink {
 }
 
 /// Runs the app process; returns the exit code.
-pub async fn run(args: Args) -> Result<i32, ProcessError> {
+pub async fn run(args: Args) -> Result<i32, SimulationError> {
     let address = format!("http://{}", args.simulationio_address);
-    let channel = connect(&address).await.map_err(|source| ProcessError::Connect {
+    let channel = connect(&address).await.map_err(|source| SimulationError::Connect {
         address: address.clone(),
         source,
     })?;
@@ -350,7 +354,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     let workers = crate::builtin::worker_threads(&options);
     let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
         .await
-        .map_err(ProcessError::Thread)?;
+        .map_err(SimulationError::Thread)?;
 
     let (sub_status, details) = match &outcome {
         Outcome::Completed => (SubStatus::Completed, String::new()),
@@ -421,7 +425,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
 
 /// What the simulation thread needs (and warnings to log), or why the run
 /// cannot start.
-type Prepared = Result<Ready, ProcessError>;
+type Prepared = Result<Ready, SimulationError>;
 
 struct Ready {
     inputs: Inputs,
@@ -431,9 +435,9 @@ struct Ready {
 }
 
 fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepared {
-    let run = inputs.run.as_ref().ok_or(ProcessError::NoRun)?;
-    let fab = inputs.fab.as_ref().ok_or(ProcessError::NoFab)?;
-    let context = inputs.context.as_ref().ok_or(ProcessError::NoContext)?;
+    let run = inputs.run.as_ref().ok_or(SimulationError::NoRun)?;
+    let fab = inputs.fab.as_ref().ok_or(SimulationError::NoFab)?;
+    let context = inputs.context.as_ref().ok_or(SimulationError::NoContext)?;
     let overrides = proto::user_config_from_proto(&run.override_config)?;
     let mut warnings = Vec::new();
     let seed = match seed_from_context(context)? {
