@@ -233,23 +233,17 @@ pub fn parse_pyproject_file(path: &Path) -> Result<(AppConfig, Vec<String>), App
 /// other way round).
 pub const CONFIG_FILE_MAX: u64 = 10 * 1024 * 1024;
 
-/// Why a configuration file was not read.
-#[derive(Debug)]
+/// Why a configuration file was not read (the reason of
+/// [`AppError::Unreadable`] and [`AppError::RunConfigFile`]).
+#[derive(Debug, thiserror::Error)]
 enum ReadError {
+    #[error("{0}")]
     Io(std::io::Error),
     /// A FIFO, a device, a socket: reading it could block forever or never end.
+    #[error("It is not a regular file (a FIFO, a device or a socket)")]
     NotAFile,
+    #[error("It is larger than {} MiB", CONFIG_FILE_MAX >> 20)]
     TooLarge,
-}
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReadError::Io(e) => write!(f, "{e}"),
-            ReadError::NotAFile => write!(f, "It is not a regular file (a FIFO, a device or a socket)"),
-            ReadError::TooLarge => write!(f, "It is larger than {} MiB", CONFIG_FILE_MAX >> 20),
-        }
-    }
 }
 
 /// Reads a configuration file the user named: a regular file (symlinks

@@ -36,6 +36,79 @@ use crate::strategy::start::{self, Driver, Incomplete, StartConfig};
 use crate::strategy::{Strategy, StrategyError};
 use crate::workload::{self, Dataset, Model, ModelKind, Partitioning, SyntheticSpec, TrainOptions};
 
+/// Errors of this module: components, run configurations and federations
+/// the built-in apps cannot run, and the errors of what they are built from.
+/// (Named so because [`Error`] here is a message's error record.)
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum BuiltinError {
+    #[error(
+        "Unknown built-in {role} `floret:{name}` in [tool.flwr.app.components]. Built-in {role}s: {}.",
+        .known.iter().map(|n| format!("floret:{n}")).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownComponent {
+        role: &'static str,
+        name: String,
+        known: &'static [&'static str],
+    },
+    #[error(
+        "The ServerApp `{server_app}` is Python code and the ClientApp `{client_app}` is built in: a Python \
+         ServerApp needs a Python ClientApp (a built-in ClientApp runs with `serverapp = \"floret:serverapp\"`)."
+    )]
+    PythonServerBuiltinClient { server_app: String, client_app: String },
+    #[error("run config `{key}` must be at least {min}, found {value}")]
+    TooSmall { key: String, min: i64, value: i64 },
+    /// A value of the wrong type; `expected` is "an integer", "a number", ...
+    #[error("run config `{key}` must be {expected}, found {} {}", .found.type_name(), show(.found))]
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: Scalar,
+    },
+    #[error("run config `seed` must be an integer from 0 to {}, found {}", u64::MAX, show(.0))]
+    Seed(Scalar),
+    #[error("run config `lr` must be positive, found {}", crate::pyfmt::float_repr(*.0))]
+    Lr(f64),
+    #[error("run config `dirichlet-alpha` must be positive")]
+    DirichletAlpha,
+    #[error("run config `partitioning` must be \"iid\" or \"dirichlet\", found {:?}", crate::app::clip(.0))]
+    Partitioning(String),
+    #[error("synthetic dataset: {0}")]
+    Synthetic(#[source] workload::data::Error),
+    #[error("run config `dataset` must be \"digits\" or \"synthetic\", found {:?}", crate::app::clip(.0))]
+    Dataset(String),
+    #[error("run config `fault.fail-partitions`: {0:?} is not a partition id")]
+    FailPartition(String),
+    #[error("run config `fault.client-failure-rate` must be between 0 and 1")]
+    ClientFailureRate,
+    #[error(
+        "floret:serverapp with the Python ClientApp `{client_app}` needs the model it starts from: set `{} = \
+         \"<module>:<function>\"` in [tool.flwr.app.config], naming a function of your app that returns the \
+         initial ArrayRecord (or a list of NumPy arrays)",
+        INITIAL_ARRAYS_KEY
+    )]
+    NoInitialArrays { client_app: String },
+    #[error(
+        "num-supernodes = {num_supernodes} is too many for the digits dataset ({rows} training rows); use at most \
+         {} SuperNodes, or `dataset = \"synthetic\"` for large federations",
+        .rows / 2
+    )]
+    TooManyForDigits { num_supernodes: u64, rows: u64 },
+    #[error("partition {0} does not exist")]
+    NoPartition(usize),
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
+    #[error(transparent)]
+    Fab(#[from] crate::fab::FabError),
+    #[error(transparent)]
+    Federation(#[from] crate::federation::Error),
+    #[error(transparent)]
+    Strategy(#[from] StrategyError),
+    #[error(transparent)]
+    Mods(#[from] crate::mods::ModsError),
+    #[error(transparent)]
+    Data(#[from] workload::data::Error),
+}
+
 /// The module name of built-in components.
 pub const MODULE: &str = "floret";
 /// Built-in ServerApps.
@@ -81,26 +154,23 @@ pub fn builtin_name(component: &str) -> Option<&str> {
 
 /// Checks the components: built-in names this build has, or Python code (a
 /// Python ServerApp needs a Python ClientApp).
-pub fn check_components(server_app: &str, client_app: &str) -> Result<(), String> {
-    let check = |role: &str, component: &str, known: &[&str]| match builtin_name(component) {
+pub fn check_components(server_app: &str, client_app: &str) -> Result<(), BuiltinError> {
+    let check = |role: &'static str, component: &str, known: &'static [&'static str]| match builtin_name(component) {
         Some(name) if known.contains(&name) => Ok(()),
-        Some(name) => Err(format!(
-            "Unknown built-in {role} `floret:{name}` in [tool.flwr.app.components]. Built-in {role}s: {}.",
-            known
-                .iter()
-                .map(|n| format!("floret:{n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        Some(name) => Err(BuiltinError::UnknownComponent {
+            role,
+            name: name.to_string(),
+            known,
+        }),
         None => Ok(()),
     };
     check("serverapp", server_app, SERVER_APPS)?;
     check("clientapp", client_app, CLIENT_APPS)?;
     if builtin_name(server_app).is_none() && builtin_name(client_app).is_some() {
-        return Err(format!(
-            "The ServerApp `{server_app}` is Python code and the ClientApp `{client_app}` is built in: a Python \
-             ServerApp needs a Python ClientApp (a built-in ClientApp runs with `serverapp = \"floret:serverapp\"`)."
-        ));
+        return Err(BuiltinError::PythonServerBuiltinClient {
+            server_app: server_app.to_string(),
+            client_app: client_app.to_string(),
+        });
     }
     Ok(())
 }
@@ -119,12 +189,12 @@ pub fn seed_from_config(config: &UserConfig) -> Option<u64> {
 /// Fuses an app's config with `--run-config` overrides (Flower's rule: every
 /// override names an existing key), except that `seed` is accepted even when
 /// the app does not declare it: it is a run-level key of floret's runtime.
-pub fn fuse_run_config(defaults: &UserConfig, overrides: &UserConfig) -> Result<UserConfig, String> {
+pub fn fuse_run_config(defaults: &UserConfig, overrides: &UserConfig) -> Result<UserConfig, crate::app::AppError> {
     let mut defaults = defaults.clone();
     if let Some(seed) = overrides.get("seed") {
         defaults.entry("seed".to_string()).or_insert_with(|| seed.clone());
     }
-    crate::app::fuse_run_config(&defaults, overrides).map_err(|e| e.to_string())
+    crate::app::fuse_run_config(&defaults, overrides)
 }
 
 /// Everything the built-in apps read from the run configuration.
@@ -148,53 +218,49 @@ pub enum DatasetChoice {
     Synthetic { spec: SyntheticSpec, test_size: usize },
 }
 
-fn get_int(config: &UserConfig, key: &str, default: i64, min: i64) -> Result<i64, String> {
-    match config.get(key) {
-        None => Ok(default),
-        Some(Scalar::Int(value)) if *value >= min => Ok(*value),
-        Some(Scalar::Int(value)) => Err(format!("run config `{key}` must be at least {min}, found {value}")),
-        Some(other) => Err(format!(
-            "run config `{key}` must be an integer, found {} {}",
-            other.type_name(),
-            show(other)
-        )),
+fn wrong_type(key: &str, expected: &'static str, found: &Scalar) -> BuiltinError {
+    BuiltinError::WrongType {
+        key: key.to_string(),
+        expected,
+        found: found.clone(),
     }
 }
 
-fn get_float(config: &UserConfig, key: &str, default: f64) -> Result<f64, String> {
+fn get_int(config: &UserConfig, key: &str, default: i64, min: i64) -> Result<i64, BuiltinError> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(Scalar::Int(value)) if *value >= min => Ok(*value),
+        Some(Scalar::Int(value)) => Err(BuiltinError::TooSmall {
+            key: key.to_string(),
+            min,
+            value: *value,
+        }),
+        Some(other) => Err(wrong_type(key, "an integer", other)),
+    }
+}
+
+fn get_float(config: &UserConfig, key: &str, default: f64) -> Result<f64, BuiltinError> {
     match config.get(key) {
         None => Ok(default),
         Some(Scalar::Float(value)) if value.is_finite() => Ok(*value),
         Some(Scalar::Int(value)) => Ok(*value as f64),
-        Some(other) => Err(format!(
-            "run config `{key}` must be a number, found {} {}",
-            other.type_name(),
-            show(other)
-        )),
+        Some(other) => Err(wrong_type(key, "a number", other)),
     }
 }
 
-fn get_str<'a>(config: &'a UserConfig, key: &str, default: &'a str) -> Result<&'a str, String> {
+fn get_str<'a>(config: &'a UserConfig, key: &str, default: &'a str) -> Result<&'a str, BuiltinError> {
     match config.get(key) {
         None => Ok(default),
         Some(Scalar::Str(value)) => Ok(value),
-        Some(other) => Err(format!(
-            "run config `{key}` must be a string, found {} {}",
-            other.type_name(),
-            show(other)
-        )),
+        Some(other) => Err(wrong_type(key, "a string", other)),
     }
 }
 
-fn get_bool(config: &UserConfig, key: &str, default: bool) -> Result<bool, String> {
+fn get_bool(config: &UserConfig, key: &str, default: bool) -> Result<bool, BuiltinError> {
     match config.get(key) {
         None => Ok(default),
         Some(Scalar::Bool(value)) => Ok(*value),
-        Some(other) => Err(format!(
-            "run config `{key}` must be true or false, found {} {}",
-            other.type_name(),
-            show(other)
-        )),
+        Some(other) => Err(wrong_type(key, "true or false", other)),
     }
 }
 
@@ -208,22 +274,15 @@ fn show(value: &Scalar) -> String {
 }
 
 impl WorkloadConfig {
-    pub fn from_config(config: &UserConfig) -> Result<WorkloadConfig, String> {
+    pub fn from_config(config: &UserConfig) -> Result<WorkloadConfig, BuiltinError> {
         if let Some(value) = config.get("seed") {
             if seed_from_config(config).is_none() {
-                return Err(format!(
-                    "run config `seed` must be an integer from 0 to {}, found {}",
-                    u64::MAX,
-                    show(value)
-                ));
+                return Err(BuiltinError::Seed(value.clone()));
             }
         }
         let lr = get_float(config, "lr", 0.1)?;
         if lr <= 0.0 {
-            return Err(format!(
-                "run config `lr` must be positive, found {}",
-                crate::pyfmt::float_repr(lr)
-            ));
+            return Err(BuiltinError::Lr(lr));
         }
         let dataset = match get_str(config, "dataset", "digits")? {
             "digits" => DatasetChoice::Digits(match get_str(config, "partitioning", "iid")? {
@@ -231,16 +290,11 @@ impl WorkloadConfig {
                 "dirichlet" => {
                     let alpha = get_float(config, "dirichlet-alpha", 0.5)?;
                     if alpha <= 0.0 {
-                        return Err("run config `dirichlet-alpha` must be positive".into());
+                        return Err(BuiltinError::DirichletAlpha);
                     }
                     Partitioning::Dirichlet { alpha }
                 }
-                other => {
-                    return Err(format!(
-                        "run config `partitioning` must be \"iid\" or \"dirichlet\", found {:?}",
-                        crate::app::clip(other)
-                    ))
-                }
+                other => return Err(BuiltinError::Partitioning(other.to_string())),
             }),
             "synthetic" => {
                 let spec = SyntheticSpec {
@@ -250,31 +304,23 @@ impl WorkloadConfig {
                     skew: get_float(config, "synthetic.skew", 0.0)?,
                     noise: get_float(config, "synthetic.noise", 1.5)? as f32,
                 };
-                spec.validate().map_err(|e| format!("synthetic dataset: {e}"))?;
+                spec.validate().map_err(BuiltinError::Synthetic)?;
                 DatasetChoice::Synthetic {
                     spec,
                     test_size: get_int(config, "synthetic.test-size", 1000, 1)? as usize,
                 }
             }
-            other => {
-                return Err(format!(
-                    "run config `dataset` must be \"digits\" or \"synthetic\", found {:?}",
-                    crate::app::clip(other)
-                ))
-            }
+            other => return Err(BuiltinError::Dataset(other.to_string())),
         };
         let fail_partitions = get_str(config, "fault.fail-partitions", "")?
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<i64>()
-                    .map_err(|_| format!("run config `fault.fail-partitions`: {s:?} is not a partition id"))
-            })
+            .map(|s| s.parse::<i64>().map_err(|_| BuiltinError::FailPartition(s.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let client_failure_rate = get_float(config, "fault.client-failure-rate", 0.0)?;
         if !(0.0..=1.0).contains(&client_failure_rate) {
-            return Err("run config `fault.client-failure-rate` must be between 0 and 1".into());
+            return Err(BuiltinError::ClientFailureRate);
         }
         Ok(WorkloadConfig {
             num_server_rounds: get_int(config, "num-server-rounds", 3, 0)? as u64,
@@ -313,8 +359,8 @@ pub fn resolve_inputs(
     fab_hash: &str,
     overrides: &crate::records::UserConfig,
     federation_options: &ConfigRecord,
-) -> Result<Inputs, String> {
-    let verified = crate::fab::verify_fab(fab, fab_hash).map_err(|e| e.to_string())?;
+) -> Result<Inputs, BuiltinError> {
+    let verified = crate::fab::verify_fab(fab, fab_hash)?;
     let run_config = fuse_run_config(&verified.app.config, overrides)?;
     Ok(Inputs {
         run_id,
@@ -334,36 +380,33 @@ pub const INITIAL_ARRAYS_KEY: &str = "initial-arrays";
 /// once: components, run configuration, strategy parameters, federation size.
 /// (A Python component's interpreter is checked by
 /// `bridge::run::check_interpreter`.)
-pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &ConfigRecord) -> Result<(), String> {
+pub fn validate(
+    app: &AppConfig,
+    run_config: &UserConfig,
+    federation_options: &ConfigRecord,
+) -> Result<(), BuiltinError> {
     check_components(&app.serverapp, &app.clientapp)?;
     let num_supernodes = num_supernodes(federation_options)?;
     let python_client = builtin_name(&app.clientapp).is_none();
     if python_client {
         if builtin_name(&app.serverapp).is_some() {
-            crate::strategy::config::build_strategy(run_config, &mut Logger::new()).map_err(|e| e.to_string())?;
+            crate::strategy::config::build_strategy(run_config, &mut Logger::new())?;
             crate::mods::build_mods(run_config)?;
             if !matches!(run_config.get(INITIAL_ARRAYS_KEY), Some(Scalar::Str(s)) if !s.is_empty()) {
-                return Err(format!(
-                    "floret:serverapp with the Python ClientApp `{}` needs the model it starts from: set `{} = \
-                     \"<module>:<function>\"` in [tool.flwr.app.config], naming a function of your app that returns \
-                     the initial ArrayRecord (or a list of NumPy arrays)",
-                    app.clientapp, INITIAL_ARRAYS_KEY
-                ));
+                return Err(BuiltinError::NoInitialArrays {
+                    client_app: app.clientapp.clone(),
+                });
             }
         }
         return Ok(());
     }
     let workload = WorkloadConfig::from_config(run_config)?;
-    crate::strategy::config::build_strategy(run_config, &mut Logger::new()).map_err(|e| e.to_string())?;
+    crate::strategy::config::build_strategy(run_config, &mut Logger::new())?;
     crate::mods::build_mods(run_config)?;
     if let DatasetChoice::Digits(_) = workload.dataset {
         let rows = workload::digits().len() as u64 * 4 / 5;
         if num_supernodes > rows / 2 {
-            return Err(format!(
-                "num-supernodes = {num_supernodes} is too many for the digits dataset ({rows} training rows); \
-                 use at most {} SuperNodes, or `dataset = \"synthetic\"` for large federations",
-                rows / 2
-            ));
+            return Err(BuiltinError::TooManyForDigits { num_supernodes, rows });
         }
     }
     Ok(())
@@ -371,8 +414,8 @@ pub fn validate(app: &AppConfig, run_config: &UserConfig, federation_options: &C
 
 /// `num-supernodes` of the federation options (Flower 1.27's
 /// `options.num-supernodes`), default 10; see [`crate::federation`].
-pub fn num_supernodes(options: &ConfigRecord) -> Result<u64, String> {
-    crate::federation::num_supernodes(options).map_err(|e| e.to_string())
+pub fn num_supernodes(options: &ConfigRecord) -> Result<u64, crate::federation::Error> {
+    crate::federation::num_supernodes(options)
 }
 
 /// Worker threads for ClientApps: the CPUs the backend may use divided by the
@@ -409,7 +452,7 @@ enum Data {
 }
 
 impl Workload {
-    pub fn new(inputs: &Inputs) -> Result<Workload, String> {
+    pub fn new(inputs: &Inputs) -> Result<Workload, BuiltinError> {
         let config = WorkloadConfig::from_config(&inputs.run_config)?;
         let data = match &config.dataset {
             DatasetChoice::Digits(partitioning) => Data::Digits(workload::federated_digits(
@@ -449,13 +492,13 @@ impl Workload {
     }
 
     /// A partition's train or test data.
-    fn partition(&self, partition_id: usize, train: bool) -> Result<std::borrow::Cow<'_, Dataset>, String> {
+    fn partition(&self, partition_id: usize, train: bool) -> Result<std::borrow::Cow<'_, Dataset>, BuiltinError> {
         match &self.data {
             Data::Digits(federated) => {
                 let partition = federated
                     .partitions
                     .get(partition_id)
-                    .ok_or_else(|| format!("partition {partition_id} does not exist"))?;
+                    .ok_or(BuiltinError::NoPartition(partition_id))?;
                 Ok(std::borrow::Cow::Borrowed(if train {
                     &partition.train
                 } else {
@@ -478,13 +521,13 @@ impl Workload {
 }
 
 /// Builds the apps of a run from its components.
-pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, String> {
+pub fn build(inputs: &Inputs, log: &mut Logger) -> Result<Apps, BuiltinError> {
     check_components(&inputs.server_app, &inputs.client_app)?;
     let workload = Arc::new(Workload::new(inputs)?);
     for key in unused_keys(&inputs.run_config) {
         log.warning(format!("Run config key `{key}` is not used by the built-in apps."));
     }
-    let inner = crate::strategy::config::build_strategy(&inputs.run_config, log).map_err(|e| e.to_string())?;
+    let inner = crate::strategy::config::build_strategy(&inputs.run_config, log)?;
     let strategy = Box::new(RequireResults::new(inner, &inputs.run_config));
     let mods = crate::mods::build_mods(&inputs.run_config)?;
     let client = with_mods(
@@ -524,9 +567,9 @@ pub fn build_for_client(
     initial: ArrayRecord,
     client: Arc<dyn ClientApp>,
     log: &mut Logger,
-) -> Result<Apps, String> {
+) -> Result<Apps, BuiltinError> {
     let config = &inputs.run_config;
-    let inner = crate::strategy::config::build_strategy(config, log).map_err(|e| e.to_string())?;
+    let inner = crate::strategy::config::build_strategy(config, log)?;
     let strategy = Box::new(RequireResults::new(inner, config));
     let mods = crate::mods::build_mods(config)?;
     let mut train_config = prefixed_config(config, "train.");
@@ -786,7 +829,9 @@ impl BuiltinClient {
             _ => None,
         };
         let partition_id = partition_id(context)?;
-        let data = workload.partition(partition_id, true).map_err(app_error)?;
+        let data = workload
+            .partition(partition_id, true)
+            .map_err(|e| app_error(e.to_string()))?;
         let options = TrainOptions {
             epochs: workload.config.local_epochs,
             learning_rate: number("lr").unwrap_or(workload.config.lr) as f32,
@@ -796,7 +841,7 @@ impl BuiltinClient {
         let (new_arrays, loss) = workload
             .model
             .train(&as_float32(arrays), &data, &options, &mut env.prng)
-            .map_err(app_error)?;
+            .map_err(|e| app_error(e.to_string()))?;
         count_in_state(&mut context.state, "rounds-trained");
         let mut metrics = MetricRecord::new();
         metrics.insert("train_loss", MetricValue::Float(loss));
@@ -816,12 +861,12 @@ impl BuiltinClient {
         let data = self
             .workload
             .partition(partition_id(context)?, false)
-            .map_err(app_error)?;
+            .map_err(|e| app_error(e.to_string()))?;
         let evaluation = self
             .workload
             .model
             .evaluate(&as_float32(arrays), &data)
-            .map_err(app_error)?;
+            .map_err(|e| app_error(e.to_string()))?;
         let mut metrics = MetricRecord::new();
         metrics.insert("eval_loss", MetricValue::Float(evaluation.loss));
         metrics.insert("eval_acc", MetricValue::Float(evaluation.accuracy));

@@ -52,6 +52,45 @@ use crate::records::{Scalar, UserConfig};
 use crate::strategy::dp::{KEY_CLIPPING_NORM, KEY_NORM_BIT};
 use crate::strategy::kernels::{add_gaussian_noise, clip_update};
 
+/// Errors of this module: a mod stack or mod parameters that cannot be
+/// built. (Named so because [`Error`] here is a message's error record.)
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ModsError {
+    /// Flower's `LocalDpMod` constructor checks, with its messages.
+    #[error("The clipping norm should be a positive value.")]
+    ClippingNorm,
+    #[error("The sensitivity should be a non-negative value.")]
+    Sensitivity,
+    #[error("Epsilon should be a non-negative value.")]
+    Epsilon,
+    #[error("Delta should be a non-negative value.")]
+    Delta,
+    #[error("unknown key `{key}`; valid keys: {}", .valid.join(", "))]
+    UnknownKey { key: String, valid: Vec<&'static str> },
+    #[error("`{key}` must be a string of comma-separated mod names, found {}", describe_scalar(.found))]
+    NotAList { key: &'static str, found: Scalar },
+    #[error(
+        "unknown mod `{name}` in `{key}`{}; valid mods: {}",
+        .suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
+        MOD_NAMES.join(", ")
+    )]
+    UnknownMod {
+        name: String,
+        key: &'static str,
+        suggestion: Option<&'static str>,
+    },
+    #[error("`dp.mode = \"{mode}\"` expects the clients to clip their updates: add `{needed}` to `mods.train`")]
+    DpNeedsClipping { mode: String, needed: &'static str },
+    #[error("`{key}` must be a number, found {}", describe_scalar(.found))]
+    NotANumber { key: &'static str, found: Scalar },
+    #[error("mod `localdp` needs `{key}` (required: {})", LOCALDP_KEYS.join(", "))]
+    LocalDpKeyMissing { key: &'static str },
+    #[error("mods.localdp: {0}")]
+    LocalDp(Box<ModsError>),
+    #[error("`{key}` is set but `localdp` is not listed in `mods.train` or `mods.evaluate`")]
+    LocalDpNotListed { key: &'static str },
+}
+
 /// The inner layer a mod calls.
 type Next<'n> = &'n dyn Fn(&Message, &mut Context, &mut ClientEnv<'_>) -> Result<RecordDict, Error>;
 
@@ -251,18 +290,18 @@ pub struct LocalDpMod {
 
 impl LocalDpMod {
     /// Flower's constructor checks, with its messages.
-    pub fn new(clipping_norm: f64, sensitivity: f64, epsilon: f64, delta: f64) -> Result<LocalDpMod, String> {
+    pub fn new(clipping_norm: f64, sensitivity: f64, epsilon: f64, delta: f64) -> Result<LocalDpMod, ModsError> {
         if clipping_norm.is_nan() || clipping_norm <= 0.0 {
-            return Err("The clipping norm should be a positive value.".into());
+            return Err(ModsError::ClippingNorm);
         }
         if sensitivity.is_nan() || sensitivity < 0.0 {
-            return Err("The sensitivity should be a non-negative value.".into());
+            return Err(ModsError::Sensitivity);
         }
         if epsilon.is_nan() || epsilon < 0.0 {
-            return Err("Epsilon should be a non-negative value.".into());
+            return Err(ModsError::Epsilon);
         }
         if delta.is_nan() || delta < 0.0 {
-            return Err("Delta should be a non-negative value.".into());
+            return Err(ModsError::Delta);
         }
         Ok(LocalDpMod {
             clipping_norm,
@@ -507,7 +546,7 @@ fn suggest(name: &str) -> Option<&'static str> {
 /// Builds the client mod stack from the run configuration (scheme in the
 /// module documentation). `train` mods come first, then `evaluate` mods;
 /// each applies only to its message type.
-pub fn build_mods(config: &UserConfig) -> Result<Vec<Box<dyn Mod>>, String> {
+pub fn build_mods(config: &UserConfig) -> Result<Vec<Box<dyn Mod>>, ModsError> {
     let valid_keys = ["mods.train", "mods.evaluate"]
         .iter()
         .chain(LOCALDP_KEYS.iter())
@@ -515,7 +554,10 @@ pub fn build_mods(config: &UserConfig) -> Result<Vec<Box<dyn Mod>>, String> {
         .collect::<Vec<_>>();
     for key in config.keys().filter(|k| k.starts_with("mods.")) {
         if !valid_keys.contains(&key.as_str()) {
-            return Err(format!("unknown key `{key}`; valid keys: {}", valid_keys.join(", ")));
+            return Err(ModsError::UnknownKey {
+                key: key.clone(),
+                valid: valid_keys,
+            });
         }
     }
     let mut lists: Vec<(&'static str, Vec<String>)> = Vec::new();
@@ -529,21 +571,19 @@ pub fn build_mods(config: &UserConfig) -> Result<Vec<Box<dyn Mod>>, String> {
                 .map(String::from)
                 .collect(),
             Some(other) => {
-                return Err(format!(
-                    "`{key}` must be a string of comma-separated mod names, found {}",
-                    describe_scalar(other)
-                ))
+                return Err(ModsError::NotAList {
+                    key,
+                    found: other.clone(),
+                })
             }
         };
         for name in &names {
             if !MOD_NAMES.contains(&name.as_str()) {
-                let hint = suggest(name)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "unknown mod `{name}` in `{key}`{hint}; valid mods: {}",
-                    MOD_NAMES.join(", ")
-                ));
+                return Err(ModsError::UnknownMod {
+                    name: name.clone(),
+                    key,
+                    suggestion: suggest(name),
+                });
             }
         }
         lists.push((category, names));
@@ -551,9 +591,10 @@ pub fn build_mods(config: &UserConfig) -> Result<Vec<Box<dyn Mod>>, String> {
     if let Some(Scalar::Str(mode)) = config.get("dp.mode") {
         if let Some((_, needed)) = DP_CLIENT_MODS.iter().find(|(m, _)| m == mode) {
             if !lists[0].1.iter().any(|n| n == needed) {
-                return Err(format!(
-                    "`dp.mode = \"{mode}\"` expects the clients to clip their updates: add `{needed}` to `mods.train`"
-                ));
+                return Err(ModsError::DpNeedsClipping {
+                    mode: mode.clone(),
+                    needed,
+                });
             }
         }
     }
@@ -564,21 +605,19 @@ pub fn build_mods(config: &UserConfig) -> Result<Vec<Box<dyn Mod>>, String> {
             *value = match config.get(key) {
                 Some(Scalar::Float(f)) => *f,
                 Some(Scalar::Int(i)) => *i as f64,
-                Some(other) => return Err(format!("`{key}` must be a number, found {}", describe_scalar(other))),
-                None => {
-                    return Err(format!(
-                        "mod `localdp` needs `{key}` (required: {})",
-                        LOCALDP_KEYS.join(", ")
-                    ))
+                Some(other) => {
+                    return Err(ModsError::NotANumber {
+                        key,
+                        found: other.clone(),
+                    })
                 }
+                None => return Err(ModsError::LocalDpKeyMissing { key }),
             };
         }
-        Some(LocalDpMod::new(values[0], values[1], values[2], values[3]).map_err(|e| format!("mods.localdp: {e}"))?)
+        Some(LocalDpMod::new(values[0], values[1], values[2], values[3]).map_err(|e| ModsError::LocalDp(Box::new(e)))?)
     } else {
         if let Some(key) = LOCALDP_KEYS.iter().find(|k| config.contains_key(**k)) {
-            return Err(format!(
-                "`{key}` is set but `localdp` is not listed in `mods.train` or `mods.evaluate`"
-            ));
+            return Err(ModsError::LocalDpNotListed { key });
         }
         None
     };
@@ -823,19 +862,19 @@ mod tests {
             ]
         );
         assert_eq!(
-            LocalDpMod::new(0.0, 1.0, 1.0, 1.0).unwrap_err(),
+            LocalDpMod::new(0.0, 1.0, 1.0, 1.0).unwrap_err().to_string(),
             "The clipping norm should be a positive value."
         );
         assert_eq!(
-            LocalDpMod::new(1.0, -1.0, 1.0, 1.0).unwrap_err(),
+            LocalDpMod::new(1.0, -1.0, 1.0, 1.0).unwrap_err().to_string(),
             "The sensitivity should be a non-negative value."
         );
         assert_eq!(
-            LocalDpMod::new(1.0, 1.0, -1.0, 1.0).unwrap_err(),
+            LocalDpMod::new(1.0, 1.0, -1.0, 1.0).unwrap_err().to_string(),
             "Epsilon should be a non-negative value."
         );
         assert_eq!(
-            LocalDpMod::new(1.0, 1.0, 1.0, -1.0).unwrap_err(),
+            LocalDpMod::new(1.0, 1.0, 1.0, -1.0).unwrap_err().to_string(),
             "Delta should be a non-negative value."
         );
     }
@@ -910,7 +949,8 @@ mod tests {
                 ("dp.mode", s("client-adaptive")),
                 ("mods.train", s("fixedclipping"))
             ]))
-            .err(),
+            .err()
+            .map(|e| e.to_string()),
             Some(
                 "`dp.mode = \"client-adaptive\"` expects the clients to clip their updates: add `adaptiveclipping` \
                  to `mods.train`"
@@ -936,7 +976,7 @@ mod tests {
 
     #[test]
     fn build_mods_explains_each_mistake() {
-        let err = |pairs: &[(&str, Scalar)]| build_mods(&config(pairs)).err().expect("an error");
+        let err = |pairs: &[(&str, Scalar)]| build_mods(&config(pairs)).err().expect("an error").to_string();
         assert_eq!(
             err(&[("mods.train", s("fixedclipping_mod"))]),
             "unknown mod `fixedclipping_mod` in `mods.train` (did you mean `fixedclipping`?); valid mods: \

@@ -35,6 +35,34 @@ pub mod floret {
 
 use flwr::proto as pb;
 
+/// Errors of this module: why a wire value is not one of our values.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("integer {0} is too large")]
+    IntegerTooLarge(u64),
+    #[error("bytes values are not allowed in a run configuration")]
+    BytesInRunConfig,
+    #[error("empty scalar")]
+    EmptyScalar,
+    /// A run-configuration value, under its key.
+    #[error("key '{}': {source}", crate::app::clip(.key))]
+    UserConfigKey { key: String, source: Box<Error> },
+    #[error("empty config value")]
+    EmptyConfigValue,
+    #[error("key '{0}' has no value")]
+    ConfigKeyNoValue(String),
+    #[error("metric '{0}' has no value")]
+    MetricNoValue(String),
+    #[error("array '{0}' has no value")]
+    ArrayNoValue(String),
+    #[error("array '{key}' has unsupported stype {stype}")]
+    UnsupportedStype { key: String, stype: String },
+    #[error(transparent)]
+    Npy(#[from] crate::records::RecordsError),
+    #[error("record '{0}' has no value")]
+    RecordNoValue(String),
+}
+
 /// Flower's `flwr_aid` when no account authentication is configured.
 pub const FLWR_AID_NONE: &str = "<id:none>";
 
@@ -54,18 +82,18 @@ pub fn scalar_to_proto(value: &Scalar) -> pb::Scalar {
 
 /// A wire scalar as a configuration value. Bytes have no place in a run
 /// configuration and are refused; an unsigned value beyond `i64` too.
-pub fn scalar_from_proto(value: &pb::Scalar) -> Result<Scalar, String> {
+pub fn scalar_from_proto(value: &pb::Scalar) -> Result<Scalar, Error> {
     use pb::scalar::Scalar as S;
     match &value.scalar {
         Some(S::Bool(b)) => Ok(Scalar::Bool(*b)),
         Some(S::Sint64(i)) => Ok(Scalar::Int(*i)),
         Some(S::Uint64(u)) => i64::try_from(*u)
             .map(Scalar::Int)
-            .map_err(|_| format!("integer {u} is too large")),
+            .map_err(|_| Error::IntegerTooLarge(*u)),
         Some(S::Double(f)) => Ok(Scalar::Float(*f)),
         Some(S::String(s)) => Ok(Scalar::Str(s.clone())),
-        Some(S::Bytes(_)) => Err("bytes values are not allowed in a run configuration".into()),
-        None => Err("empty scalar".into()),
+        Some(S::Bytes(_)) => Err(Error::BytesInRunConfig),
+        None => Err(Error::EmptyScalar),
     }
 }
 
@@ -73,12 +101,15 @@ pub fn user_config_to_proto(config: &UserConfig) -> BTreeMap<String, pb::Scalar>
     config.iter().map(|(k, v)| (k.clone(), scalar_to_proto(v))).collect()
 }
 
-pub fn user_config_from_proto(map: &BTreeMap<String, pb::Scalar>) -> Result<UserConfig, String> {
+pub fn user_config_from_proto(map: &BTreeMap<String, pb::Scalar>) -> Result<UserConfig, Error> {
     map.iter()
         .map(|(k, v)| {
             scalar_from_proto(v)
                 .map(|v| (k.clone(), v))
-                .map_err(|e| format!("key '{}': {e}", crate::app::clip(k)))
+                .map_err(|e| Error::UserConfigKey {
+                    key: k.clone(),
+                    source: Box::new(e),
+                })
         })
         .collect()
 }
@@ -100,11 +131,11 @@ pub fn config_value_to_proto(value: &ConfigValue) -> pb::ConfigRecordValue {
     pb::ConfigRecordValue { value: Some(value) }
 }
 
-pub fn config_value_from_proto(value: &pb::ConfigRecordValue) -> Result<ConfigValue, String> {
+pub fn config_value_from_proto(value: &pb::ConfigRecordValue) -> Result<ConfigValue, Error> {
     use pb::config_record_value::Value as V;
     Ok(match &value.value {
         Some(V::Sint64(i)) => ConfigValue::Int(*i),
-        Some(V::Uint64(u)) => ConfigValue::Int(i64::try_from(*u).map_err(|_| format!("integer {u} is too large"))?),
+        Some(V::Uint64(u)) => ConfigValue::Int(i64::try_from(*u).map_err(|_| Error::IntegerTooLarge(*u))?),
         Some(V::Double(f)) => ConfigValue::Float(*f),
         Some(V::String(s)) => ConfigValue::Str(s.clone()),
         Some(V::Bytes(b)) => ConfigValue::Bytes(b.clone()),
@@ -113,14 +144,14 @@ pub fn config_value_from_proto(value: &pb::ConfigRecordValue) -> Result<ConfigVa
         Some(V::UintList(l)) => ConfigValue::IntList(
             l.vals
                 .iter()
-                .map(|&u| i64::try_from(u).map_err(|_| format!("integer {u} is too large")))
+                .map(|&u| i64::try_from(u).map_err(|_| Error::IntegerTooLarge(u)))
                 .collect::<Result<_, _>>()?,
         ),
         Some(V::DoubleList(l)) => ConfigValue::FloatList(l.vals.clone()),
         Some(V::StringList(l)) => ConfigValue::StrList(l.vals.clone()),
         Some(V::BytesList(l)) => ConfigValue::BytesList(l.vals.clone()),
         Some(V::BoolList(l)) => ConfigValue::BoolList(l.vals.clone()),
-        None => return Err("empty config value".into()),
+        None => return Err(Error::EmptyConfigValue),
     })
 }
 
@@ -136,7 +167,7 @@ pub fn config_record_to_proto(record: &ConfigRecord) -> pb::ConfigRecord {
     }
 }
 
-pub fn config_record_from_proto(record: &pb::ConfigRecord) -> Result<ConfigRecord, String> {
+pub fn config_record_from_proto(record: &pb::ConfigRecord) -> Result<ConfigRecord, Error> {
     record
         .items
         .iter()
@@ -144,7 +175,7 @@ pub fn config_record_from_proto(record: &pb::ConfigRecord) -> Result<ConfigRecor
             let value = item
                 .value
                 .as_ref()
-                .ok_or_else(|| format!("key '{}' has no value", item.key))?;
+                .ok_or_else(|| Error::ConfigKeyNoValue(item.key.clone()))?;
             Ok((item.key.clone(), config_value_from_proto(value)?))
         })
         .collect()
@@ -170,7 +201,7 @@ pub fn metric_record_to_proto(record: &MetricRecord) -> pb::MetricRecord {
     }
 }
 
-pub fn metric_record_from_proto(record: &pb::MetricRecord) -> Result<MetricRecord, String> {
+pub fn metric_record_from_proto(record: &pb::MetricRecord) -> Result<MetricRecord, Error> {
     use pb::metric_record_value::Value as V;
     record
         .items
@@ -178,14 +209,12 @@ pub fn metric_record_from_proto(record: &pb::MetricRecord) -> Result<MetricRecor
         .map(|item| {
             let value = match item.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(V::Sint64(i)) => MetricValue::Int(*i),
-                Some(V::Uint64(u)) => {
-                    MetricValue::Int(i64::try_from(*u).map_err(|_| format!("integer {u} is too large"))?)
-                }
+                Some(V::Uint64(u)) => MetricValue::Int(i64::try_from(*u).map_err(|_| Error::IntegerTooLarge(*u))?),
                 Some(V::Double(f)) => MetricValue::Float(*f),
                 Some(V::SintList(l)) => MetricValue::IntList(l.vals.clone()),
                 Some(V::UintList(l)) => MetricValue::IntList(l.vals.iter().map(|&u| u as i64).collect()),
                 Some(V::DoubleList(l)) => MetricValue::FloatList(l.vals.clone()),
-                None => return Err(format!("metric '{}' has no value", item.key)),
+                None => return Err(Error::MetricNoValue(item.key.clone())),
             };
             Ok((item.key.clone(), value))
         })
@@ -209,7 +238,7 @@ pub fn array_record_to_proto(record: &ArrayRecord) -> pb::ArrayRecord {
     }
 }
 
-pub fn array_record_from_proto(record: &pb::ArrayRecord) -> Result<ArrayRecord, String> {
+pub fn array_record_from_proto(record: &pb::ArrayRecord) -> Result<ArrayRecord, Error> {
     record
         .items
         .iter()
@@ -217,9 +246,12 @@ pub fn array_record_from_proto(record: &pb::ArrayRecord) -> Result<ArrayRecord, 
             let array = item
                 .value
                 .as_ref()
-                .ok_or_else(|| format!("array '{}' has no value", item.key))?;
+                .ok_or_else(|| Error::ArrayNoValue(item.key.clone()))?;
             if array.stype != crate::records::STYPE_NUMPY {
-                return Err(format!("array '{}' has unsupported stype {}", item.key, array.stype));
+                return Err(Error::UnsupportedStype {
+                    key: item.key.clone(),
+                    stype: array.stype.clone(),
+                });
             }
             Ok((item.key.clone(), crate::records::Array::from_npy(&array.data)?))
         })
@@ -243,7 +275,7 @@ pub fn record_dict_to_proto(records: &RecordDict) -> pb::RecordDict {
     }
 }
 
-pub fn record_dict_from_proto(records: &pb::RecordDict) -> Result<RecordDict, String> {
+pub fn record_dict_from_proto(records: &pb::RecordDict) -> Result<RecordDict, Error> {
     use pb::record_dict::item::Value as V;
     records
         .items
@@ -253,7 +285,7 @@ pub fn record_dict_from_proto(records: &pb::RecordDict) -> Result<RecordDict, St
                 Some(V::ArrayRecord(a)) => Record::Arrays(array_record_from_proto(a)?),
                 Some(V::MetricRecord(m)) => Record::Metrics(metric_record_from_proto(m)?),
                 Some(V::ConfigRecord(c)) => Record::Config(config_record_from_proto(c)?),
-                None => return Err(format!("record '{}' has no value", item.key)),
+                None => return Err(Error::RecordNoValue(item.key.clone())),
             };
             Ok((item.key.clone(), record))
         })

@@ -188,9 +188,9 @@ impl Array {
     }
 
     /// Parses a `.npy` file of one of the supported dtypes (C order).
-    pub fn from_npy(bytes: &[u8]) -> Result<Array, String> {
+    pub fn from_npy(bytes: &[u8]) -> Result<Array, RecordsError> {
         if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-            return Err("not a .npy file".into());
+            return Err(RecordsError::NotNpy);
         }
         let (header_len, start) = match bytes[6] {
             1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
@@ -198,37 +198,40 @@ impl Array {
                 u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
                 12,
             ),
-            version => return Err(format!("unsupported .npy version {version}")),
+            version => return Err(RecordsError::NpyVersion(version)),
         };
         let header = bytes
             .get(start..start + header_len)
             .and_then(|h| std::str::from_utf8(h).ok())
-            .ok_or("truncated .npy header")?;
+            .ok_or(RecordsError::TruncatedHeader)?;
         if header.contains("'fortran_order': True") {
-            return Err("Fortran-ordered arrays are not supported".into());
+            return Err(RecordsError::FortranOrder);
         }
         let descr = header
             .split("'descr':")
             .nth(1)
             .and_then(|rest| rest.split('\'').nth(1))
-            .ok_or("no descr in .npy header")?;
+            .ok_or(RecordsError::NoDescr)?;
         let shape_text = header
             .split("'shape':")
             .nth(1)
             .and_then(|rest| rest.split('(').nth(1))
             .and_then(|rest| rest.split(')').next())
-            .ok_or("no shape in .npy header")?;
+            .ok_or(RecordsError::NoShape)?;
         let shape: Vec<usize> = shape_text
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<usize>().map_err(|e| e.to_string()))
+            .map(|s| s.parse::<usize>().map_err(RecordsError::Dimension))
             .collect::<Result<_, _>>()?;
         let data = &bytes[start + header_len..];
         let count: usize = shape.iter().product();
-        fn chunks<const N: usize, T>(data: &[u8], count: usize, f: fn([u8; N]) -> T) -> Result<Vec<T>, String> {
+        fn chunks<const N: usize, T>(data: &[u8], count: usize, f: fn([u8; N]) -> T) -> Result<Vec<T>, RecordsError> {
             if data.len() != count * N {
-                return Err(format!("expected {} data bytes, found {}", count * N, data.len()));
+                return Err(RecordsError::DataLength {
+                    expected: count * N,
+                    found: data.len(),
+                });
             }
             Ok(data
                 .chunks_exact(N)
@@ -241,10 +244,35 @@ impl Array {
             "<i4" => Values::I32(chunks(data, count, i32::from_le_bytes)?),
             "<i8" => Values::I64(chunks(data, count, i64::from_le_bytes)?),
             "|u1" | "<u1" => Values::U8(chunks(data, count, u8::from_le_bytes)?),
-            other => return Err(format!("unsupported dtype {other}")),
+            other => return Err(RecordsError::Dtype(other.to_string())),
         };
         Ok(Array { shape, values })
     }
+}
+
+/// Errors of this module: why `.npy` bytes are not an [`Array`]. (Named so
+/// because [`Error`] is Flower's error record of a message.)
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RecordsError {
+    #[error("not a .npy file")]
+    NotNpy,
+    #[error("unsupported .npy version {0}")]
+    NpyVersion(u8),
+    #[error("truncated .npy header")]
+    TruncatedHeader,
+    #[error("Fortran-ordered arrays are not supported")]
+    FortranOrder,
+    #[error("no descr in .npy header")]
+    NoDescr,
+    #[error("no shape in .npy header")]
+    NoShape,
+    /// A dimension of the shape is not a number.
+    #[error("{0}")]
+    Dimension(std::num::ParseIntError),
+    #[error("expected {expected} data bytes, found {found}")]
+    DataLength { expected: usize, found: usize },
+    #[error("unsupported dtype {0}")]
+    Dtype(String),
 }
 
 /// An ordered map from keys to values with unique keys, as Python's dict.

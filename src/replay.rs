@@ -91,7 +91,9 @@ pub enum NotReplayable {
     )]
     NeverRan { status: String, details: String },
     #[error("the run's inputs cannot be resolved again: {0}")]
-    Inputs(String),
+    Inputs(#[source] crate::builtin::BuiltinError),
+    #[error("the run's inputs cannot be resolved again: {0}")]
+    Interpreter(#[source] crate::bridge::python::Error),
 }
 
 /// What the replay found.
@@ -679,7 +681,7 @@ pub fn replay_with(
     record: &(impl RecordSource + ?Sized),
     workers: usize,
     until_round: Option<u64>,
-    build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
+    build_apps: impl FnOnce(&Inputs) -> Result<Apps, crate::builtin::BuiltinError>,
 ) -> Result<Verdict, NotReplayable> {
     replay_inner(record, workers, until_round, build_apps, &mut |_, _| {})
 }
@@ -688,7 +690,7 @@ fn replay_inner(
     record: &(impl RecordSource + ?Sized),
     workers: usize,
     until_round: Option<u64>,
-    build_apps: impl FnOnce(&Inputs) -> Result<Apps, String>,
+    build_apps: impl FnOnce(&Inputs) -> Result<Apps, crate::builtin::BuiltinError>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Verdict, NotReplayable> {
     let Decoded {
@@ -861,7 +863,7 @@ fn python_replay(
 ) -> Result<crate::bridge::run::PythonRun, NotReplayable> {
     use std::path::PathBuf;
     let verified =
-        crate::fab::verify_fab(record.fab(), &submitted.fab_hash).map_err(|e| NotReplayable::Inputs(e.to_string()))?;
+        crate::fab::verify_fab(record.fab(), &submitted.fab_hash).map_err(|e| NotReplayable::Inputs(e.into()))?;
     let explicit = std::env::var_os("FLWR_PYTHON").filter(|p| !p.is_empty());
     let recorded_path = recorded
         .map(|p| PathBuf::from(&p.interpreter))
@@ -871,7 +873,7 @@ fn python_replay(
         (None, Some(path)) => Ok(path),
         (None, None) => crate::bridge::run::interpreter_for(&submitted.federation_options),
     }
-    .map_err(|e| NotReplayable::Inputs(e.to_string()))?;
+    .map_err(NotReplayable::Interpreter)?;
     Ok(crate::bridge::run::PythonRun {
         fab: record.fab().to_vec(),
         fab_id: verified.app.fab_id(),

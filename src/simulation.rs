@@ -61,9 +61,10 @@ pub struct Args {
     pub faults: Vec<(u64, Phase, u64)>,
 }
 
-/// Why the process could not run its simulation.
+/// Errors of this module: why the process could not run its simulation,
+/// or (those the run's inputs cause) why the run fails before it starts.
 #[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
+pub enum SimulationError {
     #[error("cannot reach the SuperLink's SimulationIo API at {address}: {source}")]
     Connect {
         address: String,
@@ -71,27 +72,55 @@ pub enum ProcessError {
     },
     #[error("{0}")]
     Rpc(#[from] tonic::Status),
-    #[error("{0}")]
-    Other(String),
+    #[error("the simulation thread failed: {0}")]
+    Thread(tokio::task::JoinError),
+    #[error("fault {0:?} is not round:phase:node_id")]
+    FaultForm(String),
+    #[error("fault {0:?}: phase must be train or evaluate")]
+    FaultPhase(String),
+    #[error("fault {0:?}: bad round")]
+    FaultRound(String),
+    #[error("fault {0:?}: bad node id")]
+    FaultNode(String),
+    #[error("the SuperLink sent no run")]
+    NoRun,
+    #[error("the SuperLink sent no FAB")]
+    NoFab,
+    #[error("the SuperLink sent no context")]
+    NoContext,
+    #[error("invalid seed {0:?} in the run's context")]
+    Seed(String),
+    #[error(transparent)]
+    Proto(#[from] proto::Error),
+    #[error(transparent)]
+    Inputs(#[from] crate::builtin::BuiltinError),
+    #[error(transparent)]
+    Fab(#[from] crate::fab::FabError),
+    #[error(transparent)]
+    Python(#[from] bridge::python::Error),
 }
 
 /// Parses `round:phase:node_id,...`.
-pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, String> {
+pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, SimulationError> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|fault| {
             let parts: Vec<&str> = fault.split(':').collect();
             let [round, phase, node] = parts[..] else {
-                return Err(format!("fault {fault:?} is not round:phase:node_id"));
+                return Err(SimulationError::FaultForm(fault.to_string()));
             };
             let phase = match phase {
                 "train" => Phase::Train,
                 "evaluate" => Phase::Evaluate,
-                _ => return Err(format!("fault {fault:?}: phase must be train or evaluate")),
+                _ => return Err(SimulationError::FaultPhase(fault.to_string())),
             };
-            let round = round.parse().map_err(|_| format!("fault {fault:?}: bad round"))?;
-            let node = node.parse().map_err(|_| format!("fault {fault:?}: bad node id"))?;
+            let round = round
+                .parse()
+                .map_err(|_| SimulationError::FaultRound(fault.to_string()))?;
+            let node = node
+                .parse()
+                .map_err(|_| SimulationError::FaultNode(fault.to_string()))?;
             Ok((round, phase, node))
         })
         .collect()
@@ -99,7 +128,7 @@ pub fn parse_faults(text: &str) -> Result<Vec<(u64, Phase, u64)>, String> {
 
 /// The seed the SuperLink recorded, from the ServerApp context's state;
 /// `None` from a SuperLink that is not floret's.
-fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, String> {
+fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, SimulationError> {
     let state = context
         .state
         .as_ref()
@@ -107,10 +136,7 @@ fn seed_from_context(context: &pb::Context) -> Result<Option<u64>, String> {
         .transpose()?
         .unwrap_or_default();
     match state.config(FLORET_STATE_KEY).and_then(|c| c.get("seed")) {
-        Some(ConfigValue::Str(seed)) => seed
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("invalid seed {seed:?} in the run's context")),
+        Some(ConfigValue::Str(seed)) => seed.parse().map(Some).map_err(|_| SimulationError::Seed(seed.clone())),
         _ => Ok(None),
     }
 }
@@ -235,7 +261,7 @@ type SimulationIoClient = pb::simulation_io_client::SimulationIoClient<Channel>;
 type EventsClient = ext::simulation_events_client::SimulationEventsClient<Channel>;
 
 /// Runs the app process; returns the exit code.
-pub async fn run(args: Args) -> Result<i32, ProcessError> {
+pub async fn run(args: Args) -> Result<i32, SimulationError> {
     let (simio, events) = connect_clients(&args).await?;
     let Some((run_id, token)) = claim_run(&simio, &args).await? else {
         return Ok(0);
@@ -251,7 +277,7 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
     let workers = crate::builtin::worker_threads(&options);
     let (outcome, final_context, broken) = tokio::task::spawn_blocking(move || execute(prepared, workers, sink))
         .await
-        .map_err(|e| ProcessError::Other(format!("the simulation thread failed: {e}")))?;
+        .map_err(SimulationError::Thread)?;
     let (sub_status, details) = final_status(&outcome, &helpers.logs, color);
     helpers.finish();
     if let Some(reason) = broken {
@@ -269,9 +295,9 @@ pub async fn run(args: Args) -> Result<i32, ProcessError> {
 }
 
 /// The SimulationIo and SimulationEvents clients of the SuperLink.
-async fn connect_clients(args: &Args) -> Result<(SimulationIoClient, EventsClient), ProcessError> {
+async fn connect_clients(args: &Args) -> Result<(SimulationIoClient, EventsClient), SimulationError> {
     let address = format!("http://{}", args.simulationio_address);
-    let channel = connect(&address).await.map_err(|source| ProcessError::Connect {
+    let channel = connect(&address).await.map_err(|source| SimulationError::Connect {
         address: address.clone(),
         source,
     })?;
@@ -282,7 +308,7 @@ async fn connect_clients(args: &Args) -> Result<(SimulationIoClient, EventsClien
 
 /// The run and its token: the given ones, or a pending run claimed with
 /// `RequestToken` (`None` when there is nothing to launch).
-async fn claim_run(simio: &SimulationIoClient, args: &Args) -> Result<Option<(u64, String)>, ProcessError> {
+async fn claim_run(simio: &SimulationIoClient, args: &Args) -> Result<Option<(u64, String)>, SimulationError> {
     if let (Some(token), Some(run_id)) = (&args.token, args.run_id) {
         return Ok(Some((run_id, token.clone())));
     }
@@ -369,7 +395,7 @@ async fn pull_inputs(
     simio: &SimulationIoClient,
     token: &str,
     run_id: u64,
-) -> Result<(pb::PullAppInputsResponse, ConfigRecord), ProcessError> {
+) -> Result<(pb::PullAppInputsResponse, ConfigRecord), SimulationError> {
     let inputs = retry_while_full("pull the run's inputs", || {
         let mut simio = simio.clone();
         let request = pb::PullAppInputsRequest {
@@ -386,8 +412,7 @@ async fn pull_inputs(
         .into_inner()
         .federation_options
         .map(|o| proto::config_record_from_proto(&o))
-        .transpose()
-        .map_err(ProcessError::Other)?
+        .transpose()?
         .unwrap_or_default();
     Ok((inputs, options))
 }
@@ -486,7 +511,7 @@ async fn report_end(simio: &SimulationIoClient, token: &str, run_id: u64, sub_st
 
 /// What the simulation thread needs (and warnings to log), or why the run
 /// cannot start.
-type Prepared = Result<Ready, String>;
+type Prepared = Result<Ready, SimulationError>;
 
 struct Ready {
     inputs: Inputs,
@@ -496,9 +521,9 @@ struct Ready {
 }
 
 fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepared {
-    let run = inputs.run.as_ref().ok_or("the SuperLink sent no run")?;
-    let fab = inputs.fab.as_ref().ok_or("the SuperLink sent no FAB")?;
-    let context = inputs.context.as_ref().ok_or("the SuperLink sent no context")?;
+    let run = inputs.run.as_ref().ok_or(SimulationError::NoRun)?;
+    let fab = inputs.fab.as_ref().ok_or(SimulationError::NoFab)?;
+    let context = inputs.context.as_ref().ok_or(SimulationError::NoContext)?;
     let overrides = proto::user_config_from_proto(&run.override_config)?;
     let mut warnings = Vec::new();
     let seed = match seed_from_context(context)? {
@@ -518,7 +543,7 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
     };
     let resolved = crate::builtin::resolve_inputs(run.run_id, seed, &fab.content, &fab.hash_str, &overrides, options)?;
     let python = if bridge::is_python(&resolved.server_app) || bridge::is_python(&resolved.client_app) {
-        let verified = crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| e.to_string())?;
+        let verified = crate::fab::verify_fab(&fab.content, &fab.hash_str)?;
         let anchor = crate::domain::ids::Micros::parse_iso(&run.pending_at)
             .map(|at| at.0.div_euclid(1_000_000) as f64)
             .unwrap_or(bridge::server::ANCHOR_DEFAULT);
@@ -530,7 +555,7 @@ fn prepare(inputs: &pb::PullAppInputsResponse, options: &ConfigRecord) -> Prepar
             overrides,
             app_config: verified.app.config.clone(),
             federation_options: options.clone(),
-            interpreter: bridge::run::interpreter_for(options).map_err(|e| e.to_string())?,
+            interpreter: bridge::run::interpreter_for(options)?,
             flwr_home: crate::host::flwr_home(),
             anchor,
             workers: crate::builtin::worker_threads(options),
@@ -553,7 +578,9 @@ type Executed = (Outcome, Option<bytes::Bytes>, Option<String>);
 fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> Executed {
     let mut context = None;
     let outcome = match prepared {
-        Err(reason) => Outcome::Failed { reason },
+        Err(error) => Outcome::Failed {
+            reason: error.to_string(),
+        },
         Ok(ready) => {
             let mut log = Logger::new();
             for warning in &ready.warnings {
@@ -575,7 +602,9 @@ fn execute(prepared: Prepared, workers: usize, mut sink: LiveSink) -> Executed {
                         sink.entry(entry);
                     }
                     match apps {
-                        Err(reason) => Outcome::Failed { reason },
+                        Err(error) => Outcome::Failed {
+                            reason: error.to_string(),
+                        },
                         Ok(apps) => sim::simulate(&ready.inputs, apps, workers, &mut sink).outcome,
                     }
                 }

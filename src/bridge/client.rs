@@ -412,5 +412,5 @@ pub(crate) fn decode_reply(bytes: &[u8]) -> Result<RecordDict, Error> {
         });
     }
     let content = reply.content.unwrap_or_default();
-    proto::record_dict_from_proto(&content).map_err(unreadable)
+    proto::record_dict_from_proto(&content).map_err(|e| unreadable(e.to_string()))
 }

@@ -84,6 +84,24 @@ pub enum Error {
         message: String,
         traceback: String,
     },
+    #[error("cannot start the ClientApp workers: {0}")]
+    StartWorkers(#[source] process::Error),
+    #[error("cannot start the ServerApp process: {0}")]
+    StartServer(#[source] process::Error),
+    #[error("cannot start the ServerApp: {0}")]
+    StartFrame(#[source] frame::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A call timed by `probe` did not reply: how it ended, and its output.
+    #[error("call {index}: {outcome}\n{output}")]
+    CallFailed {
+        index: usize,
+        outcome: String,
+        output: String,
+    },
+    /// A call timed by `probe` replied with an error.
+    #[error("call {index}: {}", .error.reason)]
+    CallError { index: usize, error: crate::records::Error },
 }
 
 /// A started bridge: the zygote with the app loaded.
@@ -158,10 +176,10 @@ impl Bridge {
                         traceback: String::new(),
                     })?;
                 Some(
-                    crate::proto::array_record_from_proto(&record).map_err(|message| Error::Load {
+                    crate::proto::array_record_from_proto(&record).map_err(|error| Error::Load {
                         kind: "initial-arrays".into(),
                         error_type: "TypeError".into(),
-                        message: format!("the initial arrays cannot be used by floret's built-in ServerApp: {message}"),
+                        message: format!("the initial arrays cannot be used by floret's built-in ServerApp: {error}"),
                         traceback: String::new(),
                     })?,
                 )

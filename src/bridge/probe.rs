@@ -39,7 +39,7 @@ pub fn time_calls(
     message_type: &str,
     content: &RecordDict,
     calls: usize,
-) -> Result<Timed, String> {
+) -> Result<Timed, super::Error> {
     let spec = Spec {
         interpreter: interpreter.to_path_buf(),
         app_dir: app_dir.to_path_buf(),
@@ -51,9 +51,9 @@ pub fn time_calls(
         threads_per_client: 1,
         initial_arrays: None,
     };
-    let bridge = Bridge::start(&spec).map_err(|e| e.to_string())?;
+    let bridge = Bridge::start(&spec)?;
     let workers = Workers::new(Arc::clone(&bridge.zygote), 1, 1, None);
-    workers.start_all().map_err(|e| e.to_string())?;
+    workers.start_all()?;
     let mut timed = Timed {
         calls: Vec::with_capacity(calls),
         content_bytes: 0,
@@ -87,10 +87,16 @@ pub fn time_calls(
         let result = workers.call(&call);
         let reply = match result.outcome {
             Outcome::Replied { message, ok: true } => message,
-            other => return Err(format!("call {index}: {other:?}\n{}", result.output)),
+            other => {
+                return Err(super::Error::CallFailed {
+                    index,
+                    outcome: format!("{other:?}"),
+                    output: result.output,
+                })
+            }
         };
         timed.reply_bytes = reply.len();
-        client::decode_reply(&reply).map_err(|e| format!("call {index}: {}", e.reason))?;
+        client::decode_reply(&reply).map_err(|error| super::Error::CallError { index, error })?;
         if index > 0 {
             timed.calls.push(started.elapsed());
         }

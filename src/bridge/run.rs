@@ -64,9 +64,9 @@ pub fn interpreter_for(options: &ConfigRecord) -> Result<PathBuf, python::Error>
 /// Probes the run's interpreter (which runs it: call this off the async
 /// runtime): a missing one, or one without a usable `flwr`, is an error
 /// that names it and the fix.
-pub fn check_interpreter(options: &ConfigRecord) -> Result<(), String> {
-    let interpreter = interpreter_for(options).map_err(|e| e.to_string())?;
-    python::probe(&interpreter).map(|_| ()).map_err(|e| e.to_string())
+pub fn check_interpreter(options: &ConfigRecord) -> Result<(), python::Error> {
+    let interpreter = interpreter_for(options)?;
+    python::probe(&interpreter).map(|_| ())
 }
 
 /// CPUs per ClientApp (`backend.client-resources.num-cpus`, default 1).
@@ -166,9 +166,11 @@ fn run_builtin_server(inputs: &Inputs, bridge: &Bridge, stop: Option<Arc<AtomicB
         sink.entry(entry);
     }
     match apps {
-        Err(reason) => Ended {
+        Err(error) => Ended {
             finished: None,
-            outcome: Outcome::Failed { reason },
+            outcome: Outcome::Failed {
+                reason: error.to_string(),
+            },
             context: None,
         },
         Ok(apps) => {

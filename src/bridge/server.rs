@@ -96,8 +96,10 @@ pub fn simulate(
     }));
     match Driver::start(inputs, bridge, run, &registered, stop, sink) {
         Ok(driver) => driver.run(),
-        Err(reason) => {
-            let outcome = SimOutcome::Failed { reason };
+        Err(error) => {
+            let outcome = SimOutcome::Failed {
+                reason: error.to_string(),
+            };
             sink.event(Event::SimulationFinished(SimulationFinished {
                 rounds_completed: 0,
                 arrays: None,
@@ -187,24 +189,19 @@ impl<'a> Driver<'a> {
         registered: &[u64],
         stop: Option<Arc<AtomicBool>>,
         sink: &'a mut dyn Sink,
-    ) -> Result<Driver<'a>, String> {
+    ) -> Result<Driver<'a>, super::Error> {
         let workers = Arc::new(Workers::new(
             Arc::clone(&bridge.zygote),
             bridge.workers,
             registered.len(),
             stop.clone(),
         ));
-        workers
-            .start_all()
-            .map_err(|e| format!("cannot start the ClientApp workers: {e}"))?;
-        let server = bridge
-            .zygote
-            .fork("server", 0)
-            .map_err(|e| format!("cannot start the ServerApp process: {e}"))?;
+        workers.start_all().map_err(super::Error::StartWorkers)?;
+        let server = bridge.zygote.fork("server", 0).map_err(super::Error::StartServer)?;
         let (inbox_tx, inbox) = mpsc::channel();
         let queue = spawn_dispatchers(&workers, &inbox_tx);
         let server_pid = server.pid;
-        let writer = server.writer.try_clone().map_err(|e| e.to_string())?;
+        let writer = server.writer.try_clone()?;
         spawn_server_reader(server.reader, inbox_tx);
         let mut sorted = registered.to_vec();
         sorted.sort_unstable();
@@ -234,7 +231,7 @@ impl<'a> Driver<'a> {
             json!({"seed": seed, "vtime": run.anchor, "node_ids": sorted}),
         )
         .with(run_proto(inputs, run).encode_to_vec());
-        frame::write(&driver.server, &start).map_err(|e| format!("cannot start the ServerApp: {e}"))?;
+        frame::write(&driver.server, &start).map_err(super::Error::StartFrame)?;
         Ok(driver)
     }
 

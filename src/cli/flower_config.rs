@@ -37,7 +37,7 @@ pub(crate) const DEFAULT_BACKEND: &str = "ray";
 /// Errors of this module. Messages are Flower 1.27's, which (a Flower quirk)
 /// prefix "not found" errors with "An unexpected error occurred ...".
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub(crate) enum ConfigError {
+pub(crate) enum Error {
     /// The file or `$FLWR_HOME` could not be read or created.
     #[error("failed to access the Flower configuration file ({path}): {reason}")]
     Io { path: String, reason: String },
@@ -59,9 +59,39 @@ pub(crate) enum ConfigError {
         name: String,
         was_default: bool,
     },
-    /// The profile is invalid (Flower's "Failed to parse" + the reason).
-    #[error("Failed to parse the Flower configuration file ({path}). {detail}")]
-    Invalid { path: String, detail: String },
+    /// The profile is invalid (Flower's "Failed to parse" + the reason):
+    /// `options` is not a table.
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid value for key 'options': expected dict, but got {got}.")]
+    OptionsNotATable { path: String, got: &'static str },
+    /// A connection's value of the wrong type.
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid value for key '{key}' in connection '{name}': expected {expected}, but got {got}.")]
+    WrongType {
+        path: String,
+        key: &'static str,
+        name: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid value for key 'root-certificates' in connection '{name}': expected absolute path, but got relative path '{value}'.")]
+    RelativeRootCertificates { path: String, name: String, value: String },
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid federation format: {federation}. Expected format: '@<account-name>/<federation-name>'.")]
+    FederationFormat { path: String, federation: String },
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid SuperLink connection format: 'address' and/or 'options' key need to be specified.")]
+    NoAddressOrOptions { path: String },
+    /// A backend option of the wrong type (`option` is e.g. `init-args.num-cpus`).
+    #[error("Failed to parse the Flower configuration file ({path}). {option} must be {expected}.")]
+    BackendOptionType {
+        path: String,
+        option: String,
+        expected: &'static str,
+    },
+    /// A simulation option of the wrong type.
+    #[error("Failed to parse the Flower configuration file ({path}). Invalid simulation options: {option} must be {expected}.")]
+    SimulationOptionType {
+        path: String,
+        option: &'static str,
+        expected: &'static str,
+    },
     /// The file's structure is not what Flower expects (where Flower would
     /// fail with a Python error, this says what is wrong instead).
     #[error("An unexpected error occurred while reading the Flower configuration file ({path}). {detail}")]
@@ -101,9 +131,9 @@ pub(crate) struct FlowerConfig {
 /// Reads `<flwr_home>/config.toml`, first creating it with
 /// [`DEFAULT_CONFIG_TOML`] (and `flwr_home`) when it does not exist.
 /// The flag tells whether it was created.
-pub(crate) fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), ConfigError> {
+pub(crate) fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), Error> {
     let path = config_path(flwr_home);
-    let io = |e: std::io::Error| ConfigError::Io {
+    let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
@@ -114,7 +144,7 @@ pub(crate) fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), C
         created = true;
     }
     let bytes = std::fs::read(&path).map_err(io)?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::InvalidToml {
+    let text = String::from_utf8(bytes).map_err(|_| Error::InvalidToml {
         path: path.display().to_string(),
         line: 1,
         column: 1,
@@ -277,8 +307,8 @@ pub(crate) fn is_valid_federation(federation: &str) -> bool {
 
 impl FlowerConfig {
     /// Parses the text of a Flower configuration file located at `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<FlowerConfig, ConfigError> {
-        let document = crate::app::parse_toml(text).map_err(|(line, column, message)| ConfigError::InvalidToml {
+    pub fn parse(path: &Path, text: &str) -> Result<FlowerConfig, Error> {
+        let document = crate::app::parse_toml(text).map_err(|(line, column, message)| Error::InvalidToml {
             path: path.display().to_string(),
             line,
             column,
@@ -294,11 +324,11 @@ impl FlowerConfig {
         self.path.display().to_string()
     }
 
-    fn superlink(&self) -> Result<Option<&toml::Table>, ConfigError> {
+    fn superlink(&self) -> Result<Option<&toml::Table>, Error> {
         match self.document.get("superlink") {
             None => Ok(None),
             Some(toml::Value::Table(t)) => Ok(Some(t)),
-            Some(other) => Err(ConfigError::Malformed {
+            Some(other) => Err(Error::Malformed {
                 path: self.path_str(),
                 detail: format!("'superlink' must be a table, but it is {}.", py_type(other)),
             }),
@@ -330,24 +360,24 @@ impl FlowerConfig {
 
     /// Chooses a profile: `name` if given, else `[superlink].default`, and
     /// validates it as Flower 1.27 does (same checks, order and messages).
-    pub(crate) fn select_profile(&self, name: Option<&str>) -> Result<Profile, ConfigError> {
+    pub(crate) fn select_profile(&self, name: Option<&str>) -> Result<Profile, Error> {
         let path = self.path_str();
         let empty = toml::Table::new();
         let superlink = self.superlink()?.unwrap_or(&empty);
         let default = self.default_profile_name();
         let name = match name.map(str::to_string).or_else(|| default.clone()) {
             Some(n) => n,
-            None => return Err(ConfigError::NoDefault { path }),
+            None => return Err(Error::NoDefault { path }),
         };
         let Some(value) = superlink.get(&name) else {
-            return Err(ConfigError::NotFound {
+            return Err(Error::NotFound {
                 was_default: default.as_deref() == Some(name.as_str()),
                 path,
                 name,
             });
         };
         let toml::Value::Table(conn) = value else {
-            return Err(ConfigError::Malformed {
+            return Err(Error::Malformed {
                 path,
                 detail: format!(
                     "SuperLink connection '{name}' must be a table, but it is {}.",
@@ -355,29 +385,30 @@ impl FlowerConfig {
                 ),
             });
         };
-        parse_profile(&name, conn).map_err(|detail| ConfigError::Invalid { path, detail })
+        parse_profile(&path, &name, conn)
     }
 }
 
 /// Flower's `parse_superlink_connection` + `SuperLinkConnection.__post_init__`.
-fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
+fn parse_profile(path: &str, name: &str, conn: &toml::Table) -> Result<Profile, Error> {
     let options = match conn.get("options") {
         None => None,
-        Some(toml::Value::Table(t)) => Some(parse_options(t)?),
+        Some(toml::Value::Table(t)) => Some(parse_options(path, t)?),
         Some(other) => {
-            return Err(format!(
-                "Invalid value for key 'options': expected dict, but got {}.",
-                py_type(other)
-            ))
+            return Err(Error::OptionsNotATable {
+                path: path.to_string(),
+                got: py_type(other),
+            })
         }
     };
-    let wrong = |key: &str, expected: &str, v: &toml::Value| {
-        format!(
-            "Invalid value for key '{key}' in connection '{name}': expected {expected}, but got {}.",
-            py_type(v)
-        )
+    let wrong = |key: &'static str, expected: &'static str, v: &toml::Value| Error::WrongType {
+        path: path.to_string(),
+        key,
+        name: name.to_string(),
+        expected,
+        got: py_type(v),
     };
-    let string = |key: &str| -> Result<Option<String>, String> {
+    let string = |key: &'static str| -> Result<Option<String>, Error> {
         match conn.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
@@ -388,9 +419,11 @@ fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
     let root_certificates = string("root-certificates")?;
     if let Some(rc) = &root_certificates {
         if !Path::new(rc).is_absolute() {
-            return Err(format!(
-                "Invalid value for key 'root-certificates' in connection '{name}': expected absolute path, but got relative path '{rc}'."
-            ));
+            return Err(Error::RelativeRootCertificates {
+                path: path.to_string(),
+                name: name.to_string(),
+                value: rc.clone(),
+            });
         }
     }
     let insecure = match conn.get("insecure") {
@@ -401,13 +434,14 @@ fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
     let federation = string("federation")?;
     if let Some(f) = &federation {
         if !is_valid_federation(f) {
-            return Err(format!(
-                "Invalid federation format: {f}. Expected format: '@<account-name>/<federation-name>'."
-            ));
+            return Err(Error::FederationFormat {
+                path: path.to_string(),
+                federation: f.clone(),
+            });
         }
     }
     if address.is_none() && options.is_none() {
-        return Err("Invalid SuperLink connection format: 'address' and/or 'options' key need to be specified.".into());
+        return Err(Error::NoAddressOrOptions { path: path.to_string() });
     }
     Ok(Profile {
         name: name.to_string(),
@@ -423,7 +457,17 @@ fn parse_profile(name: &str, conn: &toml::Table) -> Result<Profile, String> {
 /// Flower's order: client resources, init args, backend name,
 /// num-supernodes, verbose. Python's `bool` is an `int`; here a boolean is
 /// not accepted where a number is expected.
-fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
+fn parse_options(path: &str, options: &toml::Table) -> Result<SimulationOptions, Error> {
+    let backend_type = |option: String, expected: &'static str| Error::BackendOptionType {
+        path: path.to_string(),
+        option,
+        expected,
+    };
+    let simulation_type = |option: &'static str, expected: &'static str| Error::SimulationOptionType {
+        path: path.to_string(),
+        option,
+        expected,
+    };
     let backend = match options.get("backend") {
         Some(toml::Value::Table(b)) => {
             let client_resources = match b.get("client-resources") {
@@ -432,7 +476,7 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
                         None => Ok(None),
                         Some(toml::Value::Integer(i)) => Ok(Some(Number::Int(*i))),
                         Some(toml::Value::Float(f)) => Ok(Some(Number::Float(*f))),
-                        Some(_) => Err(format!("client-resources.{key} must be a number (int/float).")),
+                        Some(_) => Err(backend_type(format!("client-resources.{key}"), "a number (int/float)")),
                     };
                     Some(ClientResources {
                         num_cpus: number("num-cpus")?,
@@ -446,19 +490,19 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
                     let int = |key: &str| match ia.get(key) {
                         None => Ok(None),
                         Some(toml::Value::Integer(i)) => Ok(Some(*i)),
-                        Some(_) => Err(format!("init-args.{key} must be an integer.")),
+                        Some(_) => Err(backend_type(format!("init-args.{key}"), "an integer")),
                     };
                     let num_cpus = int("num-cpus")?;
                     let num_gpus = int("num-gpus")?;
                     let logging_level = match ia.get("logging-level") {
                         None => None,
                         Some(toml::Value::String(s)) => Some(s.clone()),
-                        Some(_) => return Err("init-args.logging-level must be a string.".into()),
+                        Some(_) => return Err(backend_type("init-args.logging-level".into(), "a string")),
                     };
                     let log_to_drive = match ia.get("log-to-drive") {
                         None => None,
                         Some(toml::Value::Boolean(v)) => Some(*v),
-                        Some(_) => return Err("init-args.log-to-drive must be a boolean.".into()),
+                        Some(_) => return Err(backend_type("init-args.log-to-drive".into(), "a boolean")),
                     };
                     Some(InitArgs {
                         num_cpus,
@@ -472,7 +516,7 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
             let name = match b.get("name") {
                 None => DEFAULT_BACKEND.to_string(),
                 Some(toml::Value::String(s)) => s.clone(),
-                Some(_) => return Err("backend.name must be a string.".into()),
+                Some(_) => return Err(backend_type("backend.name".into(), "a string")),
             };
             Some(BackendOptions {
                 name,
@@ -484,12 +528,12 @@ fn parse_options(options: &toml::Table) -> Result<SimulationOptions, String> {
     };
     let num_supernodes = match options.get("num-supernodes") {
         Some(toml::Value::Integer(n)) => *n,
-        _ => return Err("Invalid simulation options: num-supernodes must be an integer.".into()),
+        _ => return Err(simulation_type("num-supernodes", "an integer")),
     };
     let verbose = match options.get("verbose") {
         None => None,
         Some(toml::Value::Boolean(b)) => Some(*b),
-        Some(_) => return Err("Invalid simulation options: verbose must be a boolean.".into()),
+        Some(_) => return Err(simulation_type("verbose", "a boolean")),
     };
     Ok(SimulationOptions {
         num_supernodes,

@@ -130,45 +130,23 @@ pub enum Command {
 }
 
 /// Why a command was refused. The run is unchanged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
+    #[error("Run ID not found")]
     UnknownRun(RunId),
+    #[error("Run ID {0} already exists")]
     DuplicateRun(RunId),
+    #[error("Run ID {0} is already finished")]
     AlreadyFinished(RunId),
-    InvalidTransition {
-        from: Status,
-        to: Status,
-    },
+    #[error("Invalid status transition: from \"{from}\" to \"{to}\"")]
+    InvalidTransition { from: Status, to: Status },
     /// Simulation events were sent for a run that is not running, or after
     /// the simulation's final event, or are not simulation events.
-    UnexpectedSimulationEvent {
-        run_id: RunId,
-        reason: String,
-    },
+    #[error("run {run_id} does not accept simulation events: {reason}")]
+    UnexpectedSimulationEvent { run_id: RunId, reason: String },
     /// Usage was reported for a run that is not running, or is not a usage.
-    UnexpectedUsage {
-        run_id: RunId,
-        reason: String,
-    },
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejection::UnknownRun(_) => f.write_str("Run ID not found"),
-            Rejection::DuplicateRun(id) => write!(f, "Run ID {id} already exists"),
-            Rejection::AlreadyFinished(id) => write!(f, "Run ID {id} is already finished"),
-            Rejection::InvalidTransition { from, to } => {
-                write!(f, "Invalid status transition: from \"{from}\" to \"{to}\"")
-            }
-            Rejection::UnexpectedSimulationEvent { run_id, reason } => {
-                write!(f, "run {run_id} does not accept simulation events: {reason}")
-            }
-            Rejection::UnexpectedUsage { run_id, reason } => {
-                write!(f, "run {run_id} does not accept a usage report: {reason}")
-            }
-        }
-    }
+    #[error("run {run_id} does not accept a usage report: {reason}")]
+    UnexpectedUsage { run_id: RunId, reason: String },
 }
 
 /// The details recorded when a user stops a run.

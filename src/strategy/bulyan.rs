@@ -137,7 +137,7 @@ pub fn bulyan_arrayrecords(records: &[&ArrayRecord], beta: usize) -> Result<Arra
         return Ok(out);
     };
     for key in first.keys() {
-        let arrays = stack(records, key).map_err(StrategyError::Aggregation)?;
+        let arrays = stack(records, key)?;
         let values = match column(&arrays) {
             Column::F32(slices) => coordinate_bulyan(&slices, beta),
             Column::F64(slices) => coordinate_bulyan(&slices, beta),

@@ -149,7 +149,7 @@ fn add_central_noise(
 ) -> Result<Option<ArrayRecord>, StrategyError> {
     match arrays {
         Some(mut arrays) if !arrays.is_empty() => {
-            add_gaussian_noise(&mut arrays, std, streams.map(|s| &mut s.model)).map_err(StrategyError::Aggregation)?;
+            add_gaussian_noise(&mut arrays, std, streams.map(|s| &mut s.model))?;
             log.info(format!(
                 "aggregate_fit: central DP noise with {} stdev added",
                 format_f(std, 4)
@@ -175,7 +175,7 @@ fn clip_replies(
         let content = reply.content().expect("validated: no error replies");
         let mut new_content = content.clone();
         for (name, record) in content.array_records() {
-            let clipped = clip_update(record, current, clipping_norm).map_err(StrategyError::Aggregation)?;
+            let clipped = clip_update(record, current, clipping_norm)?;
             clipped_count += usize::from(clipped.norm_bit);
             new_content.insert(name, Record::Arrays(clipped.arrays));
         }

@@ -39,7 +39,7 @@ pub fn median_arrayrecords(records: &[&ArrayRecord]) -> Result<ArrayRecord, Stra
         return Ok(out);
     };
     for key in first.keys() {
-        let arrays = stack(records, key).map_err(StrategyError::Aggregation)?;
+        let arrays = stack(records, key)?;
         let values = match column(&arrays) {
             Column::F32(slices) => coordinate_median(&slices),
             Column::F64(slices) => coordinate_median(&slices),

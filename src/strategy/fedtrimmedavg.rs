@@ -63,7 +63,7 @@ pub fn trimmed_mean_arrayrecords(records: &[&ArrayRecord], beta: f64) -> Result<
         )));
     }
     for key in first.keys() {
-        let arrays = stack(records, key).map_err(StrategyError::Aggregation)?;
+        let arrays = stack(records, key)?;
         let values = match column(&arrays) {
             Column::F32(slices) => coordinate_trimmed_mean(&slices, lo, hi),
             Column::F64(slices) => coordinate_trimmed_mean(&slices, lo, hi),

@@ -44,6 +44,42 @@ use std::ops::{Add, Div, Mul, Sub};
 
 use crate::prng::Prng;
 use crate::records::{Array, ArrayRecord, Values};
+use crate::strategy::StrategyError;
+
+/// Errors of this module: arrays that do not fit together, or a missing
+/// noise stream. A strategy reports them as [`StrategyError::Aggregation`].
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("Array '{0}' is missing from a reply.")]
+    MissingArray(String),
+    #[error(
+        "Arrays under key '{key}' have different shapes in the replies ({first:?} and {other:?}); they cannot be \
+         aggregated."
+    )]
+    ShapeMismatch {
+        key: String,
+        first: Vec<usize>,
+        other: Vec<usize>,
+    },
+    #[error("Cannot clip the update: the reply holds {reply} arrays but the global model holds {current}.")]
+    ClipArrayCount { reply: usize, current: usize },
+    #[error(
+        "Cannot clip the update: array '{key}' has shape {reply:?} in the reply but {current:?} in the global model."
+    )]
+    ClipShape {
+        key: String,
+        reply: Vec<usize>,
+        current: Vec<usize>,
+    },
+    #[error("No noise stream: `configure_train` must run before `aggregate_train`.")]
+    NoNoiseStream,
+}
+
+impl From<Error> for StrategyError {
+    fn from(error: Error) -> StrategyError {
+        StrategyError::Aggregation(error.to_string())
+    }
+}
 
 /// A float element type numpy computes in (float32 or float64).
 pub trait Elem:
@@ -244,20 +280,18 @@ pub fn column<'a>(arrays: &[&'a Array]) -> Column<'a> {
 
 /// The arrays stored under `key` in every record, checking that they can be
 /// stacked (same shape), as `np.stack` requires.
-pub fn stack<'a>(records: &[&'a ArrayRecord], key: &str) -> Result<Vec<&'a Array>, String> {
+pub fn stack<'a>(records: &[&'a ArrayRecord], key: &str) -> Result<Vec<&'a Array>, Error> {
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let array = record
-            .get(key)
-            .ok_or_else(|| format!("Array '{key}' is missing from a reply."))?;
+        let array = record.get(key).ok_or_else(|| Error::MissingArray(key.to_string()))?;
         if let Some(first) = out.first() {
             let first: &&Array = first;
             if first.shape != array.shape {
-                return Err(format!(
-                    "Arrays under key '{key}' have different shapes in the replies \
-                     ({:?} and {:?}); they cannot be aggregated.",
-                    first.shape, array.shape
-                ));
+                return Err(Error::ShapeMismatch {
+                    key: key.to_string(),
+                    first: first.shape.clone(),
+                    other: array.shape.clone(),
+                });
             }
         }
         out.push(array);
@@ -515,7 +549,7 @@ const GRAM_BLOCK: usize = 512;
 /// The Gram matrix `G[i][j] = x_i · x_j` (row-major, n×n) of the records'
 /// arrays flattened and concatenated in key order, in float64. The records
 /// must hold the same keys with the same shapes.
-pub fn gram_matrix(records: &[&ArrayRecord]) -> Result<Vec<f64>, String> {
+pub fn gram_matrix(records: &[&ArrayRecord]) -> Result<Vec<f64>, Error> {
     let n = records.len();
     let mut gram = vec![0.0f64; n * n];
     let Some(first) = records.first() else {
@@ -575,23 +609,22 @@ pub struct Clipped {
 ///
 /// Deliberate difference: a zero update (`‖u‖ = 0`) makes Python raise
 /// `ZeroDivisionError`; here the scale is 1, as no clipping is needed.
-pub fn clip_update(reply: &ArrayRecord, current: &ArrayRecord, clipping_norm: f64) -> Result<Clipped, String> {
+pub fn clip_update(reply: &ArrayRecord, current: &ArrayRecord, clipping_norm: f64) -> Result<Clipped, Error> {
     if reply.len() != current.len() {
-        return Err(format!(
-            "Cannot clip the update: the reply holds {} arrays but the global model holds {}.",
-            reply.len(),
-            current.len()
-        ));
+        return Err(Error::ClipArrayCount {
+            reply: reply.len(),
+            current: current.len(),
+        });
     }
     // First pass: the update's squared norm, without materialising it.
     let mut sum_sq = 0.0f64;
     for ((key, r), (_, c)) in reply.iter().zip(current.iter()) {
         if r.shape != c.shape {
-            return Err(format!(
-                "Cannot clip the update: array '{key}' has shape {:?} in the reply but {:?} in the \
-                 global model.",
-                r.shape, c.shape
-            ));
+            return Err(Error::ClipShape {
+                key: key.to_string(),
+                reply: r.shape.clone(),
+                current: c.shape.clone(),
+            });
         }
         match (floats(&r.values), floats(&c.values)) {
             (Floats::F32(r), Floats::F32(c)) => {
@@ -646,12 +679,12 @@ fn floats_f64(view: Floats<'_>) -> Cow<'_, [f64]> {
 /// (`np.random.normal(0, std, shape).astype(dtype)`). With `std == 0` no
 /// number is drawn and the noise is `+0.0` (numpy draws, but `0 + 0·z` is
 /// `+0.0` whatever `z` is).
-pub fn add_gaussian_noise(arrays: &mut ArrayRecord, std: f64, prng: Option<&mut Prng>) -> Result<(), String> {
+pub fn add_gaussian_noise(arrays: &mut ArrayRecord, std: f64, prng: Option<&mut Prng>) -> Result<(), Error> {
     let mut draw: Box<dyn FnMut() -> f64 + '_> = if std == 0.0 {
         Box::new(|| 0.0)
     } else {
         let Some(prng) = prng else {
-            return Err("No noise stream: `configure_train` must run before `aggregate_train`.".into());
+            return Err(Error::NoNoiseStream);
         };
         Box::new(move || 0.0 + std * prng.normal_f64())
     };

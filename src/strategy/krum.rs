@@ -29,7 +29,7 @@ use crate::strategy::{aggregate_arrayrecords, FedAvg, FedAvgParams, Grid, Strate
 /// The Krum scores of the replies' arrays (lower is more central).
 pub fn krum_scores(records: &[&ArrayRecord], num_malicious_nodes: usize) -> Result<Vec<f64>, StrategyError> {
     let n = records.len();
-    let gram = gram_matrix(records).map_err(StrategyError::Aggregation)?;
+    let gram = gram_matrix(records)?;
     let norm = |i: usize| gram[i * n + i];
     let num_closest = n.saturating_sub(num_malicious_nodes).saturating_sub(2).max(1);
     let mut order: Vec<usize> = Vec::with_capacity(n);

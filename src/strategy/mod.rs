@@ -77,8 +77,6 @@ pub mod krum;
 pub mod qfedavg;
 pub mod start;
 
-use std::fmt;
-
 use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
 use crate::prng::Prng;
@@ -145,33 +143,24 @@ impl Grid for SeededGrid {
 }
 
 /// Why a strategy could not go on. The run fails with this reason.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum StrategyError {
     /// Replies that cannot be aggregated (Flower's `InconsistentMessageReplies`,
     /// exit code 200).
+    #[error("{0}")]
     InconsistentReplies(String),
     /// Aggregation failed (Flower's `AggregationError`).
+    #[error("{0}")]
     Aggregation(String),
     /// Fewer nodes than the strategy's minimum.
+    #[error(
+        "the federation has {connected} SuperNodes but the strategy needs at least {required}; raise num-supernodes \
+         or lower min-available-nodes / min-train-nodes / min-evaluate-nodes"
+    )]
     NotEnoughNodes { connected: usize, required: usize },
     /// A parameter is out of range (checked before the run starts).
+    #[error("{0}")]
     InvalidParameter(String),
-}
-
-impl fmt::Display for StrategyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StrategyError::InconsistentReplies(reason) => write!(f, "{reason}"),
-            StrategyError::Aggregation(reason) => write!(f, "{reason}"),
-            StrategyError::NotEnoughNodes { connected, required } => write!(
-                f,
-                "the federation has {connected} SuperNodes but the strategy needs at least \
-                 {required}; raise num-supernodes or lower min-available-nodes / min-train-nodes / \
-                 min-evaluate-nodes"
-            ),
-            StrategyError::InvalidParameter(reason) => write!(f, "{reason}"),
-        }
-    }
 }
 
 /// A Flower strategy. Messages returned by `configure_*` name their

@@ -159,8 +159,8 @@ impl ControlService {
             crate::fab::verify_fab(&fab.content, &fab.hash_str).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let overrides = proto::user_config_from_proto(&request.override_config)
             .map_err(|e| Status::failed_precondition(format!("Invalid run configuration: {e}")))?;
-        let run_config =
-            crate::builtin::fuse_run_config(&verified.app.config, &overrides).map_err(Status::failed_precondition)?;
+        let run_config = crate::builtin::fuse_run_config(&verified.app.config, &overrides)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let federation = if request.federation.is_empty() {
             DEFAULT_FEDERATION.to_string()
         } else {
@@ -188,16 +188,17 @@ impl ControlService {
         };
         let (app, config, options) = (verified.app.clone(), run_config.clone(), federation_options.clone());
         tokio::task::spawn_blocking(move || {
-            crate::builtin::validate(&app, &config, &options)?;
+            crate::builtin::validate(&app, &config, &options)
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
             let python = crate::bridge::is_python(&app.serverapp) || crate::bridge::is_python(&app.clientapp);
             if python && !vouched {
-                crate::bridge::run::check_interpreter(&options)?;
+                crate::bridge::run::check_interpreter(&options)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
             }
-            Ok::<(), String>(())
+            Ok::<(), Status>(())
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Status::failed_precondition)?;
+        .map_err(|e| Status::internal(e.to_string()))??;
         let seed = crate::builtin::seed_from_config(&run_config).unwrap_or_else(random_seed);
         let ffs = Arc::clone(&self.shared.ffs);
         let content = request.fab.map(|fab| fab.content).unwrap_or_default();

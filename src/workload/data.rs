@@ -15,6 +15,75 @@ use std::sync::OnceLock;
 use crate::math;
 use crate::prng::{purpose, Prng};
 
+/// Errors of this module: inconsistent data, or a split that cannot be made.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("dataset has {values} feature values for {rows} rows of {num_features} features")]
+    FeatureCount {
+        values: usize,
+        rows: usize,
+        num_features: usize,
+    },
+    #[error("dataset has label {label} but only {num_classes} classes")]
+    Label { label: u32, num_classes: usize },
+    /// The embedded digits set is unreadable (a broken build).
+    #[error("cannot decompress digits: {0}")]
+    Decompress(String),
+    #[error("digits line {line}: {source}")]
+    DigitsNumber {
+        line: usize,
+        source: std::num::ParseIntError,
+    },
+    #[error("digits line {line}: pixel {value}")]
+    DigitsPixel { line: usize, value: u32 },
+    #[error("digits line {line}: {count} fields, expected 65")]
+    DigitsFields { line: usize, count: usize },
+    #[error("num_partitions must be at least 1")]
+    NoPartitions,
+    #[error(
+        "cannot split {examples} examples into {num_partitions} partitions: num_partitions must not exceed the \
+         number of examples"
+    )]
+    MorePartitionsThanExamples { examples: usize, num_partitions: usize },
+    #[error("alpha must be positive and finite, got {0}")]
+    Alpha(f64),
+    #[error("label {label} at index {index} is not below num_classes = {num_classes}")]
+    LabelOutOfRange {
+        label: u32,
+        index: usize,
+        num_classes: usize,
+    },
+    /// flwr-datasets says "Please update the values of alpha"; the usual
+    /// cause is too few examples per partition, so this says both, with numbers.
+    #[error(
+        "cannot split {examples} examples into {num_partitions} label-skewed partitions of at least \
+         {min_partition_size} examples each: that is {:.1} examples per partition on average, and in {attempts} \
+         Dirichlet draws (alpha {}) the smallest partition got at most {best_smallest}; use fewer partitions \
+         (SuperNodes), a larger alpha, or IID partitioning",
+        *.examples as f64 / *.num_partitions as f64,
+        crate::pyfmt::float_repr(*.alpha)
+    )]
+    Dirichlet {
+        examples: usize,
+        num_partitions: usize,
+        min_partition_size: usize,
+        attempts: usize,
+        alpha: f64,
+        best_smallest: usize,
+    },
+    #[error("digits can be split into 1 to {max_partitions} partitions (each needs a train and a test example), not {num_partitions}")]
+    DigitsPartitions {
+        max_partitions: usize,
+        num_partitions: usize,
+    },
+    #[error("synthetic data needs at least one feature and one class, got {num_features} and {num_classes}")]
+    SyntheticShape { num_features: usize, num_classes: usize },
+    #[error("skew must be 0 (IID) or a positive Dirichlet alpha, got {0}")]
+    Skew(f64),
+    #[error("noise must be finite and non-negative, got {0}")]
+    Noise(f32),
+}
+
 /// The second element of the stream paths this module derives from a seed.
 /// The first element is [`purpose::DATA`] or [`purpose::SYNTHETIC`].
 pub mod stream {
@@ -46,7 +115,7 @@ impl Dataset {
         labels: Vec<u32>,
         num_features: usize,
         num_classes: usize,
-    ) -> Result<Dataset, String> {
+    ) -> Result<Dataset, Error> {
         let dataset = Dataset {
             features,
             labels,
@@ -59,18 +128,20 @@ impl Dataset {
 
     /// Checks that `features` has `len() * num_features` values and that
     /// every label is below `num_classes`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         let expected = self.labels.len().checked_mul(self.num_features);
         if expected != Some(self.features.len()) {
-            return Err(format!(
-                "dataset has {} feature values for {} rows of {} features",
-                self.features.len(),
-                self.labels.len(),
-                self.num_features
-            ));
+            return Err(Error::FeatureCount {
+                values: self.features.len(),
+                rows: self.labels.len(),
+                num_features: self.num_features,
+            });
         }
         if let Some(bad) = self.labels.iter().find(|&&l| l as usize >= self.num_classes) {
-            return Err(format!("dataset has label {bad} but only {} classes", self.num_classes));
+            return Err(Error::Label {
+                label: *bad,
+                num_classes: self.num_classes,
+            });
         }
         Ok(())
     }
@@ -116,12 +187,12 @@ pub fn digits() -> &'static Dataset {
     DIGITS.get_or_init(|| parse_digits(DIGITS_GZ).expect("the embedded digits.csv.gz is valid"))
 }
 
-fn parse_digits(gz: &[u8]) -> Result<Dataset, String> {
+fn parse_digits(gz: &[u8]) -> Result<Dataset, Error> {
     const PIXELS: usize = 64;
     let mut text = String::new();
     flate2::read::GzDecoder::new(gz)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot decompress digits: {e}"))?;
+        .map_err(|e| Error::Decompress(e.to_string()))?;
     let mut features = Vec::with_capacity(1797 * PIXELS);
     let mut labels = Vec::with_capacity(1797);
     for (line_no, line) in text.lines().enumerate() {
@@ -130,13 +201,16 @@ fn parse_digits(gz: &[u8]) -> Result<Dataset, String> {
         }
         let mut count = 0;
         for (column, field) in line.split(',').enumerate() {
-            let value: u32 = field
-                .trim()
-                .parse()
-                .map_err(|e| format!("digits line {}: {e}", line_no + 1))?;
+            let value: u32 = field.trim().parse().map_err(|source| Error::DigitsNumber {
+                line: line_no + 1,
+                source,
+            })?;
             if column < PIXELS {
                 if value > 16 {
-                    return Err(format!("digits line {}: pixel {value}", line_no + 1));
+                    return Err(Error::DigitsPixel {
+                        line: line_no + 1,
+                        value,
+                    });
                 }
                 features.push(value as f32 / 16.0);
             } else {
@@ -145,7 +219,10 @@ fn parse_digits(gz: &[u8]) -> Result<Dataset, String> {
             count += 1;
         }
         if count != PIXELS + 1 {
-            return Err(format!("digits line {}: {count} fields, expected 65", line_no + 1));
+            return Err(Error::DigitsFields {
+                line: line_no + 1,
+                count,
+            });
         }
     }
     Dataset::new(features, labels, PIXELS, 10)
@@ -200,26 +277,27 @@ pub fn partition_dirichlet(
     alpha: f64,
     min_partition_size: usize,
     prng: &mut Prng,
-) -> Result<Vec<Vec<usize>>, String> {
+) -> Result<Vec<Vec<usize>>, Error> {
     const MAX_ATTEMPTS: usize = 10;
     if num_partitions == 0 {
-        return Err("num_partitions must be at least 1".into());
+        return Err(Error::NoPartitions);
     }
     if num_partitions > labels.len() {
-        return Err(format!(
-            "cannot split {} examples into {num_partitions} partitions: \
-             num_partitions must not exceed the number of examples",
-            labels.len()
-        ));
+        return Err(Error::MorePartitionsThanExamples {
+            examples: labels.len(),
+            num_partitions,
+        });
     }
     if !(alpha > 0.0 && alpha.is_finite()) {
-        return Err(format!("alpha must be positive and finite, got {alpha}"));
+        return Err(Error::Alpha(alpha));
     }
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
     for (i, &label) in labels.iter().enumerate() {
-        let slot = by_class
-            .get_mut(label as usize)
-            .ok_or_else(|| format!("label {label} at index {i} is not below num_classes = {num_classes}"))?;
+        let slot = by_class.get_mut(label as usize).ok_or(Error::LabelOutOfRange {
+            label,
+            index: i,
+            num_classes,
+        })?;
         slot.push(i);
     }
     let mut best_smallest = 0;
@@ -251,17 +329,14 @@ pub fn partition_dirichlet(
         }
         best_smallest = best_smallest.max(smallest);
     }
-    // flwr-datasets says "Please update the values of alpha"; the usual
-    // cause is too few examples per partition, so say both, with numbers.
-    Err(format!(
-        "cannot split {} examples into {num_partitions} label-skewed partitions of at least {min_partition_size} \
-         examples each: that is {:.1} examples per partition on average, and in {MAX_ATTEMPTS} Dirichlet draws \
-         (alpha {}) the smallest partition got at most {best_smallest}; use fewer partitions (SuperNodes), \
-         a larger alpha, or IID partitioning",
-        labels.len(),
-        labels.len() as f64 / num_partitions as f64,
-        crate::pyfmt::float_repr(alpha),
-    ))
+    Err(Error::Dirichlet {
+        examples: labels.len(),
+        num_partitions,
+        min_partition_size,
+        attempts: MAX_ATTEMPTS,
+        alpha,
+        best_smallest,
+    })
 }
 
 /// Splits `indices` without shuffling: the last `round(len * test_fraction)`
@@ -324,7 +399,7 @@ const DIRICHLET_MIN_PARTITION_SIZE: usize = 10;
 ///
 /// At most `rows / 2` (719) partitions, so that each gets a train and a test
 /// example.
-pub fn federated_digits(num_partitions: usize, partitioning: Partitioning, seed: u64) -> Result<FederatedData, String> {
+pub fn federated_digits(num_partitions: usize, partitioning: Partitioning, seed: u64) -> Result<FederatedData, Error> {
     let all = digits();
     let mut order: Vec<usize> = (0..all.len()).collect();
     Prng::stream(seed, &[purpose::DATA, stream::HOLDOUT]).shuffle(&mut order);
@@ -334,10 +409,10 @@ pub fn federated_digits(num_partitions: usize, partitioning: Partitioning, seed:
     let pool = all.subset(&pool_indices);
     let max_partitions = pool.len() / 2;
     if num_partitions == 0 || num_partitions > max_partitions {
-        return Err(format!(
-            "digits can be split into 1 to {max_partitions} partitions \
-             (each needs a train and a test example), not {num_partitions}"
-        ));
+        return Err(Error::DigitsPartitions {
+            max_partitions,
+            num_partitions,
+        });
     }
     let mut prng = Prng::stream(seed, &[purpose::DATA, stream::PARTITION]);
     let partition_indices = match partitioning {
@@ -385,21 +460,18 @@ pub struct SyntheticSpec {
 impl SyntheticSpec {
     /// `Err` unless there are features and classes, `skew` is finite and
     /// non-negative and `noise` is finite and non-negative.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         if self.num_features == 0 || self.num_classes == 0 {
-            return Err(format!(
-                "synthetic data needs at least one feature and one class, got {} and {}",
-                self.num_features, self.num_classes
-            ));
+            return Err(Error::SyntheticShape {
+                num_features: self.num_features,
+                num_classes: self.num_classes,
+            });
         }
         if !(self.skew >= 0.0 && self.skew.is_finite()) {
-            return Err(format!(
-                "skew must be 0 (IID) or a positive Dirichlet alpha, got {}",
-                self.skew
-            ));
+            return Err(Error::Skew(self.skew));
         }
         if !(self.noise >= 0.0 && self.noise.is_finite()) {
-            return Err(format!("noise must be finite and non-negative, got {}", self.noise));
+            return Err(Error::Noise(self.noise));
         }
         Ok(())
     }
@@ -601,9 +673,12 @@ mod tests {
         let mut prng = Prng::from_seed(1);
         assert!(partition_dirichlet(&labels, 2, 5, 1.0, 0, &mut prng)
             .unwrap_err()
+            .to_string()
             .contains("must not exceed"));
         assert_eq!(
-            partition_dirichlet(&labels, 2, 4, 1.0, 2, &mut prng).unwrap_err(),
+            partition_dirichlet(&labels, 2, 4, 1.0, 2, &mut prng)
+                .unwrap_err()
+                .to_string(),
             "cannot split 4 examples into 4 label-skewed partitions of at least 2 examples each: that is 1.0 \
              examples per partition on average, and in 10 Dirichlet draws (alpha 1.0) the smallest partition \
              got at most 0; use fewer partitions (SuperNodes), a larger alpha, or IID partitioning"

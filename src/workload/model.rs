@@ -18,6 +18,61 @@ use crate::records::{Array, ArrayRecord, Values};
 
 use super::data::Dataset;
 
+/// Errors of this module: parameters, data or options that do not fit the
+/// model. `model` is the model's description (`LogReg(64 features, 10 classes)`).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("{model} has an empty layer")]
+    EmptyLayer { model: String },
+    #[error(
+        "{model} expects {expected} arrays with keys \"0\"..\"{}\", found {found} (keys {keys:?})",
+        .expected - 1
+    )]
+    ArrayCount {
+        model: String,
+        expected: usize,
+        found: usize,
+        keys: Vec<String>,
+    },
+    #[error("{model}: array {index} has key {key:?}, expected \"{index}\"")]
+    ArrayKey { model: String, index: usize, key: String },
+    #[error("{model}: array \"{index}\" has dtype {dtype}, expected float32")]
+    ArrayDtype {
+        model: String,
+        index: usize,
+        dtype: &'static str,
+    },
+    #[error("{model}: array \"{index}\" has shape {shape:?}, expected {expected:?}")]
+    ArrayShape {
+        model: String,
+        index: usize,
+        shape: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("dataset has {found} features but {model} expects {expected}")]
+    DataFeatures {
+        found: usize,
+        model: String,
+        expected: usize,
+    },
+    #[error(transparent)]
+    Data(#[from] super::data::Error),
+    #[error("dataset has label {label} but {model} has {num_classes} classes")]
+    DataLabel {
+        label: u32,
+        model: String,
+        num_classes: usize,
+    },
+    #[error("dataset is empty")]
+    EmptyData,
+    #[error("epochs and batch_size must be at least 1, got {epochs} and {batch_size}")]
+    EpochsOrBatchSize { epochs: usize, batch_size: usize },
+    #[error("learning_rate must be finite, got {0}")]
+    LearningRate(f32),
+    #[error("proximal_mu must be finite and non-negative, got {0}")]
+    ProximalMu(f32),
+}
+
 /// Which network a [`Model`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
@@ -117,10 +172,10 @@ impl Model {
         }
     }
 
-    fn check_dims(&self) -> Result<(), String> {
+    fn check_dims(&self) -> Result<(), Error> {
         let hidden_ok = !matches!(self.kind, ModelKind::Mlp { hidden: 0 });
         if self.num_features == 0 || self.num_classes == 0 || !hidden_ok {
-            return Err(format!("{} has an empty layer", self.describe()));
+            return Err(Error::EmptyLayer { model: self.describe() });
         }
         Ok(())
     }
@@ -156,63 +211,62 @@ impl Model {
 
     /// `Ok` when `params` holds exactly the keys `"0"`, `"1"`, ... in order,
     /// each a float32 array of the expected shape.
-    pub fn check(&self, params: &ArrayRecord) -> Result<(), String> {
+    pub fn check(&self, params: &ArrayRecord) -> Result<(), Error> {
         self.check_dims()?;
         let shapes = self.shapes();
         if params.len() != shapes.len() {
-            let keys: Vec<&str> = params.keys().collect();
-            return Err(format!(
-                "{} expects {} arrays with keys \"0\"..\"{}\", found {} (keys {keys:?})",
-                self.describe(),
-                shapes.len(),
-                shapes.len() - 1,
-                params.len()
-            ));
+            return Err(Error::ArrayCount {
+                model: self.describe(),
+                expected: shapes.len(),
+                found: params.len(),
+                keys: params.keys().map(str::to_string).collect(),
+            });
         }
         for (i, ((key, array), shape)) in params.iter().zip(&shapes).enumerate() {
             if key != i.to_string() {
-                return Err(format!(
-                    "{}: array {i} has key {key:?}, expected \"{i}\"",
-                    self.describe()
-                ));
+                return Err(Error::ArrayKey {
+                    model: self.describe(),
+                    index: i,
+                    key: key.to_string(),
+                });
             }
             if !matches!(array.values, Values::F32(_)) {
-                return Err(format!(
-                    "{}: array \"{i}\" has dtype {}, expected float32",
-                    self.describe(),
-                    array.dtype()
-                ));
+                return Err(Error::ArrayDtype {
+                    model: self.describe(),
+                    index: i,
+                    dtype: array.dtype(),
+                });
             }
             if array.shape != *shape || array.len() != shape.iter().product::<usize>() {
-                return Err(format!(
-                    "{}: array \"{i}\" has shape {:?}, expected {shape:?}",
-                    self.describe(),
-                    array.shape
-                ));
+                return Err(Error::ArrayShape {
+                    model: self.describe(),
+                    index: i,
+                    shape: array.shape.clone(),
+                    expected: shape.clone(),
+                });
             }
         }
         Ok(())
     }
 
-    fn check_data(&self, data: &Dataset) -> Result<(), String> {
+    fn check_data(&self, data: &Dataset) -> Result<(), Error> {
         if data.num_features != self.num_features {
-            return Err(format!(
-                "dataset has {} features but {} expects {}",
-                data.num_features,
-                self.describe(),
-                self.num_features
-            ));
+            return Err(Error::DataFeatures {
+                found: data.num_features,
+                model: self.describe(),
+                expected: self.num_features,
+            });
         }
         data.validate()?;
         if let Some(bad) = data.labels.iter().find(|&&l| l as usize >= self.num_classes) {
-            return Err(format!(
-                "dataset has label {bad} but {} has {} classes",
-                self.describe(),
-                self.num_classes
-            ));
+            return Err(Error::DataLabel {
+                label: *bad,
+                model: self.describe(),
+                num_classes: self.num_classes,
+            });
         }
         if data.is_empty() {
-            return Err("dataset is empty".into());
+            return Err(Error::EmptyData);
         }
         Ok(())
     }
@@ -322,23 +376,20 @@ impl Model {
         data: &Dataset,
         opts: &TrainOptions,
         prng: &mut Prng,
-    ) -> Result<(ArrayRecord, f64), String> {
+    ) -> Result<(ArrayRecord, f64), Error> {
         self.check(params)?;
         self.check_data(data)?;
         if opts.epochs == 0 || opts.batch_size == 0 {
-            return Err(format!(
-                "epochs and batch_size must be at least 1, got {} and {}",
-                opts.epochs, opts.batch_size
-            ));
+            return Err(Error::EpochsOrBatchSize {
+                epochs: opts.epochs,
+                batch_size: opts.batch_size,
+            });
         }
         if !opts.learning_rate.is_finite() {
-            return Err(format!("learning_rate must be finite, got {}", opts.learning_rate));
+            return Err(Error::LearningRate(opts.learning_rate));
         }
         if !(opts.proximal_mu >= 0.0 && opts.proximal_mu.is_finite()) {
-            return Err(format!(
-                "proximal_mu must be finite and non-negative, got {}",
-                opts.proximal_mu
-            ));
+            return Err(Error::ProximalMu(opts.proximal_mu));
         }
         let mut w = self.flatten(params);
         let global = (opts.proximal_mu > 0.0).then(|| w.clone());
@@ -376,7 +427,7 @@ impl Model {
     }
 
     /// Mean cross-entropy and accuracy of `params` on `data`, in data order.
-    pub fn evaluate(&self, params: &ArrayRecord, data: &Dataset) -> Result<Evaluation, String> {
+    pub fn evaluate(&self, params: &ArrayRecord, data: &Dataset) -> Result<Evaluation, Error> {
         self.check(params)?;
         self.check_data(data)?;
         let w = self.flatten(params);
@@ -535,19 +586,19 @@ mod tests {
         assert_ne!(params, mlp.init(&mut Prng::from_seed(2)));
 
         let logreg = Model::new(ModelKind::LogReg, 3, 2);
-        let err = logreg.check(&params).unwrap_err();
+        let err = logreg.check(&params).unwrap_err().to_string();
         assert!(err.contains("expects 2 arrays"), "{err}");
         let mut wrong = logreg.init(&mut Prng::from_seed(1));
         wrong.insert("1", Array::from_f64(vec![2], vec![0.0, 0.0]));
-        assert!(logreg.check(&wrong).unwrap_err().contains("float64"));
+        assert!(logreg.check(&wrong).unwrap_err().to_string().contains("float64"));
         wrong.insert("1", Array::from_f32(vec![1, 2], vec![0.0, 0.0]));
-        assert!(logreg.check(&wrong).unwrap_err().contains("shape [1, 2]"));
+        assert!(logreg.check(&wrong).unwrap_err().to_string().contains("shape [1, 2]"));
         let renamed: ArrayRecord = logreg
             .init(&mut Prng::from_seed(1))
             .into_iter()
             .map(|(k, a)| (format!("w{k}"), a))
             .collect();
-        assert!(logreg.check(&renamed).unwrap_err().contains("key"));
+        assert!(logreg.check(&renamed).unwrap_err().to_string().contains("key"));
         let empty = Model::new(ModelKind::Mlp { hidden: 0 }, 3, 2);
         assert!(empty.check(&empty.init(&mut Prng::from_seed(1))).is_err());
     }
@@ -619,6 +670,7 @@ mod tests {
         assert!(other
             .evaluate(&other.init(&mut prng), &train)
             .unwrap_err()
+            .to_string()
             .contains("features"));
 
         let nan = model.unflatten(&vec![f32::NAN; model.num_parameters()]);

@@ -183,7 +183,7 @@ impl ClientApp for Nondeterministic {
     }
 }
 
-fn nondeterministic_apps(inputs: &Inputs, calls: Arc<AtomicI64>) -> Result<Apps, String> {
+fn nondeterministic_apps(inputs: &Inputs, calls: Arc<AtomicI64>) -> Result<Apps, floret::builtin::BuiltinError> {
     let apps = floret::builtin::build(inputs, &mut floret::flwr_log::Logger::new())?;
     Ok(Apps {
         server: apps.server,

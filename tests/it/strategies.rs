@@ -125,7 +125,10 @@ impl ClientApp for Misshapen {
     }
 }
 
-fn misshapen_apps(inputs: &floret::sim::Inputs, partitions: &'static [i64]) -> Result<floret::sim::Apps, String> {
+fn misshapen_apps(
+    inputs: &floret::sim::Inputs,
+    partitions: &'static [i64],
+) -> Result<floret::sim::Apps, floret::builtin::BuiltinError> {
     let apps = floret::builtin::build(inputs, &mut floret::flwr_log::Logger::new())?;
     Ok(floret::sim::Apps {
         server: apps.server,

@@ -1,7 +1,8 @@
 //! Architecture invariants, enforced under `cargo test` (rust-analyzer's
 //! tidy tests): module docs everywhere, SQL only in `store`, a pure core,
-//! prost types only at the boundary, and generated fixtures that keep their
-//! generator scripts.
+//! prost types only at the boundary, one direction of dependencies, typed
+//! errors (no `Result<_, String>`) in library code, and generated fixtures
+//! that keep their generator scripts.
 
 use std::path::{Path, PathBuf};
 
@@ -663,4 +664,119 @@ fn every_named_generator_script_exists() {
     .unwrap();
     let problems = dangling_generator_references(root, &[bogus], &all_names);
     assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+/// `source` without its `#[cfg(test)]` items (up to their `;` or the end
+/// of their braces) and comment lines, each line of them kept empty so that
+/// line numbers stay true.
+fn non_test_code(source: &str) -> String {
+    let mut code = String::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        code.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let end = match (item.find(';'), item.find('{')) {
+            (Some(semi), Some(open)) if semi < open => semi + 1,
+            (Some(semi), None) => semi + 1,
+            (_, Some(open)) => {
+                let mut depth = 0usize;
+                let mut end = item.len();
+                for (i, c) in item[open..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = open + i + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                end
+            }
+            (None, None) => item.len(),
+        };
+        code.push_str(&"\n".repeat(item[..end].matches('\n').count()));
+        rest = &item[end..];
+    }
+    code.push_str(rest);
+    code.lines()
+        .map(|l| if l.trim_start().starts_with("//") { "" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every `Result<T, String>` of `source`'s non-test code, as
+/// `line: Result<...>`. `Result<` is matched after any path
+/// (`std::result::Result<`); its arguments are split at top-level commas.
+fn string_errors(source: &str) -> Vec<String> {
+    let code = non_test_code(source);
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("Result<") {
+        if code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue; // `MyResult<`, not `Result<`
+        }
+        let args_start = at + "Result<".len();
+        let (mut depth, mut last_comma, mut end) = (0usize, None, None);
+        for (i, c) in code[args_start..].char_indices() {
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                '>' | ')' | ']' if depth == 0 => {
+                    end = Some(args_start + i);
+                    break;
+                }
+                '>' | ')' | ']' => depth -= 1,
+                ',' if depth == 0 => last_comma = Some(args_start + i),
+                _ => {}
+            }
+        }
+        let (Some(comma), Some(end)) = (last_comma, end) else {
+            continue;
+        };
+        let error = code[comma + 1..end].trim();
+        if matches!(error, "String" | "std::string::String" | "string::String") {
+            let line = code[..at].matches('\n').count() + 1;
+            found.push(format!("{line}: {}", &code[at..=end]));
+        }
+    }
+    found
+}
+
+/// docs/ARCHITECTURE.md, "Errors": library code returns typed errors (one
+/// thiserror enum per module), never `Result<_, String>`; text is made
+/// where an error is shown.
+#[test]
+fn library_code_returns_no_string_errors() {
+    // The check itself can fail.
+    assert_eq!(
+        string_errors(
+            "fn a() -> Result<Vec<(u8, u8)>, String> {}\nfn b() -> Result<(), Error> {}\n// fn c() -> Result<(), String>\n\
+             let f = |x: &str| -> std::result::Result<Option<String>, String> { x };\ntype P = io::Result<String>;\n\
+             fn g() -> MyResult<u8, String> {}\n#[cfg(test)]\nmod t {\n fn t() -> Result<(), String> {}\n}\n\
+             #[cfg(test)]\nmod u;\nfn h() -> Result<u8, String>;"
+        ),
+        [
+            "1: Result<Vec<(u8, u8)>, String>",
+            "4: Result<Option<String>, String>",
+            "13: Result<u8, String>"
+        ]
+    );
+    let bin = src().join("bin");
+    let mut offenders = Vec::new();
+    for path in sources(&src()).into_iter().filter(|p| !p.starts_with(&bin)) {
+        for found in string_errors(&std::fs::read_to_string(&path).unwrap()) {
+            offenders.push(format!("src/{}:{found}", relative(&path)));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "library code with `Result<_, String>` (give the module's error enum a variant instead):\n{}",
+        offenders.join("\n")
+    );
 }
