@@ -50,6 +50,7 @@ pub mod fab;
 pub mod federation;
 pub mod flwr_log;
 pub mod host;
+pub mod kernels;
 pub mod logfile;
 pub mod math;
 pub mod mods;

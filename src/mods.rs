@@ -7,7 +7,7 @@
 //! Kept from Flower 1.42: the preconditions and their error replies (code 6,
 //! `MOD_FAILED_PRECONDITION`, with Flower's reason texts, also logged at
 //! ERROR), the clipping of `reply − received` to the clipping norm (see
-//! `strategy::kernels::clip_update`), `norm_bit` as an int metric, local DP
+//! `kernels::clip_update`), `norm_bit` as an int metric, local DP
 //! noise `N(0, sensitivity·√(2·ln(1.25/δ))/ε)` cast to each array's dtype,
 //! and every log line. Like Flower's, the mods do not look at the message
 //! type themselves; [`build_mods`] attaches them per message type instead.
@@ -44,13 +44,12 @@
 
 use crate::clientapp::{ClientEnv, Mod};
 use crate::flwr_log::Logger;
+use crate::kernels::{add_gaussian_noise, clip_update};
 use crate::math;
 use crate::params::{describe_scalar, ParamDefault, ParamDoc, ParamKind};
 use crate::pyfmt::{format_f, PyValue};
 use crate::records::{error_code, ArrayRecord, ConfigValue, Context, Error, Message, MetricValue, Record, RecordDict};
-use crate::records::{Scalar, UserConfig};
-use crate::strategy::dp::{KEY_CLIPPING_NORM, KEY_NORM_BIT};
-use crate::strategy::kernels::{add_gaussian_noise, clip_update};
+use crate::records::{Scalar, UserConfig, KEY_CLIPPING_NORM, KEY_NORM_BIT};
 
 /// Errors of this module: a mod stack or mod parameters that cannot be
 /// built. (Named so because [`Error`] here is a message's error record.)

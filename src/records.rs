@@ -738,6 +738,13 @@ pub struct Context {
     pub run_config: UserConfig,
 }
 
+/// Flower's key of the ConfigRecord entry that carries the clipping norm from
+/// a client-side DP wrapper (server) to its clipping mod (client).
+pub const KEY_CLIPPING_NORM: &str = "clipping_norm";
+/// Flower's key of the MetricRecord entry by which the adaptive clipping mod
+/// (client) tells its DP wrapper (server) whether it clipped.
+pub const KEY_NORM_BIT: &str = "norm_bit";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,9 +25,9 @@
 use std::sync::Arc;
 
 use crate::flwr_log::Logger;
+use crate::kernels::{closest_mean, column, map_coordinates, median, stack, Column, Elem};
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict, Values};
 use crate::strategy::fedmedian::reply_records;
-use crate::strategy::kernels::{closest_mean, column, map_coordinates, median, stack, Column, Elem};
 use crate::strategy::krum::select_multikrum;
 use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
@@ -206,7 +206,7 @@ mod tests {
     use super::*;
     use crate::flwr_log::Level;
     use crate::records::RecordDict;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     #[test]

@@ -495,7 +495,7 @@ fn wrap_dp(
 mod tests {
     use super::*;
     use crate::flwr_log::Level;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
 
     fn config(pairs: &[(&str, Scalar)]) -> UserConfig {
         pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()

@@ -54,19 +54,15 @@
 //! It never does I/O.
 
 use crate::flwr_log::Logger;
+use crate::kernels::{add_gaussian_noise, clip_update};
 use crate::math;
 use crate::prng::{purpose, Prng};
 use crate::pyfmt::{float_repr, format_f, PyValue};
 use crate::records::{
     ArrayRecord, ConfigRecord, ConfigValue, Error, Message, MetricRecord, MetricValue, Record, RecordDict,
 };
-use crate::strategy::kernels::{add_gaussian_noise, clip_update};
+use crate::records::{KEY_CLIPPING_NORM, KEY_NORM_BIT};
 use crate::strategy::{Grid, Strategy, StrategyError};
-
-/// The ConfigRecord key carrying the clipping norm to client-side mods.
-pub const KEY_CLIPPING_NORM: &str = "clipping_norm";
-/// The MetricRecord key client-side adaptive clipping reports.
-pub const KEY_NORM_BIT: &str = "norm_bit";
 
 /// Flower's `CLIENTS_DISCREPANCY_WARNING`, with its two `%s` filled.
 fn clients_discrepancy_warning(received: usize, sampled: usize) -> String {
@@ -753,7 +749,7 @@ mod tests {
     use super::*;
     use crate::flwr_log::Level;
     use crate::records::{error_code, RecordDict, Values};
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::{FedAvg, FedAvgParams};
 
     fn fedavg() -> Box<dyn Strategy> {
@@ -1001,7 +997,7 @@ mod tests {
             .unwrap();
         dp.aggregate_train(
             1,
-            &super::super::kernels::testkit::replies(&instructions, golden_contents(5)),
+            &super::super::testkit::replies(&instructions, golden_contents(5)),
             &mut log,
         )
         .unwrap();

@@ -346,7 +346,7 @@ impl Strategy for FedAvg {
 mod tests {
     use super::*;
     use crate::records::MetricValue;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
 
     #[test]
     fn metric_hooks_replace_the_weighted_average() {

@@ -21,9 +21,9 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::kernels::{as_f64, is_f32, narrow, round_to};
 use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Values};
-use crate::strategy::kernels::{as_f64, is_f32, narrow, round_to};
 use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Federated averaging with server momentum.
@@ -200,7 +200,7 @@ mod tests {
 
     use super::*;
     use crate::records::MetricValue;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     #[test]

@@ -13,8 +13,8 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::kernels::{column, map_coordinates, median, stack, Column, Elem};
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict};
-use crate::strategy::kernels::{column, map_coordinates, median, stack, Column, Elem};
 use crate::strategy::{reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Federated median.
@@ -92,7 +92,7 @@ mod tests {
 
     use super::*;
     use crate::records::Values;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     #[test]

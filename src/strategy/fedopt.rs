@@ -33,11 +33,11 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::kernels::{as_f64, is_f32, narrow, np_sign, round_to};
 use crate::math;
 use crate::pyfmt::format_g;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Ordered, Values};
 use crate::strategy::fedavg::setters;
-use crate::strategy::kernels::{as_f64, is_f32, narrow, np_sign, round_to};
 use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// The FedOpt hyper-parameters.
@@ -466,7 +466,7 @@ impl FedYogi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     fn golden_case(strategy: &mut dyn Strategy, case: &str) {

@@ -74,7 +74,7 @@ impl Strategy for FedProx {
 mod tests {
     use super::*;
     use crate::flwr_log::Level;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     #[test]

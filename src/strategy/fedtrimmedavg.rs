@@ -17,10 +17,10 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::kernels::{column, map_coordinates, stack, trimmed_mean, Column, Elem};
 use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Values};
 use crate::strategy::fedmedian::reply_records;
-use crate::strategy::kernels::{column, map_coordinates, stack, trimmed_mean, Column, Elem};
 use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// Federated trimmed mean.
@@ -112,7 +112,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     #[test]

@@ -21,9 +21,9 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::kernels::{cmp_nan_last, gram_matrix};
 use crate::records::{ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict};
 use crate::strategy::fedmedian::reply_records;
-use crate::strategy::kernels::{cmp_nan_last, gram_matrix};
 use crate::strategy::{aggregate_arrayrecords, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// The Krum scores of the replies' arrays (lower is more central).
@@ -184,7 +184,7 @@ mod tests {
 
     use super::*;
     use crate::records::{MetricValue, Record, Values};
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     #[test]

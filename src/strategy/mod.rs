@@ -72,10 +72,11 @@ pub mod fedmedian;
 pub mod fedopt;
 pub mod fedprox;
 pub mod fedtrimmedavg;
-pub mod kernels;
 pub mod krum;
 pub mod qfedavg;
 pub mod start;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use crate::domain::event::Phase;
 use crate::flwr_log::Logger;
@@ -85,6 +86,13 @@ use crate::records::{
 };
 
 pub use fedavg::{FedAvg, FedAvgParams, MetricsAggregation};
+
+/// A kernel's failure is an aggregation failure of the strategy.
+impl From<crate::kernels::Error> for StrategyError {
+    fn from(error: crate::kernels::Error) -> StrategyError {
+        StrategyError::Aggregation(error.to_string())
+    }
+}
 
 /// docs/STRATEGIES.md, whose Rust examples are doctests.
 #[cfg(doctest)]

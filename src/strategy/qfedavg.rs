@@ -24,10 +24,10 @@
 //! It never does I/O and draws no randomness.
 
 use crate::flwr_log::Logger;
+use crate::kernels::{as_f64, is_f32, pairwise_sum, round_to};
 use crate::math;
 use crate::pyfmt::float_repr;
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, MetricValue, RecordDict, Values};
-use crate::strategy::kernels::{as_f64, is_f32, pairwise_sum, round_to};
 use crate::strategy::{reply_arrays, FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// q-FedAvg.
@@ -208,7 +208,7 @@ impl Strategy for QFedAvg {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::kernels::testkit::*;
+    use crate::strategy::testkit::*;
     use crate::strategy::Strategy;
 
     fn qfedavg(q: f64) -> QFedAvg {

@@ -383,20 +383,13 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
     ("federation", &["app", "pyfmt", "records"]),
     ("flwr_log", &[]),
     ("host", &["domain"]),
+    ("kernels", &["prng", "records"]),
     ("logfile", &["owner_only"]),
     ("math", &[]),
     ("mutation", &[]),
     (
         "mods",
-        &[
-            "clientapp",
-            "flwr_log",
-            "math",
-            "params",
-            "pyfmt",
-            "records",
-            "strategy",
-        ],
+        &["clientapp", "flwr_log", "kernels", "math", "params", "pyfmt", "records"],
     ),
     ("owner_only", &[]),
     ("params", &["app", "pyfmt", "records"]),
@@ -453,7 +446,7 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
     (
         "strategy",
         &[
-            "app", "domain", "flwr_log", "math", "params", "prng", "pyfmt", "records",
+            "app", "domain", "flwr_log", "kernels", "math", "params", "prng", "pyfmt", "records",
         ],
     ),
     (
