@@ -17,7 +17,7 @@ use crate::records::{
 /// Key of the ConfigRecord in the ServerApp context's state that carries
 /// what floret adds to a run's inputs (the seed): the SuperLink writes it in
 /// `PullAppInputs`, the app process reads it.
-pub const FLORET_STATE_KEY: &str = "floret";
+pub(crate) const FLORET_STATE_KEY: &str = "floret";
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod flwr {
@@ -64,12 +64,12 @@ pub enum Error {
 }
 
 /// Flower's `flwr_aid` when no account authentication is configured.
-pub const FLWR_AID_NONE: &str = "<id:none>";
+pub(crate) const FLWR_AID_NONE: &str = "<id:none>";
 
 /// The federation of every run of the local SuperLink.
-pub const DEFAULT_FEDERATION: &str = "@none/default";
+pub(crate) const DEFAULT_FEDERATION: &str = "@none/default";
 
-pub fn scalar_to_proto(value: &Scalar) -> pb::Scalar {
+pub(crate) fn scalar_to_proto(value: &Scalar) -> pb::Scalar {
     use pb::scalar::Scalar as S;
     let scalar = match value {
         Scalar::Bool(b) => S::Bool(*b),
@@ -82,7 +82,7 @@ pub fn scalar_to_proto(value: &Scalar) -> pb::Scalar {
 
 /// A wire scalar as a configuration value. Bytes have no place in a run
 /// configuration and are refused; an unsigned value beyond `i64` too.
-pub fn scalar_from_proto(value: &pb::Scalar) -> Result<Scalar, Error> {
+pub(crate) fn scalar_from_proto(value: &pb::Scalar) -> Result<Scalar, Error> {
     use pb::scalar::Scalar as S;
     match &value.scalar {
         Some(S::Bool(b)) => Ok(Scalar::Bool(*b)),
@@ -97,11 +97,11 @@ pub fn scalar_from_proto(value: &pb::Scalar) -> Result<Scalar, Error> {
     }
 }
 
-pub fn user_config_to_proto(config: &UserConfig) -> BTreeMap<String, pb::Scalar> {
+pub(crate) fn user_config_to_proto(config: &UserConfig) -> BTreeMap<String, pb::Scalar> {
     config.iter().map(|(k, v)| (k.clone(), scalar_to_proto(v))).collect()
 }
 
-pub fn user_config_from_proto(map: &BTreeMap<String, pb::Scalar>) -> Result<UserConfig, Error> {
+pub(crate) fn user_config_from_proto(map: &BTreeMap<String, pb::Scalar>) -> Result<UserConfig, Error> {
     map.iter()
         .map(|(k, v)| {
             scalar_from_proto(v)
@@ -114,7 +114,7 @@ pub fn user_config_from_proto(map: &BTreeMap<String, pb::Scalar>) -> Result<User
         .collect()
 }
 
-pub fn config_value_to_proto(value: &ConfigValue) -> pb::ConfigRecordValue {
+pub(crate) fn config_value_to_proto(value: &ConfigValue) -> pb::ConfigRecordValue {
     use pb::config_record_value::Value as V;
     let value = match value {
         ConfigValue::Int(i) => V::Sint64(*i),
@@ -131,7 +131,7 @@ pub fn config_value_to_proto(value: &ConfigValue) -> pb::ConfigRecordValue {
     pb::ConfigRecordValue { value: Some(value) }
 }
 
-pub fn config_value_from_proto(value: &pb::ConfigRecordValue) -> Result<ConfigValue, Error> {
+pub(crate) fn config_value_from_proto(value: &pb::ConfigRecordValue) -> Result<ConfigValue, Error> {
     use pb::config_record_value::Value as V;
     Ok(match &value.value {
         Some(V::Sint64(i)) => ConfigValue::Int(*i),
@@ -167,7 +167,7 @@ pub fn config_record_to_proto(record: &ConfigRecord) -> pb::ConfigRecord {
     }
 }
 
-pub fn config_record_from_proto(record: &pb::ConfigRecord) -> Result<ConfigRecord, Error> {
+pub(crate) fn config_record_from_proto(record: &pb::ConfigRecord) -> Result<ConfigRecord, Error> {
     record
         .items
         .iter()
@@ -181,7 +181,7 @@ pub fn config_record_from_proto(record: &pb::ConfigRecord) -> Result<ConfigRecor
         .collect()
 }
 
-pub fn metric_record_to_proto(record: &MetricRecord) -> pb::MetricRecord {
+pub(crate) fn metric_record_to_proto(record: &MetricRecord) -> pb::MetricRecord {
     use pb::metric_record_value::Value as V;
     pb::MetricRecord {
         items: record
@@ -201,7 +201,7 @@ pub fn metric_record_to_proto(record: &MetricRecord) -> pb::MetricRecord {
     }
 }
 
-pub fn metric_record_from_proto(record: &pb::MetricRecord) -> Result<MetricRecord, Error> {
+pub(crate) fn metric_record_from_proto(record: &pb::MetricRecord) -> Result<MetricRecord, Error> {
     use pb::metric_record_value::Value as V;
     record
         .items
@@ -221,7 +221,7 @@ pub fn metric_record_from_proto(record: &pb::MetricRecord) -> Result<MetricRecor
         .collect()
 }
 
-pub fn array_record_to_proto(record: &ArrayRecord) -> pb::ArrayRecord {
+pub(crate) fn array_record_to_proto(record: &ArrayRecord) -> pb::ArrayRecord {
     pb::ArrayRecord {
         items: record
             .iter()
@@ -238,7 +238,7 @@ pub fn array_record_to_proto(record: &ArrayRecord) -> pb::ArrayRecord {
     }
 }
 
-pub fn array_record_from_proto(record: &pb::ArrayRecord) -> Result<ArrayRecord, Error> {
+pub(crate) fn array_record_from_proto(record: &pb::ArrayRecord) -> Result<ArrayRecord, Error> {
     record
         .items
         .iter()
@@ -275,7 +275,7 @@ pub fn record_dict_to_proto(records: &RecordDict) -> pb::RecordDict {
     }
 }
 
-pub fn record_dict_from_proto(records: &pb::RecordDict) -> Result<RecordDict, Error> {
+pub(crate) fn record_dict_from_proto(records: &pb::RecordDict) -> Result<RecordDict, Error> {
     use pb::record_dict::item::Value as V;
     records
         .items
@@ -346,7 +346,7 @@ pub struct RunInfo {
 
 impl RunInfo {
     /// The CLI's status text (`status` or `status:sub_status`).
-    pub fn status_text(&self) -> String {
+    pub(crate) fn status_text(&self) -> String {
         if self.sub_status.is_empty() {
             self.status.clone()
         } else {
@@ -356,7 +356,7 @@ impl RunInfo {
 }
 
 /// Reads a `Run` from any Flower 1.27 SuperLink (ours or Python's).
-pub fn run_from_proto(run: &pb::Run) -> RunInfo {
+pub(crate) fn run_from_proto(run: &pb::Run) -> RunInfo {
     let time = |text: &str| if text.is_empty() { None } else { Micros::parse_iso(text) };
     let status = run.status.clone().unwrap_or_default();
     RunInfo {

@@ -660,7 +660,7 @@ pub fn replay(
 }
 
 /// [`replay`], telling `progress` `(round, rounds)` as each round starts.
-pub fn replay_with_progress(
+pub(crate) fn replay_with_progress(
     record: &(impl RecordSource + ?Sized),
     workers: usize,
     until_round: Option<u64>,

@@ -168,7 +168,7 @@ pub fn render(events: &[StoredEvent], show_times: bool) -> String {
 }
 
 /// [`render`], one event at a time (for a record read in pages).
-pub struct Renderer {
+pub(crate) struct Renderer {
     show_times: bool,
     /// Time of the first event.
     start: Option<i64>,

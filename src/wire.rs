@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use tonic::Request;
 
 /// The gRPC metadata that carries a run's token on app-process writes.
-pub const APP_TOKEN_HEADER: &str = "floret-app-token";
+pub(crate) const APP_TOKEN_HEADER: &str = "floret-app-token";
 /// The gRPC metadata that carries the Local API secret.
-pub const LOCAL_SECRET_HEADER: &str = "floret-local-secret";
+pub(crate) const LOCAL_SECRET_HEADER: &str = "floret-local-secret";
 /// Bytes of randomness in a Local API secret (hex-encoded in its file).
-pub const SECRET_BYTES: usize = 32;
+pub(crate) const SECRET_BYTES: usize = 32;
 
 /// StreamLogs response metadata: the time (µs since the epoch) of the run's
 /// last log row when the stream began; 0 when it had none.
@@ -27,12 +27,12 @@ pub const LOG_END_HEADER: &str = "floret-log-end-us";
 pub const STORE_FULL_METADATA: &str = "floret-store-full";
 
 /// `message` with the run's token attached, for PushLogs and UpdateRunStatus.
-pub fn with_app_token<T>(message: T, token: &str) -> Request<T> {
+pub(crate) fn with_app_token<T>(message: T, token: &str) -> Request<T> {
     with_header(message, APP_TOKEN_HEADER, Some(token))
 }
 
 /// `message` with the Local API secret attached, if there is one.
-pub fn with_local_secret<T>(message: T, secret: Option<&str>) -> Request<T> {
+pub(crate) fn with_local_secret<T>(message: T, secret: Option<&str>) -> Request<T> {
     with_header(message, LOCAL_SECRET_HEADER, secret)
 }
 
@@ -46,7 +46,7 @@ fn with_header<T>(message: T, key: &'static str, value: Option<&str>) -> Request
 
 /// Where the SuperLink serving `database` keeps its Local API secret;
 /// `None` for a database in memory.
-pub fn secret_path(database: &Path) -> Option<PathBuf> {
+pub(crate) fn secret_path(database: &Path) -> Option<PathBuf> {
     match database.to_str() {
         Some(":memory:" | ":flwr-in-memory:" | "") | None => None,
         Some(path) => Some(PathBuf::from(format!("{path}.secret"))),
@@ -56,7 +56,7 @@ pub fn secret_path(database: &Path) -> Option<PathBuf> {
 /// The secret in `path`, if this user can read it and it is private to its
 /// owner, who is this user (a file others could have written is not
 /// trusted, and no other file is ever sent to a server).
-pub fn read_secret(path: &Path) -> Option<String> {
+pub(crate) fn read_secret(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::symlink_metadata(path).ok()?;
     // SAFETY: geteuid(2) has no preconditions.

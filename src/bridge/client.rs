@@ -129,7 +129,7 @@ impl Workers {
     }
 
     /// Forks every worker now (instead of at its first call).
-    pub fn start_all(&self) -> Result<(), super::process::Error> {
+    pub(crate) fn start_all(&self) -> Result<(), super::process::Error> {
         for (index, slot) in self.slots.iter().enumerate() {
             let mut slot = slot.lock().expect("slot lock");
             if slot.is_none() {
@@ -141,7 +141,7 @@ impl Workers {
 
     /// Kills every worker (a stop): calls in flight end `Stopped` or
     /// `Crashed`.
-    pub fn kill_all(&self) {
+    pub(crate) fn kill_all(&self) {
         for slot in &self.slots {
             if let Ok(slot) = slot.try_lock() {
                 if let Some(worker) = slot.as_ref() {

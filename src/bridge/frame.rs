@@ -19,21 +19,21 @@ use serde_json::Value;
 
 /// Frame kinds, as `floret_bridge.py` numbers them.
 pub(crate) mod kind {
-    pub const HELLO: u8 = 1;
-    pub const LOAD: u8 = 2;
-    pub const LOADED: u8 = 3;
-    pub const SPAWN: u8 = 4;
-    pub const FORKED: u8 = 5;
-    pub const EXITED: u8 = 6;
-    pub const CALL: u8 = 7;
-    pub const LOG: u8 = 8;
-    pub const RESULT: u8 = 9;
-    pub const START: u8 = 10;
-    pub const GRID: u8 = 11;
-    pub const GRID_REPLY: u8 = 12;
-    pub const DONE: u8 = 13;
-    pub const SHUTDOWN: u8 = 14;
-    pub const STDIO: u8 = 15;
+    pub(crate) const HELLO: u8 = 1;
+    pub(crate) const LOAD: u8 = 2;
+    pub(crate) const LOADED: u8 = 3;
+    pub(crate) const SPAWN: u8 = 4;
+    pub(crate) const FORKED: u8 = 5;
+    pub(crate) const EXITED: u8 = 6;
+    pub(crate) const CALL: u8 = 7;
+    pub(crate) const LOG: u8 = 8;
+    pub(crate) const RESULT: u8 = 9;
+    pub(crate) const START: u8 = 10;
+    pub(crate) const GRID: u8 = 11;
+    pub(crate) const GRID_REPLY: u8 = 12;
+    pub(crate) const DONE: u8 = 13;
+    pub(crate) const SHUTDOWN: u8 = 14;
+    pub(crate) const STDIO: u8 = 15;
 }
 
 /// The largest frame either side may send: a model of a few hundred million
@@ -97,7 +97,7 @@ impl Frame {
         self.header.get(key).and_then(Value::as_str).unwrap_or("")
     }
 
-    pub fn field(&self, index: usize) -> Bytes {
+    pub(crate) fn field(&self, index: usize) -> Bytes {
         self.fields.get(index).cloned().unwrap_or_default()
     }
 }

@@ -202,7 +202,7 @@ impl Bridge {
 
     /// The `PythonStarted` event of the run (`server_api` "builtin" for the
     /// built-in ServerApp).
-    pub fn started_event(&self, builtin_server: bool) -> PythonStarted {
+    pub(crate) fn started_event(&self, builtin_server: bool) -> PythonStarted {
         let version = |name: &str| self.versions.get(name).and_then(Value::as_str).map(str::to_string);
         let libraries = ["numpy", "torch", "tensorflow", "scikit-learn"]
             .iter()
@@ -226,7 +226,7 @@ impl Bridge {
 /// The environment variable through which the SuperLink hands the app
 /// process a zygote forked from its warm interpreter:
 /// `<fd>:<pid>:<threads per client>:<interpreter>`.
-pub const HANDED_VARIABLE: &str = "FLORET_WARM_ZYGOTE";
+pub(crate) const HANDED_VARIABLE: &str = "FLORET_WARM_ZYGOTE";
 
 /// A zygote the SuperLink forked for this process's run from its warm
 /// interpreter (flwr already imported).
@@ -288,7 +288,7 @@ fn is_socket(fd: i32) -> bool {
 /// Whether a zygote was handed to this process for runs of `interpreter`
 /// with `threads` per client (a run that finds one need not probe its
 /// interpreter: the zygote has imported flwr from it).
-pub fn has_handed_zygote(interpreter: &Path, threads: usize) -> bool {
+pub(crate) fn has_handed_zygote(interpreter: &Path, threads: usize) -> bool {
     HANDED
         .lock()
         .expect("handed lock")
@@ -313,7 +313,7 @@ fn scalar_json(value: &Scalar) -> Value {
 }
 
 /// Whether a component names Python code (anything but `floret:<name>`).
-pub fn is_python(component: &str) -> bool {
+pub(crate) fn is_python(component: &str) -> bool {
     crate::builtin::builtin_name(component).is_none()
 }
 

@@ -194,7 +194,7 @@ impl Zygote {
     /// Takes over a zygote a warm one forked for this run (`stream` is its
     /// socket, `pid` its process): its file-level output is sent to pipes of
     /// this process, then it says HELLO as a spawned one does.
-    pub fn adopt(path: &Path, stream: UnixStream, pid: i32) -> Result<Zygote, Error> {
+    pub(crate) fn adopt(path: &Path, stream: UnixStream, pid: i32) -> Result<Zygote, Error> {
         let shared = Arc::new(Shared::default());
         let (stdout_read, stdout_write) = pipe().map_err(frame::Error::Io)?;
         let (stderr_read, stderr_write) = pipe().map_err(frame::Error::Io)?;
@@ -290,7 +290,7 @@ impl Zygote {
 
     /// Forks a ServerApp process (`role` "server") or a ClientApp worker
     /// ("client").
-    pub fn fork(&self, role: &str, index: usize) -> Result<Forked, Error> {
+    pub(crate) fn fork(&self, role: &str, index: usize) -> Result<Forked, Error> {
         let (ours, theirs) = UnixStream::pair().map_err(frame::Error::Io)?;
         let id = self.next_id();
         let request = Frame::new(kind::SPAWN, id, json!({"role": role, "index": index}));
@@ -308,7 +308,7 @@ impl Zygote {
 
     /// Forks a zygote for one run from this (warm) one: its socket and pid,
     /// for [`Zygote::adopt`] in the run's process.
-    pub fn fork_zygote(&self) -> Result<(UnixStream, i32), Error> {
+    pub(crate) fn fork_zygote(&self) -> Result<(UnixStream, i32), Error> {
         let (ours, theirs) = UnixStream::pair().map_err(frame::Error::Io)?;
         let id = self.next_id();
         let request = Frame::new(kind::SPAWN, id, json!({"role": "zygote", "index": 0}));
@@ -323,12 +323,12 @@ impl Zygote {
         self.pid
     }
 
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         !self.shared.dead.load(Ordering::Relaxed)
     }
 
     /// Forked processes the zygote has not reported ended.
-    pub fn forked_pids(&self) -> Vec<i32> {
+    pub(crate) fn forked_pids(&self) -> Vec<i32> {
         let exited = self.shared.exited.lock().expect("exited lock");
         self.forked
             .lock()
@@ -340,12 +340,12 @@ impl Zygote {
     }
 
     /// How a forked process ended, once the zygote reported it.
-    pub fn exit_of(&self, pid: i32) -> Option<String> {
+    pub(crate) fn exit_of(&self, pid: i32) -> Option<String> {
         self.shared.exited.lock().expect("exited lock").get(&pid).cloned()
     }
 
     /// Waits (bounded) for the zygote's report of `pid`'s end.
-    pub fn wait_exit(&self, pid: i32, timeout: Duration) -> Option<String> {
+    pub(crate) fn wait_exit(&self, pid: i32, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.exit_of(pid) {
@@ -359,7 +359,7 @@ impl Zygote {
     }
 
     /// Output that arrived outside calls (imports, fd-level writes).
-    pub fn take_output(&self) -> String {
+    pub(crate) fn take_output(&self) -> String {
         std::mem::take(&mut *self.shared.output.lock().expect("output lock"))
     }
 }

@@ -54,7 +54,7 @@ pub struct Ended {
 
 /// The interpreter a run uses: its `python` federation option, else the
 /// rule applied to this process's environment.
-pub fn interpreter_for(options: &ConfigRecord) -> Result<PathBuf, python::Error> {
+pub(crate) fn interpreter_for(options: &ConfigRecord) -> Result<PathBuf, python::Error> {
     match options.get(python::PYTHON_OPTION) {
         Some(ConfigValue::Str(path)) if !path.is_empty() => Ok(PathBuf::from(path)),
         _ => python::resolve_here(),
@@ -64,13 +64,13 @@ pub fn interpreter_for(options: &ConfigRecord) -> Result<PathBuf, python::Error>
 /// Probes the run's interpreter (which runs it: call this off the async
 /// runtime): a missing one, or one without a usable `flwr`, is an error
 /// that names it and the fix.
-pub fn check_interpreter(options: &ConfigRecord) -> Result<(), python::Error> {
+pub(crate) fn check_interpreter(options: &ConfigRecord) -> Result<(), python::Error> {
     let interpreter = interpreter_for(options)?;
     python::probe(&interpreter).map(|_| ())
 }
 
 /// CPUs per ClientApp (`backend.client-resources.num-cpus`, default 1).
-pub fn threads_per_client(options: &ConfigRecord) -> usize {
+pub(crate) fn threads_per_client(options: &ConfigRecord) -> usize {
     match options.get("backend.client-resources.num-cpus") {
         Some(ConfigValue::Int(n)) if *n >= 1 => *n as usize,
         Some(ConfigValue::Float(f)) if *f >= 1.0 => *f as usize,

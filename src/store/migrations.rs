@@ -10,16 +10,16 @@
 use rusqlite::Connection;
 
 /// `PRAGMA application_id` of a floret state database: "flrt".
-pub const APPLICATION_ID: i32 = 0x666c_7274;
+pub(crate) const APPLICATION_ID: i32 = 0x666c_7274;
 
 /// Table names, used by every query.
-pub const EVENTS: &str = "events";
-pub const RUNS: &str = "runs";
-pub const RUN_LOGS: &str = "run_logs";
-pub const ROUND_METRICS: &str = "round_metrics";
+pub(crate) const EVENTS: &str = "events";
+pub(crate) const RUNS: &str = "runs";
+pub(crate) const RUN_LOGS: &str = "run_logs";
+pub(crate) const ROUND_METRICS: &str = "round_metrics";
 
 /// Be sure never to change the order or the entries here.
-pub const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: the event table (ground truth) and its three projections.
     "CREATE TABLE events (
         seq INTEGER PRIMARY KEY,
@@ -81,7 +81,7 @@ pub const MIGRATIONS: &[&str] = &[
 /// Applies the migrations this database has not seen, in one exclusive
 /// transaction. The caller has checked that the file is ours (or empty) and
 /// not newer than this build.
-pub fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+pub(crate) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
     let applied: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let applied = applied as usize;

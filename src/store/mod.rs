@@ -28,7 +28,7 @@ pub mod migrations;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, Row};
 
 use crate::domain::event::{Event, RunSubmitted, SubStatus, Usage};
 use crate::domain::ids::{Micros, RunId, Seq};
@@ -231,7 +231,7 @@ impl Store {
     }
 
     /// Appends the events of several runs in one transaction.
-    pub fn append_batch(&mut self, batch: &[(RunId, &[Event])], now: Micros) -> Result<Vec<StoredEvent>> {
+    pub(crate) fn append_batch(&mut self, batch: &[(RunId, &[Event])], now: Micros) -> Result<Vec<StoredEvent>> {
         self.apply_page_cap();
         // Fold into a scratch copy of the touched runs first: if the
         // transaction fails, the in-memory state is left as it was.
@@ -306,7 +306,7 @@ impl Store {
     }
 
     /// The projections as the fold of the event table defines them.
-    pub fn rebuild_projections(&self) -> Result<Projections> {
+    pub(crate) fn rebuild_projections(&self) -> Result<Projections> {
         Ok(Projections::fold(&self.all_events()?))
     }
 
@@ -939,7 +939,7 @@ impl ReadView<'_> {
     }
 
     /// When the last log chunk of a run was recorded, if it has one.
-    pub fn last_log_at(&self, run_id: RunId) -> Result<Option<Micros>> {
+    pub(crate) fn last_log_at(&self, run_id: RunId) -> Result<Option<Micros>> {
         self.connection
             .query_row(
                 &format!("SELECT MAX(recorded_at_us) FROM {RUN_LOGS} WHERE run_id = ?1"),
@@ -950,14 +950,16 @@ impl ReadView<'_> {
             .map_err(sqlite_at(self.path))
     }
 
-    pub fn round_metrics(&self, run_id: RunId) -> Result<Vec<RoundMetrics>> {
-        query_rounds(self.connection, self.path, Some(run_id))
-    }
-
     /// A page of a run's events after `after`, undecoded (what replay
     /// compares): at most `limit` of them and `max_bytes` of payload (at
     /// least one event when there is one).
-    pub fn raw_events(&self, run_id: RunId, after: Seq, limit: usize, max_bytes: usize) -> Result<Vec<RawEvent>> {
+    pub(crate) fn raw_events(
+        &self,
+        run_id: RunId,
+        after: Seq,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<RawEvent>> {
         query_raw_events(self.connection, self.path, run_id, after, limit, max_bytes)
     }
 
@@ -1089,18 +1091,5 @@ impl Reader {
             .map(|run| (run.run_id(), run.status))
             .collect();
         Ok(audit)
-    }
-
-    /// Whether `run_id` exists (a cheap check before streaming).
-    pub fn has_run(&self, run_id: RunId) -> Result<bool> {
-        self.connection
-            .query_row(
-                &format!("SELECT 1 FROM {RUNS} WHERE run_id = ?1"),
-                [run_id.to_sql()],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
-            .map_err(sqlite_at(&self.path))
     }
 }

@@ -33,15 +33,15 @@ use crate::superlink::engine::ExecError;
 use crate::superlink::{Shared, LOG_PAGE_MAX};
 
 /// Flower's maximum FAB size: 10 MiB.
-pub const FAB_SIZE_MAX: usize = crate::fab::FAB_MAX_SIZE;
+pub(crate) const FAB_SIZE_MAX: usize = crate::fab::FAB_MAX_SIZE;
 
 pub use crate::wire::LOG_END_HEADER;
 
 /// How long StopRun waits for a running simulation to stop by itself before
 /// it finishes the run and kills the process.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
-pub struct ControlService {
+pub(crate) struct ControlService {
     pub shared: Arc<Shared>,
 }
 
@@ -79,7 +79,7 @@ fn new_run_id(taken: impl Fn(RunId) -> bool) -> RunId {
 }
 
 /// A random seed for runs whose configuration does not set one.
-pub fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
     u64::from_le_bytes(bytes)
@@ -88,12 +88,12 @@ pub fn random_seed() -> u64 {
 /// The most bytes of run-config overrides a run accepts (keys and encoded
 /// values together): they are recorded in the run's first event and sent
 /// to its app process.
-pub const OVERRIDES_SIZE_MAX: usize = 64 * 1024;
+pub(crate) const OVERRIDES_SIZE_MAX: usize = 64 * 1024;
 
 /// The most bytes of an error message the Control API sends: gRPC carries it
 /// in a header (percent-encoded), which clients cap at 8 KiB (Python) or
 /// 16 KiB (h2) and otherwise fail with a protocol error.
-pub const STATUS_MESSAGE_MAX: usize = 2048;
+pub(crate) const STATUS_MESSAGE_MAX: usize = 2048;
 
 /// `status` with its message cut to [`STATUS_MESSAGE_MAX`] bytes.
 pub(crate) fn bounded(status: Status) -> Status {

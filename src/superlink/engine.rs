@@ -43,9 +43,9 @@ use crate::domain::views::{LogChunk, StoredEvent};
 use crate::store::{self, RawEvent, ReadView, Reader, RunFilter, Store};
 
 /// How long a claimed token lives without a heartbeat (Flower: 30 s).
-pub const TOKEN_TTL: Duration = Duration::from_secs(30);
+pub(crate) const TOKEN_TTL: Duration = Duration::from_secs(30);
 /// A heartbeat extends the token to now + this (Flower: 2 × 30 s).
-pub const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Why a command did not change anything.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fab::sha256_hex;
 
-pub struct Ffs {
+pub(crate) struct Ffs {
     directory: PathBuf,
 }
 

@@ -39,9 +39,9 @@ use crate::superlink::warm::{self, WarmPython};
 const WARM_START_WAIT: Duration = Duration::from_secs(30);
 
 /// The environment variable that hands the run's token to `flwr-simulation`.
-pub const TOKEN_VARIABLE: &str = "FLORET_APP_TOKEN";
+pub(crate) const TOKEN_VARIABLE: &str = "FLORET_APP_TOKEN";
 
-pub struct Launcher {
+pub(crate) struct Launcher {
     /// The `flwr-simulation` executable.
     executable: PathBuf,
     simulationio: SocketAddr,

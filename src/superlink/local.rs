@@ -24,7 +24,7 @@ use crate::superlink::{access, Shared, RECORD_PAGE_MAX};
 /// Events per `RunRecordChunk`, at most (and [`RECORD_PAGE_MAX`] bytes).
 const EVENTS_PER_CHUNK: usize = 2000;
 
-pub struct LocalService {
+pub(crate) struct LocalService {
     pub shared: Arc<Shared>,
 }
 

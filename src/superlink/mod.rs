@@ -42,25 +42,25 @@ use crate::store::{self, Store};
 const MIB: usize = 1024 * 1024;
 /// The transport limit: the largest message the SuperLink sends on any API.
 /// What can grow with a run (logs, records) is paged far below it.
-pub const RESPONSE_MAX: usize = 64 * MIB;
+pub(crate) const RESPONSE_MAX: usize = 64 * MIB;
 /// Largest Control request: StartRun carries a FAB of at most 10 MiB
 /// (larger FABs up to this size get Flower's "FAB size exceeds" message).
-pub const CONTROL_REQUEST_MAX: usize = 16 * MIB;
+pub(crate) const CONTROL_REQUEST_MAX: usize = 16 * MIB;
 /// Largest Local request (they are all a few bytes).
-pub const LOCAL_REQUEST_MAX: usize = 64 * 1024;
+pub(crate) const LOCAL_REQUEST_MAX: usize = 64 * 1024;
 /// Largest SimulationIo request (app processes push logs in pieces of at
 /// most 1 MiB; a run's context and status are small).
-pub const SIMULATIONIO_REQUEST_MAX: usize = 16 * MIB;
+pub(crate) const SIMULATIONIO_REQUEST_MAX: usize = 16 * MIB;
 /// Largest SimulationEvents request (app processes push at most 8 MiB of
 /// events at a time); one event is therefore smaller than a record page
 /// can be.
-pub const EVENTS_REQUEST_MAX: usize = 32 * MIB;
+pub(crate) const EVENTS_REQUEST_MAX: usize = 32 * MIB;
 /// Log text per StreamLogs message (one log row more at most, and rows are
 /// at most `domain::run::LOG_EVENT_MAX`).
-pub const LOG_PAGE_MAX: usize = MIB;
+pub(crate) const LOG_PAGE_MAX: usize = MIB;
 /// Event payload bytes per RunRecordChunk (or one event, at most
 /// [`EVENTS_REQUEST_MAX`]); the FAB (at most 10 MiB) has a chunk of its own.
-pub const RECORD_PAGE_MAX: usize = 4 * MIB;
+pub(crate) const RECORD_PAGE_MAX: usize = 4 * MIB;
 
 // What grows with a run is paged far below the transport limit, checked
 // when this compiles.
@@ -110,7 +110,7 @@ pub enum Error {
 }
 
 /// What every service shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub engine: engine::Handle,
     pub ffs: Arc<ffs::Ffs>,
     pub launcher: Option<Arc<launcher::Launcher>>,
@@ -126,10 +126,10 @@ pub struct Shared {
 }
 
 /// Details of runs found active when the SuperLink starts.
-pub const RESTART_DETAILS: &str =
+pub(crate) const RESTART_DETAILS: &str =
     "The SuperLink stopped while the run was active (it crashed or was killed); the run cannot resume.";
 /// Details of runs active when the SuperLink is shut down.
-pub const SHUTDOWN_DETAILS: &str = "The SuperLink was shut down while the run was active.";
+pub(crate) const SHUTDOWN_DETAILS: &str = "The SuperLink was shut down while the run was active.";
 
 fn open_store(database: &std::path::Path) -> Result<Store, store::Error> {
     match database.to_str() {

@@ -28,7 +28,7 @@ use crate::superlink::control::exec_status;
 use crate::superlink::engine::ExecError;
 use crate::superlink::{access, Shared};
 
-pub struct SimulationIoService {
+pub(crate) struct SimulationIoService {
     pub shared: Arc<Shared>,
 }
 
@@ -269,7 +269,7 @@ fn decode_events(raw: &[ext::SimEvent]) -> Result<Vec<Event>, Status> {
     Ok(events)
 }
 
-pub struct SimulationEventsService {
+pub(crate) struct SimulationEventsService {
     pub shared: Arc<Shared>,
 }
 

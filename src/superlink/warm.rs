@@ -31,9 +31,9 @@ use crate::bridge::Zygote;
 
 /// Interpreters kept warm at once (each costs the RSS of an interpreter
 /// with flwr imported, ~60–100 MB).
-pub const WARM_MAX: usize = 2;
+pub(crate) const WARM_MAX: usize = 2;
 /// The environment variable that turns warm interpreters off (`0`).
-pub const WARM_VARIABLE: &str = "FLORET_WARM_PYTHON";
+pub(crate) const WARM_VARIABLE: &str = "FLORET_WARM_PYTHON";
 
 /// Which warm zygote suits a run: its interpreter and the BLAS/OpenMP
 /// threads its numpy was started with.
@@ -46,7 +46,7 @@ pub struct Key {
 impl Key {
     /// The key of a run of `app`, when it has a Python component and its
     /// interpreter can be named.
-    pub fn for_app(app: &crate::app::AppConfig, options: &crate::records::ConfigRecord) -> Option<Key> {
+    pub(crate) fn for_app(app: &crate::app::AppConfig, options: &crate::records::ConfigRecord) -> Option<Key> {
         use crate::bridge::{is_python, run};
         if !(is_python(&app.serverapp) || is_python(&app.clientapp)) {
             return None;
@@ -59,7 +59,7 @@ impl Key {
 
     /// The value of [`crate::bridge::HANDED_VARIABLE`] for a zygote forked
     /// for this key whose socket is descriptor `fd`.
-    pub fn handed_value(&self, fd: i32, pid: i32) -> std::ffi::OsString {
+    pub(crate) fn handed_value(&self, fd: i32, pid: i32) -> std::ffi::OsString {
         let mut value = std::ffi::OsString::from(format!("{fd}:{pid}:{}:", self.threads));
         value.push(self.interpreter.as_os_str());
         value
@@ -86,12 +86,12 @@ impl Warm {
 
 /// A zygote forked for one run: the socket the run's process takes over and
 /// the process id.
-pub struct Handed {
+pub(crate) struct Handed {
     pub stream: UnixStream,
     pub pid: i32,
 }
 
-pub struct WarmPython {
+pub(crate) struct WarmPython {
     zygotes: Mutex<(HashMap<Key, Warm>, u64)>,
     /// Requests to the thread that starts interpreters (their death signal
     /// is tied to the thread that spawns them: it lives as long as this).
@@ -104,7 +104,7 @@ pub struct WarmPython {
 
 impl WarmPython {
     /// The pool, or `None` when [`WARM_VARIABLE`] is `0`.
-    pub fn from_env() -> Option<Arc<WarmPython>> {
+    pub(crate) fn from_env() -> Option<Arc<WarmPython>> {
         if std::env::var(WARM_VARIABLE).is_ok_and(|v| v.trim() == "0") {
             return None;
         }
@@ -130,7 +130,7 @@ impl WarmPython {
 
     /// A zygote for a run of `key`, forked from the warm one; `None` when
     /// there is none yet (one is started for the next run).
-    pub fn fork_for(&self, key: &Key) -> Option<Handed> {
+    pub(crate) fn fork_for(&self, key: &Key) -> Option<Handed> {
         let mut zygotes = self.zygotes.lock().expect("warm lock");
         let (map, clock) = &mut *zygotes;
         *clock += 1;
@@ -169,7 +169,7 @@ impl WarmPython {
     /// none yet, one is started and waited for (up to `wait`). `None` when it
     /// cannot start (the run then starts its own interpreter, and reports
     /// what is wrong with it).
-    pub fn fork_for_waiting(&self, key: &Key, wait: Duration) -> Option<Handed> {
+    pub(crate) fn fork_for_waiting(&self, key: &Key, wait: Duration) -> Option<Handed> {
         if let Some(handed) = self.fork_for(key) {
             return Some(handed);
         }
@@ -252,7 +252,7 @@ impl WarmPython {
 
     /// Whether a warm zygote for `key` is alive and not stale: its
     /// interpreter exists and has imported a usable flwr.
-    pub fn is_fresh(&self, key: &Key) -> bool {
+    pub(crate) fn is_fresh(&self, key: &Key) -> bool {
         let zygotes = self.zygotes.lock().expect("warm lock");
         zygotes
             .0
