@@ -177,16 +177,8 @@ fn log_tail(path: &Path) -> String {
 /// Makes sure the managed SuperLink of `flwr_home` runs; starts it if not.
 pub async fn ensure_running(flwr_home: &Path, out: &mut Output) -> Result<Running, CliError> {
     let (control_port, simulationio_port) = ports()?;
-    let address = format!("127.0.0.1:{control_port}");
-    let found = probe(control_port).await;
-    if let Some(error) = not_ours(control_port, flwr_home, &found) {
-        return Err(error);
-    }
-    if let Probe::Floret(identity) = found {
-        return Ok(Running {
-            control_address: address,
-            identity,
-        });
+    if let Some(running) = already_running(control_port, flwr_home).await? {
+        return Ok(running);
     }
     let directory = directory(flwr_home);
     // Private to the owner: the SuperLink's state, FABs and logs.
@@ -199,33 +191,58 @@ pub async fn ensure_running(flwr_home: &Path, out: &mut Output) -> Result<Runnin
         .expect("lock task")
         .map_err(|e| CliError::new(format!("Cannot lock {}: {e}", directory.join("start.lock").display())))?;
     // Another command may have started it while this one waited.
+    if let Some(running) = already_running(control_port, flwr_home).await? {
+        drop(lock);
+        return Ok(running);
+    }
+    let address = format!("127.0.0.1:{control_port}");
+    out.say(&format!("Starting local SuperLink on {address}..."), Style::Blue);
+    let log = log_file(flwr_home);
+    let child = spawn_superlink(flwr_home, &directory, &address, simulationio_port, &log)?;
+    let running = wait_until_up(child, control_port, flwr_home, &log).await;
+    drop(lock);
+    running
+}
+
+/// Our SuperLink of `flwr_home` when it answers on `control_port`; an error
+/// when something else does.
+async fn already_running(control_port: u16, flwr_home: &Path) -> Result<Option<Running>, CliError> {
     let found = probe(control_port).await;
     if let Some(error) = not_ours(control_port, flwr_home, &found) {
         return Err(error);
     }
-    if let Probe::Floret(identity) = found {
-        drop(lock);
-        return Ok(Running {
-            control_address: address,
+    Ok(match found {
+        Probe::Floret(identity) => Some(Running {
+            control_address: format!("127.0.0.1:{control_port}"),
             identity,
-        });
-    }
-    out.say(&format!("Starting local SuperLink on {address}..."), Style::Blue);
-    let log = log_file(flwr_home);
+        }),
+        _ => None,
+    })
+}
+
+/// Starts `flower-superlink` for `flwr_home`, detached from this command's
+/// session so that it outlives it.
+fn spawn_superlink(
+    flwr_home: &Path,
+    directory: &Path,
+    address: &str,
+    simulationio_port: u16,
+    log: &Path,
+) -> Result<std::process::Child, CliError> {
     let executable = superlink_executable();
     let mut command = std::process::Command::new(&executable);
     command
         .arg("--insecure")
         .arg("--simulation")
         .args(["--isolation", "subprocess"])
-        .args(["--control-api-address", &address])
+        .args(["--control-api-address", address])
         .args(["--simulationio-api-address", &format!("127.0.0.1:{simulationio_port}")])
         .arg("--database")
         .arg(directory.join(DATABASE))
         .arg("--storage-dir")
         .arg(directory.join("ffs"))
         .arg("--log-file")
-        .arg(&log)
+        .arg(log)
         .args([
             "--log-rotation-interval-hours",
             "24",
@@ -245,35 +262,42 @@ pub async fn ensure_running(flwr_home: &Path, out: &mut Output) -> Result<Runnin
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|e| {
+    command.spawn().map_err(|e| {
         CliError::new(format!(
             "Unable to launch `{}` for local simulation: {e}",
             executable.display()
         ))
-    })?;
+    })
+}
+
+/// Waits until the started SuperLink answers as ours, or says why it never
+/// will: it exited (with its code or signal and the end of its log),
+/// another program took the port, or it did not come up in time.
+async fn wait_until_up(
+    mut child: std::process::Child,
+    control_port: u16,
+    flwr_home: &Path,
+    log: &Path,
+) -> Result<Running, CliError> {
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let code = status
-                .code()
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "a signal".into());
-            let tail = log_tail(&log);
+            let tail = log_tail(log);
             let reason = if tail.is_empty() {
                 String::new()
             } else {
                 format!("\n{tail}")
             };
             return Err(CliError::new(format!(
-                "Failed to start local SuperLink: `flower-superlink` exited with code {code}. See logs at {}.{reason}",
+                "Failed to start local SuperLink: `flower-superlink` {}. See logs at {}.{reason}",
+                exit_description(status),
                 log.display()
             )));
         }
         match probe(control_port).await {
             Probe::Floret(identity) if same_home(&identity.flwr_home, flwr_home) => {
-                drop(lock);
                 return Ok(Running {
-                    control_address: address,
+                    control_address: format!("127.0.0.1:{control_port}"),
                     identity,
                 });
             }
@@ -293,6 +317,21 @@ pub async fn ensure_running(flwr_home: &Path, out: &mut Output) -> Result<Runnin
             )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// "exited with code 105", "was killed by signal 9 (SIGKILL)".
+fn exit_description(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => {
+            let name = nix::sys::signal::Signal::try_from(signal)
+                .map(|s| format!(" ({})", s.as_str()))
+                .unwrap_or_default();
+            format!("was killed by signal {signal}{name}")
+        }
+        (None, None) => "ended".to_string(),
     }
 }
 
@@ -326,4 +365,19 @@ pub async fn find(flwr_home: &Path) -> Result<Option<ext::IdentifyResponse>, Cli
         Probe::Floret(identity) => Some(identity),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn an_exit_is_described_by_its_code_or_its_signal() {
+        let exited = std::process::ExitStatus::from_raw(105 << 8);
+        assert_eq!(exit_description(exited), "exited with code 105");
+        let killed = std::process::ExitStatus::from_raw(9);
+        assert_eq!(exit_description(killed), "was killed by signal 9 (SIGKILL)");
+    }
 }

@@ -516,6 +516,31 @@ fn a_state_database_of_another_schema_exits_105() {
     assert!(stderr.contains("Python Flower state database"), "{stderr}");
 }
 
+/// The CLI says why the SuperLink it started is not there: its exit code
+/// and the end of its log, not "another program" on the port.
+#[test]
+fn the_cli_names_the_exit_of_a_superlink_that_fails_to_start() {
+    let home = Home::new();
+    let directory = home.path().join("local-superlink");
+    std::fs::create_dir_all(&directory).unwrap();
+    rusqlite::Connection::open(directory.join("state.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE alembic_version (version_num VARCHAR(32)); CREATE TABLE run (run_id INTEGER);")
+        .unwrap();
+    let listed = home.flwr(&["ls", "--format", "json"]);
+    assert_eq!(listed.code, 1, "{listed:?}");
+    let said = listed.json()["error-message"].as_str().unwrap().to_string();
+    assert!(
+        said.contains("Failed to start local SuperLink: `flower-superlink` exited with code 105. See logs at"),
+        "{said}"
+    );
+    assert!(
+        said.contains("is not a floret state database"),
+        "the log's tail is shown: {said}"
+    );
+    assert!(!said.contains("another program"), "{said}");
+}
+
 #[test]
 fn a_crashed_app_process_fails_its_run() {
     let home = Home::new();
