@@ -5,7 +5,7 @@
 //! machine.
 //!
 //! The CLI (before it submits) and the SuperLink's StartRun (before it records
-//! anything) both call [`validate`], whatever the apps are (built-in or
+//! anything) both call `validate`, whatever the apps are (built-in or
 //! Python), so that a run that cannot run is refused with the reason and the
 //! limit, never started to exhaust the machine.
 //!
@@ -146,7 +146,7 @@ fn wrong_type(source_name: &str, key: &str, kind: Kind, found: &ConfigValue) -> 
 }
 
 /// Checks the options' values, whatever the machine: `num-supernodes` at
-/// least 1 and at most [`MAX_SUPERNODES`], CPU counts positive. Options
+/// least 1 and at most `MAX_SUPERNODES`, CPU counts positive. Options
 /// floret does not know are left alone (a profile may carry Ray's).
 pub(crate) fn check_values(options: &ConfigRecord) -> Result<(), Error> {
     let requested = num_supernodes(options)?;
@@ -216,7 +216,7 @@ fn node_cost(run_config: &UserConfig) -> u64 {
 
 /// The largest federation a machine with `memory` bytes can simulate with
 /// `run_config`: half the memory divided by what one node costs, and at most
-/// [`MAX_SUPERNODES`].
+/// `MAX_SUPERNODES`.
 pub fn max_supernodes(run_config: &UserConfig, memory: u64) -> u64 {
     (memory / MEMORY_SHARE / node_cost(run_config)).min(MAX_SUPERNODES)
 }

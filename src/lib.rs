@@ -5,20 +5,23 @@
 //!
 //! - [`domain`]: the functional core: events, the run state machine,
 //!   projections. No I/O.
-//! - [`store`]: `state.db`, the event table and its projections. The only
+//! - `store` (this and the other unlinked modules are in the feature
+//!   `server`): `state.db`, the event table and its projections. The only
 //!   module with SQL.
-//! - [`superlink`]: the SuperLink: Flower's Control and SimulationIo gRPC
+//! - `superlink`: the SuperLink: Flower's Control and SimulationIo gRPC
 //!   APIs over a single-writer engine, and the launcher of app processes.
 //! - [`sim`]: the deterministic simulation engine; [`strategy`] (Flower's
-//!   strategies and `Strategy.start()`), [`clientapp`] and [`mods`] (the
-//!   ClientApp boundary), [`builtin`] and [`workload`] (the Rust-native apps).
-//! - [`bridge`]: users' Python Flower Apps, run unmodified in their own
+//!   strategies and `Strategy.start()`, the server side), [`clientapp`] and
+//!   [`mods`] (the ClientApp boundary, the client side), [`kernels`] (the
+//!   numerical kernels both sides share), [`builtin`] and [`workload`] (the
+//!   Rust-native apps).
+//! - `bridge`: users' Python Flower Apps, run unmodified in their own
 //!   Python, driven by the engine.
-//! - [`simulation`]: the `flwr-simulation` app process around the engine.
-//! - [`replay`]: re-execution of a recorded run and the comparison.
-//! - [`cli`]: the `flwr` command line.
+//! - `simulation`: the `flwr-simulation` app process around the engine.
+//! - `replay`: re-execution of a recorded run and the comparison.
+//! - `cli`: the `flwr` command line.
 //! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`], [`federation`],
-//!   [`proto`], [`traffic`]: values, formatting and formats shared by the above;
+//!   `proto`, [`traffic`]: values, formatting and formats shared by the above;
 //!   [`math`]: the pinned transcendental functions of the recorded path;
 //!   [`provenance`]: this build's identity and the platform it runs on;
 //!   [`owner_only`]: files and directories private to their owner.
@@ -36,6 +39,9 @@
 // Without the server, the crate-private helpers only the server uses are
 // unused; the default build is where dead code is caught.
 #![cfg_attr(not(feature = "server"), allow(dead_code))]
+// Module docs link the crate-private items they describe (see them with
+// `cargo doc --document-private-items`).
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod app;
 #[cfg(feature = "server")]

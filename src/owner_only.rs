@@ -26,7 +26,7 @@ const FILE_MODE: u32 = 0o600;
 static INHERITED_UMASK: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// Makes every file this process creates from now on private (umask 077),
-/// remembering the inherited umask for [`inherited_umask`].
+/// remembering the inherited umask for `inherited_umask`.
 pub fn restrict_umask() {
     // SAFETY: umask(2) only changes this process's file creation mask.
     let inherited = unsafe { libc::umask(0o077) };

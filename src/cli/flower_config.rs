@@ -1,7 +1,7 @@
 //! The Flower configuration file, `$FLWR_HOME/config.toml`, as Flower 1.27
 //! reads it: SuperLink connection profiles under `[superlink]`.
 //!
-//! This module owns locating and creating the file ([`flwr_home`],
+//! This module owns locating and creating the file ([`crate::host::flwr_home`],
 //! [`load_or_create`]), choosing a profile ([`FlowerConfig::select_profile`])
 //! with Flower 1.27's exact messages, and turning a profile's `options.*`
 //! into the `federation_options` ConfigRecord that 1.27 sends with

@@ -26,6 +26,7 @@ pub struct RunArgs {
     pub app: PathBuf,
     /// Name of the SuperLink connection in $FLWR_HOME/config.toml; default:
     /// [superlink].default.
+    #[allow(rustdoc::broken_intra_doc_links)] // the text is `--help`'s, not a link
     #[arg(value_name = "SUPERLINK")]
     pub superlink: Option<String>,
     /// Override run configuration values: `key=value` pairs typed as TOML

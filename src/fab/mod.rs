@@ -104,7 +104,7 @@ pub enum FabError {
     /// Too many entries.
     #[error("FAB has {0} entries; at most 10,000 are accepted")]
     TooManyEntries(usize),
-    /// The entries would expand beyond [`MAX_UNCOMPRESSED`].
+    /// The entries would expand beyond `MAX_UNCOMPRESSED`.
     #[error("FAB expands to more than 100 MiB ({0} bytes declared)")]
     TooBigUncompressed(u64),
     /// An entry uses a feature this reader does not support.
