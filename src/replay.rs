@@ -562,37 +562,51 @@ struct Decoded {
 /// Decodes a record (the first pass): the submission, the run's outcome and
 /// what the comparison expects.
 fn decode(record: &(impl RecordSource + ?Sized)) -> Result<Decoded, NotReplayable> {
-    let mut submitted = None;
-    let mut finished = None;
-    let mut running_at = None;
-    let mut finished_at = None;
-    let mut count = 0;
-    let mut faults = BTreeMap::new();
-    let mut outside = BTreeMap::new();
-    let mut python = None;
-    let mut submitted_at = None;
-    let mut simulation_finished = false;
-    let mut recorded_by = None;
+    let mut pass = FirstPass::default();
     for recorded in record.events() {
         let recorded = recorded.map_err(|e| NotReplayable::Unreadable(e.to_string()))?;
         let event = codec::decode(&recorded.kind, recorded.version, &recorded.payload)
             .map_err(|e| NotReplayable::Undecodable(e.to_string()))?;
-        match &event {
+        pass.observe(&recorded, &event);
+    }
+    pass.finish()
+}
+
+/// What the first pass has learned from the events read so far.
+#[derive(Default)]
+struct FirstPass {
+    submitted: Option<crate::domain::event::RunSubmitted>,
+    finished: Option<RunFinished>,
+    running_at: Option<Micros>,
+    finished_at: Option<Micros>,
+    count: usize,
+    faults: BTreeMap<(u64, Phase, u64), Error>,
+    outside: BTreeMap<(u64, u64), Delivered>,
+    python: Option<PythonStarted>,
+    submitted_at: Option<Micros>,
+    simulation_finished: bool,
+    recorded_by: Option<AppProcessStarted>,
+}
+
+impl FirstPass {
+    /// Takes note of one recorded event (`event`, decoded from `recorded`).
+    fn observe(&mut self, recorded: &RecordedEvent, event: &Event) {
+        match event {
             Event::RunSubmitted(s) => {
-                submitted = Some(s.clone());
-                submitted_at = Some(recorded.at);
+                self.submitted = Some(s.clone());
+                self.submitted_at = Some(recorded.at);
             }
-            Event::PythonStarted(p) => python = Some(p.clone()),
+            Event::PythonStarted(p) => self.python = Some(p.clone()),
             Event::ReplyDelivered(reply) => match &reply.reply {
                 Delivered::Error { injected: true, .. } | Delivered::TimedOut => {
-                    outside.insert((reply.step, reply.node_id), reply.reply.clone());
+                    self.outside.insert((reply.step, reply.node_id), reply.reply.clone());
                 }
                 _ => {}
             },
-            Event::RunRunning => running_at = Some(recorded.at),
+            Event::RunRunning => self.running_at = Some(recorded.at),
             Event::RunFinished(f) => {
-                finished = Some(f.clone());
-                finished_at = Some(recorded.at);
+                self.finished = Some(f.clone());
+                self.finished_at = Some(recorded.at);
             }
             Event::ReplyReceived(reply) => {
                 if let Reply::Error {
@@ -601,7 +615,7 @@ fn decode(record: &(impl RecordSource + ?Sized)) -> Result<Decoded, NotReplayabl
                     injected: true,
                 } = &reply.reply
                 {
-                    faults.insert(
+                    self.faults.insert(
                         (reply.round, reply.phase, reply.node_id),
                         Error {
                             code: *code,
@@ -610,42 +624,51 @@ fn decode(record: &(impl RecordSource + ?Sized)) -> Result<Decoded, NotReplayabl
                     );
                 }
             }
-            Event::SimulationFinished(_) => simulation_finished = true,
-            Event::AppProcessStarted(started) => recorded_by = Some(started.clone()),
+            Event::SimulationFinished(_) => self.simulation_finished = true,
+            Event::AppProcessStarted(started) => self.recorded_by = Some(started.clone()),
             _ => {}
         }
         if event.is_simulation() {
-            count += 1;
+            self.count += 1;
         }
     }
-    let submitted = submitted.ok_or(NotReplayable::NoSubmission)?;
-    if count == 0 {
-        let (status, details) = match &finished {
-            Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
-            None => ("pending".into(), String::new()),
-        };
-        let details = if details.is_empty() {
-            String::new()
-        } else {
-            format!(" ({details})")
-        };
-        return Err(NotReplayable::NeverRan { status, details });
+
+    /// What the whole record says, or why it cannot be replayed.
+    fn finish(self) -> Result<Decoded, NotReplayable> {
+        let submitted = self.submitted.ok_or(NotReplayable::NoSubmission)?;
+        if self.count == 0 {
+            return Err(never_ran(self.finished.as_ref()));
+        }
+        let times = self.running_at.zip(self.finished_at);
+        Ok(Decoded {
+            submitted,
+            recorded_by: self.recorded_by,
+            submitted_at: self.submitted_at.unwrap_or(Micros(0)),
+            finished: self.finished,
+            times,
+            python: self.python,
+            expected: Expected {
+                count: self.count,
+                faults: self.faults,
+                outside: self.outside,
+                truncated: !self.simulation_finished,
+            },
+        })
     }
-    let times = running_at.zip(finished_at);
-    Ok(Decoded {
-        submitted,
-        recorded_by,
-        submitted_at: submitted_at.unwrap_or(Micros(0)),
-        finished,
-        times,
-        python,
-        expected: Expected {
-            count,
-            faults,
-            outside,
-            truncated: !simulation_finished,
-        },
-    })
+}
+
+/// The refusal of a record without simulation events, with the run's status.
+fn never_ran(finished: Option<&RunFinished>) -> NotReplayable {
+    let (status, details) = match finished {
+        Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
+        None => ("pending".into(), String::new()),
+    };
+    let details = if details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({details})")
+    };
+    NotReplayable::NeverRan { status, details }
 }
 
 /// Re-executes the recorded run with the built-in apps.
@@ -686,6 +709,8 @@ pub fn replay_with(
     replay_inner(record, workers, until_round, build_apps, &mut |_, _| {})
 }
 
+/// Decodes the record, re-executes its run into a [`Comparer`] and gives the
+/// verdict.
 fn replay_inner(
     record: &(impl RecordSource + ?Sized),
     workers: usize,
@@ -693,16 +718,26 @@ fn replay_inner(
     build_apps: impl FnOnce(&Inputs) -> Result<Apps, crate::builtin::BuiltinError>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Verdict, NotReplayable> {
-    let Decoded {
-        submitted,
-        recorded_by,
-        submitted_at,
-        finished,
-        times,
-        python,
-        expected,
-    } = decode(record)?;
-    let inputs = crate::builtin::resolve_inputs(
+    let decoded = decode(record)?;
+    let inputs = recorded_inputs(record, &decoded.submitted)?;
+    let (apps, python_run) = prepare_apps(record, &decoded, &inputs, workers, build_apps)?;
+    let mut comparer = Comparer::new(record, &decoded.expected, until_round, progress);
+    let started = Instant::now();
+    let rounds_completed = re_execute(&inputs, apps, python_run.as_ref(), workers, &mut comparer);
+    let replay_seconds = started.elapsed().as_secs_f64();
+    if let Some(error) = comparer.upcoming.error.take() {
+        return Err(error);
+    }
+    let comparison = Comparison::of(comparer, decoded.finished.is_some(), rounds_completed, replay_seconds);
+    Ok(verdict(decoded, comparison, until_round))
+}
+
+/// The run's inputs, resolved from its submission and the recorded FAB.
+fn recorded_inputs(
+    record: &(impl RecordSource + ?Sized),
+    submitted: &crate::domain::event::RunSubmitted,
+) -> Result<Inputs, NotReplayable> {
+    crate::builtin::resolve_inputs(
         submitted.run_id.0,
         submitted.seed,
         record.fab(),
@@ -710,14 +745,25 @@ fn replay_inner(
         &submitted.override_config,
         &submitted.federation_options,
     )
-    .map_err(NotReplayable::Inputs)?;
+    .map_err(NotReplayable::Inputs)
+}
+
+/// The built-in apps by `build_apps`, or the Python run for a run with Python
+/// components.
+fn prepare_apps(
+    record: &(impl RecordSource + ?Sized),
+    decoded: &Decoded,
+    inputs: &Inputs,
+    workers: usize,
+    build_apps: impl FnOnce(&Inputs) -> Result<Apps, crate::builtin::BuiltinError>,
+) -> Result<(Option<Apps>, Option<crate::bridge::run::PythonRun>), NotReplayable> {
     let is_python = crate::bridge::is_python(&inputs.server_app) || crate::bridge::is_python(&inputs.client_app);
     let python_run = if is_python {
         Some(python_replay(
             record,
-            &submitted,
-            submitted_at,
-            python.as_ref(),
+            &decoded.submitted,
+            decoded.submitted_at,
+            decoded.python.as_ref(),
             workers,
         )?)
     } else {
@@ -726,35 +772,82 @@ fn replay_inner(
     let apps = if is_python {
         None
     } else {
-        Some(build_apps(&inputs).map_err(NotReplayable::Inputs)?)
+        Some(build_apps(inputs).map_err(NotReplayable::Inputs)?)
     };
-    let mut comparer = Comparer {
-        expected: &expected,
-        upcoming: Upcoming::new(record, expected.count),
-        index: 0,
-        final_arrays: None,
-        divergence: None,
-        until_round,
-        reinjected: Vec::new(),
-        past_end: false,
-        progress,
-        rounds: 0,
-        notes: Vec::new(),
-    };
-    let started = Instant::now();
-    let rounds_completed = re_execute(&inputs, apps, python_run.as_ref(), workers, &mut comparer);
-    let replay_seconds = started.elapsed().as_secs_f64();
-    if let Some(error) = comparer.upcoming.error.take() {
-        return Err(error);
+    Ok((apps, python_run))
+}
+
+impl<'a> Comparer<'a> {
+    /// A comparer at the start of the record's simulation events.
+    fn new(
+        record: &'a (impl RecordSource + ?Sized),
+        expected: &'a Expected,
+        until_round: Option<u64>,
+        progress: &'a mut dyn FnMut(u64, u64),
+    ) -> Self {
+        Comparer {
+            expected,
+            upcoming: Upcoming::new(record, expected.count),
+            index: 0,
+            final_arrays: None,
+            divergence: None,
+            until_round,
+            reinjected: Vec::new(),
+            past_end: false,
+            progress,
+            rounds: 0,
+            notes: Vec::new(),
+        }
     }
-    let mut outcome = outcome(&mut comparer, finished.is_some());
-    let final_arrays = comparer.final_arrays;
+}
+
+/// What the re-execution showed, once the comparer is done.
+struct Comparison {
+    outcome: VerdictOutcome,
+    events_compared: usize,
+    rounds: u64,
+    final_arrays: Option<Digest>,
+    reinjected: Vec<String>,
+    notes: Vec<String>,
+    replay_seconds: f64,
+}
+
+impl Comparison {
+    /// The outcome and findings of `comparer` (`finished`: the run finished).
+    fn of(mut comparer: Comparer<'_>, finished: bool, rounds: u64, replay_seconds: f64) -> Self {
+        let outcome = outcome(&mut comparer, finished);
+        Comparison {
+            outcome,
+            events_compared: comparer.index,
+            rounds,
+            final_arrays: comparer.final_arrays,
+            reinjected: comparer.reinjected,
+            notes: comparer.notes,
+            replay_seconds,
+        }
+    }
+}
+
+/// The verdict on a decoded record and its comparison, with the likely
+/// causes of a divergence.
+fn verdict(decoded: Decoded, comparison: Comparison, until_round: Option<u64>) -> Verdict {
+    let Decoded {
+        submitted,
+        recorded_by,
+        finished,
+        times,
+        python,
+        expected,
+        ..
+    } = decoded;
+    let Comparison {
+        mut outcome, mut notes, ..
+    } = comparison;
     let provenance = provenance(recorded_by.as_ref(), &submitted.build);
     let same_build = !provenance.iter().any(|p| p.starts_with("recorded by another build"));
     if let VerdictOutcome::Diverged(divergence) = &mut outcome {
         blame_provenance(divergence, &provenance);
     }
-    let mut notes = std::mem::take(&mut comparer.notes);
     if matches!(outcome, VerdictOutcome::Diverged(_)) && python.as_ref().is_some_and(|p| p.server_api == "legacy") {
         notes.push(LEGACY_NOTE.into());
     }
@@ -762,7 +855,7 @@ fn replay_inner(
         Some(f) => (format!("finished:{}", f.sub_status.as_str()), f.details.clone()),
         None => ("running".to_string(), String::new()),
     };
-    Ok(Verdict {
+    Verdict {
         run_id: submitted.run_id.0,
         seed: submitted.seed,
         same_build,
@@ -772,19 +865,19 @@ fn replay_inner(
             .unwrap_or(submitted.build),
         recorded_by,
         provenance,
-        events_compared: comparer.index,
+        events_compared: comparison.events_compared,
         events_recorded: expected.count,
-        rounds: rounds_completed,
-        final_arrays,
+        rounds: comparison.rounds,
+        final_arrays: comparison.final_arrays,
         outcome,
         recorded_status,
         recorded_details,
-        reinjected: comparer.reinjected,
-        replay_seconds,
+        reinjected: comparison.reinjected,
+        replay_seconds: comparison.replay_seconds,
         original_seconds: times.map(|(start, end)| (end.0 - start.0) as f64 / 1e6),
         until_round,
         notes,
-    })
+    }
 }
 
 /// Runs the simulation again, with the built-in `apps` or through the

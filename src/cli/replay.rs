@@ -19,7 +19,7 @@ use crate::codec;
 use crate::domain::ids::{Micros, RunId, Seq};
 use crate::domain::views::StoredEvent;
 use crate::proto::floret::v1 as ext;
-use crate::replay::{self, RecordSource, RecordedEvent, Verdict, VerdictOutcome};
+use crate::replay::{self, Divergence, RecordSource, RecordedEvent, Verdict, VerdictOutcome};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -245,119 +245,137 @@ pub fn exit_status(outcome: &VerdictOutcome) -> i32 {
 /// The verdict as text for a terminal.
 pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> String {
     let mut out = String::new();
-    let build = if verdict.same_build {
-        format!("recorded and replayed by {}", verdict.recorded_build)
-    } else {
-        format!("recorded by {}, replayed by {}", verdict.recorded_build, crate::BUILD)
-    };
-    let timing = match verdict.original_seconds {
-        Some(original) => format!(
-            "replayed in {:.3}s; the run took {original:.3}s",
-            verdict.replay_seconds
-        ),
-        None => format!("replayed in {:.3}s", verdict.replay_seconds),
-    };
     let scope = match verdict.until_round {
         Some(round) => format!(" up to round {round}"),
         None => String::new(),
     };
     match &verdict.outcome {
-        VerdictOutcome::Identical => {
-            let arrays = verdict
-                .final_arrays
-                .map(|d| format!(", final arrays {}", d.short()))
-                .unwrap_or_default();
-            out.push_str(&paint(
-                &format!(
-                    "✅ Replay of run {} is identical{scope}: {} of {} simulation events, {} rounds{arrays}.",
-                    verdict.run_id, verdict.events_compared, verdict.events_recorded, verdict.rounds
-                ),
-                Style::Green,
-                color,
-            ));
-            out.push('\n');
-        }
-        VerdictOutcome::Truncated | VerdictOutcome::InProgress => {
-            out.push_str(&paint(
-                &format!(
-                    "⚠️  Replay of run {} is incomplete: the {} recorded simulation events are identical, but the \
-                     record ends in round {} before the simulation did.",
-                    verdict.run_id, verdict.events_compared, verdict.rounds
-                ),
-                Style::Yellow,
-                color,
-            ));
-            out.push('\n');
-            let details = if verdict.recorded_details.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", verdict.recorded_details)
-            };
-            out.push_str(&if matches!(verdict.outcome, VerdictOutcome::InProgress) {
-                "   The run is still in progress: replay it again when it has finished.\n".to_string()
-            } else {
-                format!(
-                    "   The run ended {}{details} without finishing its simulation: what came after was never \
-                     recorded.\n",
-                    verdict.recorded_status
-                )
-            });
-        }
-        VerdictOutcome::Diverged(d) => {
-            let mut place = format!("event {} of {}", d.index + 1, verdict.events_recorded);
-            if let Some(seq) = d.seq {
-                place.push_str(&format!(" (seq {seq})"));
-            }
-            if let Some(round) = d.round {
-                place.push_str(&format!(", round {round}"));
-            }
-            if let Some(node) = d.node_id {
-                place.push_str(&format!(", node {node}"));
-            }
-            let kind = d
-                .recorded
-                .as_ref()
-                .or(d.replayed.as_ref())
-                .map(|e| e.kind())
-                .unwrap_or("?");
-            out.push_str(&paint(
-                &format!("❌ Replay of run {} diverged at {place}: {kind}", verdict.run_id),
-                Style::Red,
-                color,
-            ));
-            out.push('\n');
-            let describe = |e: &Option<crate::domain::event::Event>| match e {
-                Some(event) => format!("{} {}", event.kind(), crate::timeline::describe(event)),
-                None => "(no event: the run ended)".into(),
-            };
-            out.push_str(&format!("   recorded: {}\n", describe(&d.recorded)));
-            out.push_str(&format!("   replayed: {}\n", describe(&d.replayed)));
-            if !d.fields.is_empty() {
-                out.push_str("   fields that differ:\n");
-                let width = d.fields.iter().map(|(p, _, _)| p.len()).max().unwrap_or(0);
-                for (path, recorded, replayed) in &d.fields {
-                    out.push_str(&format!(
-                        "     {path:<width$}  {} -> {}\n",
-                        paint(recorded, Style::Red, color),
-                        paint(replayed, Style::Green, color)
-                    ));
-                }
-            }
-            if let (Some((offset, recorded, replayed)), true) = (&d.bytes, d.fields.is_empty()) {
-                out.push_str("   the decoded values look equal, but the payload bytes differ:\n");
-                out.push_str(&format!(
-                    "     bytes from offset {offset}  {} -> {}\n",
-                    paint(&hex::encode(recorded), Style::Red, color),
-                    paint(&hex::encode(replayed), Style::Green, color)
-                ));
-            }
-            out.push_str(&format!("   Usually: {}\n", d.hint));
+        VerdictOutcome::Identical => render_identical(&mut out, verdict, &scope, color),
+        VerdictOutcome::Truncated | VerdictOutcome::InProgress => render_incomplete(&mut out, verdict, color),
+        VerdictOutcome::Diverged(d) => render_divergence(&mut out, verdict, d, color),
+    }
+    render_notes(&mut out, verdict);
+    render_provenance_line(&mut out, verdict, show_timing);
+    out
+}
+
+/// The headline of an identical replay.
+fn render_identical(out: &mut String, verdict: &Verdict, scope: &str, color: bool) {
+    let arrays = verdict
+        .final_arrays
+        .map(|d| format!(", final arrays {}", d.short()))
+        .unwrap_or_default();
+    out.push_str(&paint(
+        &format!(
+            "✅ Replay of run {} is identical{scope}: {} of {} simulation events, {} rounds{arrays}.",
+            verdict.run_id, verdict.events_compared, verdict.events_recorded, verdict.rounds
+        ),
+        Style::Green,
+        color,
+    ));
+    out.push('\n');
+}
+
+/// The headline and explanation of a record that ends before the simulation did.
+fn render_incomplete(out: &mut String, verdict: &Verdict, color: bool) {
+    out.push_str(&paint(
+        &format!(
+            "⚠️  Replay of run {} is incomplete: the {} recorded simulation events are identical, but the \
+             record ends in round {} before the simulation did.",
+            verdict.run_id, verdict.events_compared, verdict.rounds
+        ),
+        Style::Yellow,
+        color,
+    ));
+    out.push('\n');
+    let details = if verdict.recorded_details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", verdict.recorded_details)
+    };
+    out.push_str(&if matches!(verdict.outcome, VerdictOutcome::InProgress) {
+        "   The run is still in progress: replay it again when it has finished.\n".to_string()
+    } else {
+        format!(
+            "   The run ended {}{details} without finishing its simulation: what came after was never \
+             recorded.\n",
+            verdict.recorded_status
+        )
+    });
+}
+
+/// The headline of a divergence, both events, what differs, and the hint.
+fn render_divergence(out: &mut String, verdict: &Verdict, d: &Divergence, color: bool) {
+    let kind = d
+        .recorded
+        .as_ref()
+        .or(d.replayed.as_ref())
+        .map(|e| e.kind())
+        .unwrap_or("?");
+    out.push_str(&paint(
+        &format!(
+            "❌ Replay of run {} diverged at {}: {kind}",
+            verdict.run_id,
+            divergence_place(verdict, d)
+        ),
+        Style::Red,
+        color,
+    ));
+    out.push('\n');
+    let describe = |e: &Option<crate::domain::event::Event>| match e {
+        Some(event) => format!("{} {}", event.kind(), crate::timeline::describe(event)),
+        None => "(no event: the run ended)".into(),
+    };
+    out.push_str(&format!("   recorded: {}\n", describe(&d.recorded)));
+    out.push_str(&format!("   replayed: {}\n", describe(&d.replayed)));
+    render_differences(out, d, color);
+    out.push_str(&format!("   Usually: {}\n", d.hint));
+    out.push_str(&format!(
+        "   {} of {} events were identical before it.\n",
+        verdict.events_compared, verdict.events_recorded
+    ));
+}
+
+/// Where a divergence happened: the event's index, and its seq, round and node when known.
+fn divergence_place(verdict: &Verdict, d: &Divergence) -> String {
+    let mut place = format!("event {} of {}", d.index + 1, verdict.events_recorded);
+    if let Some(seq) = d.seq {
+        place.push_str(&format!(" (seq {seq})"));
+    }
+    if let Some(round) = d.round {
+        place.push_str(&format!(", round {round}"));
+    }
+    if let Some(node) = d.node_id {
+        place.push_str(&format!(", node {node}"));
+    }
+    place
+}
+
+/// The fields that differ, or the first differing payload bytes when no decoded field does.
+fn render_differences(out: &mut String, d: &Divergence, color: bool) {
+    if !d.fields.is_empty() {
+        out.push_str("   fields that differ:\n");
+        let width = d.fields.iter().map(|(p, _, _)| p.len()).max().unwrap_or(0);
+        for (path, recorded, replayed) in &d.fields {
             out.push_str(&format!(
-                "   {} of {} events were identical before it.\n",
-                verdict.events_compared, verdict.events_recorded
+                "     {path:<width$}  {} -> {}\n",
+                paint(recorded, Style::Red, color),
+                paint(replayed, Style::Green, color)
             ));
         }
     }
+    if let (Some((offset, recorded, replayed)), true) = (&d.bytes, d.fields.is_empty()) {
+        out.push_str("   the decoded values look equal, but the payload bytes differ:\n");
+        out.push_str(&format!(
+            "     bytes from offset {offset}  {} -> {}\n",
+            paint(&hex::encode(recorded), Style::Red, color),
+            paint(&hex::encode(replayed), Style::Green, color)
+        ));
+    }
+}
+
+/// The re-injected values, provenance differences and notes, one line each.
+fn render_notes(out: &mut String, verdict: &Verdict) {
     if !verdict.reinjected.is_empty() {
         out.push_str(&format!(
             "   Re-injected from the record: {}.\n",
@@ -372,12 +390,27 @@ pub fn render_verdict(verdict: &Verdict, color: bool, show_timing: bool) -> Stri
     for note in &verdict.notes {
         out.push_str(&format!("   Note: {note}\n"));
     }
+}
+
+/// The closing line: the seed, which builds recorded and replayed, and optionally the timing.
+fn render_provenance_line(out: &mut String, verdict: &Verdict, show_timing: bool) {
+    let build = if verdict.same_build {
+        format!("recorded and replayed by {}", verdict.recorded_build)
+    } else {
+        format!("recorded by {}, replayed by {}", verdict.recorded_build, crate::BUILD)
+    };
+    let timing = match verdict.original_seconds {
+        Some(original) => format!(
+            "replayed in {:.3}s; the run took {original:.3}s",
+            verdict.replay_seconds
+        ),
+        None => format!("replayed in {:.3}s", verdict.replay_seconds),
+    };
     if show_timing {
         out.push_str(&format!("   Seed {}; {build}; {timing}.\n", verdict.seed));
     } else {
         out.push_str(&format!("   Seed {}; {build}.\n", verdict.seed));
     }
-    out
 }
 
 pub async fn replay(args: ReplayArgs, out: &mut Output) -> Result<i32, CliError> {
