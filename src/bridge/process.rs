@@ -75,7 +75,18 @@ struct Shared {
     stderr_tail: Mutex<String>,
     exited: Mutex<BTreeMap<i32, String>>,
     dead: AtomicBool,
+    /// Our own write ends of the zygote's stdout and stderr pipes, to write
+    /// flush markers behind whatever its processes wrote
+    /// ([`Zygote::flush_output`]); dropped with the zygote.
+    writers: Mutex<Vec<std::fs::File>>,
+    /// How many flush markers the pipe readers have seen.
+    flushed: Mutex<u64>,
+    flushed_changed: std::sync::Condvar,
 }
+
+/// Written into the zygote's output pipes by [`Zygote::flush_output`] and
+/// taken out again by the readers: everything before it has been read.
+const FLUSH_MARKER: &str = "\u{0}floret-flush\u{0}";
 
 /// The zygote interpreter: spawned here, or forked by a warm zygote the
 /// SuperLink keeps and handed to this process ([`Zygote::adopt`]).
@@ -133,12 +144,18 @@ impl Zygote {
             path: path.display().to_string(),
             source,
         })?;
+        let spawn_error = |source| Error::Spawn {
+            path: path.display().to_string(),
+            source,
+        };
+        let (stdout_read, stdout_write) = pipe().map_err(spawn_error)?;
+        let (stderr_read, stderr_write) = pipe().map_err(spawn_error)?;
         let mut command = Command::new(path);
         command
             .args(["-u", "-c", BOOTSTRAP])
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(stdout_write.try_clone().map_err(spawn_error)?))
+            .stderr(Stdio::from(stderr_write.try_clone().map_err(spawn_error)?))
             .env("FLORET_BRIDGE_FD", theirs.as_raw_fd().to_string())
             .env("PYTHONHASHSEED", "0")
             .env("FLWR_TELEMETRY_ENABLED", "0");
@@ -176,17 +193,16 @@ impl Zygote {
             source,
         })?;
         drop(theirs);
+        // The command holds the child's copies of the write ends.
+        drop(command);
         let shared = Arc::new(Shared::default());
+        *shared.writers.lock().expect("writers lock") = vec![stdout_write, stderr_write];
         if let Some(mut stdin) = process.stdin.take() {
             // The script is ~30 KB: the pipe takes it, then EOF.
             let _ = stdin.write_all(SCRIPT.as_bytes());
         }
-        if let Some(stdout) = process.stdout.take() {
-            spawn_pipe_reader(stdout, Arc::clone(&shared), false);
-        }
-        if let Some(stderr) = process.stderr.take() {
-            spawn_pipe_reader(stderr, Arc::clone(&shared), true);
-        }
+        spawn_pipe_reader(stdout_read, Arc::clone(&shared), false);
+        spawn_pipe_reader(stderr_read, Arc::clone(&shared), true);
         let pid = process.id() as i32;
         Zygote::handshake(path, ours, Some(process), pid, shared)
     }
@@ -202,7 +218,7 @@ impl Zygote {
         spawn_pipe_reader(stderr_read, Arc::clone(&shared), true);
         let stdio = Frame::new(kind::STDIO, 0, json!({}));
         frame::write_with_fds(&stream, &stdio, &[stdout_write.as_fd(), stderr_write.as_fd()])?;
-        drop((stdout_write, stderr_write));
+        *shared.writers.lock().expect("writers lock") = vec![stdout_write, stderr_write];
         Zygote::handshake(path, stream, None, pid, shared)
     }
 
@@ -358,6 +374,28 @@ impl Zygote {
         }
     }
 
+    /// Waits (at most `timeout`) until the pipe readers have read
+    /// everything the zygote's processes wrote to their stdout and stderr
+    /// before now: a marker written behind it comes out of each pipe.
+    pub(crate) fn flush_output(&self, timeout: Duration) {
+        let target = {
+            let writers = self.shared.writers.lock().expect("writers lock");
+            let seen = *self.shared.flushed.lock().expect("flushed lock");
+            let mut written = 0;
+            for mut writer in writers.iter() {
+                if writer.write_all(FLUSH_MARKER.as_bytes()).is_ok() {
+                    written += 1;
+                }
+            }
+            seen + written
+        };
+        let flushed = self.shared.flushed.lock().expect("flushed lock");
+        let _ = self
+            .shared
+            .flushed_changed
+            .wait_timeout_while(flushed, timeout, |seen| *seen < target);
+    }
+
     /// Output that arrived outside calls (imports, fd-level writes).
     pub(crate) fn take_output(&self) -> String {
         std::mem::take(&mut *self.shared.output.lock().expect("output lock"))
@@ -366,6 +404,7 @@ impl Zygote {
 
 impl Drop for Zygote {
     fn drop(&mut self) {
+        self.shared.writers.lock().expect("writers lock").clear();
         let _ = frame::write(&self.control, &Frame::new(kind::SHUTDOWN, 0, json!({})));
         for pid in self.forked_pids() {
             kill(pid);
@@ -477,13 +516,22 @@ fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
 fn spawn_pipe_reader(mut pipe: impl Read + Send + 'static, shared: Arc<Shared>, is_stderr: bool) {
     std::thread::spawn(move || {
         let mut chunk = [0u8; 8192];
+        // Bytes held back: an unfinished UTF-8 character or the start of a
+        // flush marker cut by the read.
+        let mut carry: Vec<u8> = Vec::new();
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    let text = String::from_utf8_lossy(&chunk[..n]);
-                    shared.output.lock().expect("output lock").push_str(&text);
-                    if is_stderr {
+                    carry.extend_from_slice(&chunk[..n]);
+                    let markers = count_and_strip(&mut carry, FLUSH_MARKER.as_bytes());
+                    let keep = held_back(&carry, FLUSH_MARKER.as_bytes());
+                    let ready: Vec<u8> = carry.drain(..carry.len() - keep).collect();
+                    let text = String::from_utf8_lossy(&ready);
+                    if !text.is_empty() {
+                        shared.output.lock().expect("output lock").push_str(&text);
+                    }
+                    if is_stderr && !text.is_empty() {
                         let mut tail = shared.stderr_tail.lock().expect("stderr lock");
                         tail.push_str(&text);
                         if tail.len() > STDERR_TAIL {
@@ -492,10 +540,39 @@ fn spawn_pipe_reader(mut pipe: impl Read + Send + 'static, shared: Arc<Shared>, 
                             tail.drain(..cut);
                         }
                     }
+                    if markers > 0 {
+                        *shared.flushed.lock().expect("flushed lock") += markers;
+                        shared.flushed_changed.notify_all();
+                    }
                 }
             }
         }
     });
+}
+
+/// Removes every whole `marker` from `bytes`; how many there were.
+fn count_and_strip(bytes: &mut Vec<u8>, marker: &[u8]) -> u64 {
+    let mut count = 0;
+    while let Some(at) = bytes.windows(marker.len()).position(|w| w == marker) {
+        bytes.drain(at..at + marker.len());
+        count += 1;
+    }
+    count
+}
+
+/// How many bytes at the end of `bytes` to keep for the next read: a
+/// prefix of `marker`, or an unfinished UTF-8 character.
+fn held_back(bytes: &[u8], marker: &[u8]) -> usize {
+    let prefix = (1..marker.len().min(bytes.len() + 1))
+        .rev()
+        .find(|&k| bytes.ends_with(&marker[..k]))
+        .unwrap_or(0);
+    let utf8 = match std::str::from_utf8(bytes) {
+        Ok(_) => 0,
+        Err(e) if e.error_len().is_none() => bytes.len() - e.valid_up_to(),
+        Err(_) => 0,
+    };
+    prefix.max(utf8)
 }
 
 /// Reads the zygote's socket: replies to the requester, exits into the
@@ -540,6 +617,22 @@ mod tests {
     /// may see the first one's answer first. Before the fix that answer was
     /// dropped and the first requester timed out ("no worker process could
     /// be started: the Python bridge did not answer within 60s").
+    #[test]
+    fn flush_markers_are_counted_and_taken_out_even_when_a_read_cuts_them() {
+        let marker = FLUSH_MARKER.as_bytes();
+        let mut bytes = [b"out\n".as_slice(), marker, b"more", &marker[..5]].concat();
+        assert_eq!(count_and_strip(&mut bytes, marker), 1);
+        assert_eq!(held_back(&bytes, marker), 5);
+        let kept = bytes.split_off(bytes.len() - 5);
+        assert_eq!(bytes, b"out\nmore");
+        let mut next = [kept.as_slice(), &marker[5..], "é".as_bytes()].concat();
+        assert_eq!(count_and_strip(&mut next, marker), 1);
+        assert_eq!(next, "é".as_bytes());
+        // An unfinished UTF-8 character waits for its last byte.
+        assert_eq!(held_back(&"é".as_bytes()[..1], marker), 1);
+        assert_eq!(held_back(b"plain", marker), 0);
+    }
+
     #[test]
     fn an_answer_to_another_request_is_kept_for_it() {
         let (tx, rx) = mpsc::channel();

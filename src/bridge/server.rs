@@ -237,6 +237,8 @@ impl<'a> Driver<'a> {
 
     fn run(mut self) -> Ended {
         let (outcome, context) = self.drive();
+        // What the ServerApp wrote to its descriptors before it ended.
+        self.bridge.zygote.flush_output(Duration::from_secs(2));
         self.forward_zygote_output();
         let rounds_completed = match outcome {
             SimOutcome::Completed => self.round,
