@@ -15,26 +15,7 @@ import math
 import pprint
 import sys
 
-
-def rust_str(text: str) -> str:
-    """A Rust string literal for `text` (printable characters kept, others as `\\u{..}`)."""
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append("\\u{%x}" % ord(ch))
-    return '"' + "".join(out) + '"'
+from rust_literals import rust_str
 
 
 def rust_bytes(data: bytes) -> str:

@@ -34,6 +34,8 @@ from rich.text import Text
 from rich.theme import Theme
 from typer import rich_utils
 
+from rust_literals import rust_str
+
 # The Rust `Style` variants and the Rich styles they stand for.
 STYLES = {
     "Plain": "",
@@ -116,27 +118,6 @@ def render_error_box(message: str, width: int, color: bool) -> str:
         title_align=rich_utils.ALIGN_ERRORS_PANEL,
     )
     return _print(panel, width, color)
-
-
-def rust_str(text: str) -> str:
-    """A Rust string literal for `text`, as Rust's `{:?}` writes it for these texts."""
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append("\\u{%x}" % ord(ch))
-    return '"' + "".join(out) + '"'
 
 
 def rust_bool(b: bool) -> str:

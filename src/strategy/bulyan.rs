@@ -28,7 +28,7 @@ use crate::flwr_log::Logger;
 use crate::kernels::{closest_mean, column, map_coordinates, median, stack, Column, Elem};
 use crate::records::{Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict, Values};
 use crate::strategy::fedmedian::reply_records;
-use crate::strategy::krum::select_multikrum;
+use crate::strategy::krum::multikrum_indices;
 use crate::strategy::{FedAvg, FedAvgParams, Grid, Strategy, StrategyError};
 
 /// A selection rule's function: `(contents, num_malicious_nodes,
@@ -59,18 +59,7 @@ impl SelectionRule {
 
     /// Flower's default, `select_multikrum`.
     pub fn multikrum() -> SelectionRule {
-        SelectionRule::new("select_multikrum", |contents, f, k| {
-            let selected = select_multikrum(contents, f, k)?;
-            Ok(selected
-                .iter()
-                .map(|s| {
-                    contents
-                        .iter()
-                        .position(|c| std::ptr::eq(*c, *s))
-                        .expect("select_multikrum returns some of its inputs")
-                })
-                .collect())
-        })
+        SelectionRule::new("select_multikrum", multikrum_indices)
     }
 
     /// The replies the rule picks, in the rule's order.
@@ -306,7 +295,7 @@ mod tests {
             prop_assume!(n >= 4 * f + 3);
             let contents = f32_contents(&rows, &vec![1; n]);
             let refs: Vec<&RecordDict> = contents.iter().collect();
-            let selected = select_multikrum(&refs, f, n - 2 * f).unwrap();
+            let selected = crate::strategy::krum::select_multikrum(&refs, f, n - 2 * f).unwrap();
             let selected_records = reply_records(&selected);
             let out = bulyan_arrayrecords(&selected_records, n - 4 * f).unwrap();
             let Values::F32(values) = &out.get("x").unwrap().values else { panic!("float32 kept") };

@@ -55,14 +55,23 @@ pub fn select_multikrum<'a>(
     num_malicious_nodes: usize,
     num_nodes_to_select: usize,
 ) -> Result<Vec<&'a RecordDict>, StrategyError> {
+    Ok(multikrum_indices(contents, num_malicious_nodes, num_nodes_to_select)?
+        .into_iter()
+        .map(|i| contents[i])
+        .collect())
+}
+
+/// [`select_multikrum`] as indices into `contents`.
+pub fn multikrum_indices(
+    contents: &[&RecordDict],
+    num_malicious_nodes: usize,
+    num_nodes_to_select: usize,
+) -> Result<Vec<usize>, StrategyError> {
     let scores = krum_scores(&reply_records(contents), num_malicious_nodes)?;
     let mut order: Vec<usize> = (0..contents.len()).collect();
     order.sort_by(|&a, &b| cmp_nan_last(&scores[a], &scores[b]));
-    Ok(order
-        .into_iter()
-        .take(num_nodes_to_select)
-        .map(|i| contents[i])
-        .collect())
+    order.truncate(num_nodes_to_select);
+    Ok(order)
 }
 
 /// MultiKrum.
