@@ -168,6 +168,19 @@ fn fab_filename(app: &AppConfig, hash: &str) -> String {
     )
 }
 
+/// The `.info/CONTENT` manifest of `entries`: one `name,sha256,bits` line
+/// each, in order (what `flwr build` writes and the verifier checks).
+pub(crate) fn content_manifest<N: AsRef<str>, D: AsRef<[u8]>>(entries: &[(N, D)]) -> String {
+    entries
+        .iter()
+        .map(|(name, data)| {
+            let data = data.as_ref();
+            format!("{},{},{}", name.as_ref(), sha256_hex(data), data.len() * 8)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Lowercase hex sha256.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -370,11 +383,7 @@ fn build_from_candidates(candidates: Vec<Candidate>) -> Result<Vec<u8>, FabError
     for c in &selected {
         entries.push((c.rel.clone(), c.source.read()?));
     }
-    let manifest = entries
-        .iter()
-        .map(|(name, data)| format!("{name},{},{}", sha256_hex(data), data.len() * 8))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let manifest = content_manifest(&entries);
     entries.push((CONTENT_ENTRY.to_string(), manifest.into_bytes()));
 
     let bytes = write_stored_zip(&entries);
@@ -493,12 +502,7 @@ mod tests {
     }
 
     fn manifest(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        entries
-            .iter()
-            .map(|(n, d)| format!("{n},{},{}", sha256_hex(d), d.len() * 8))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .into_bytes()
+        content_manifest(entries).into_bytes()
     }
 
     #[test]

@@ -178,12 +178,7 @@ mod tests {
                 1 => {
                     // Mutated pyproject.toml with a manifest that agrees.
                     entries[index].1 = mutated(&entries[index].1, &mutations);
-                    entries
-                        .iter()
-                        .map(|(n, d)| format!("{n},{},{}", sha256_hex(d), d.len() * 8))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                        .into_bytes()
+                    super::super::content_manifest(&entries).into_bytes()
                 }
                 _ => mutated(&manifest, &mutations),
             };
