@@ -318,32 +318,40 @@ pub(crate) fn failure(outcome: &Outcome) -> Option<Error> {
 /// ServerApp driving a Python ClientApp).
 pub(crate) struct PyClientApp {
     pub workers: Arc<Workers>,
-    /// The content of the phase being sent, encoded once: every instruction
-    /// of a phase shares one `Arc<RecordDict>`.
-    encoded: Mutex<Option<(usize, Bytes)>>,
+    encoded: EncodedContent,
 }
 
 impl PyClientApp {
     pub fn new(workers: Arc<Workers>) -> PyClientApp {
         PyClientApp {
             workers,
-            encoded: Mutex::new(None),
+            encoded: EncodedContent::default(),
         }
     }
+}
 
-    fn content_bytes(&self, message: &Message) -> Bytes {
+/// The content of the phase being sent, encoded once: every instruction of
+/// a phase shares one `Arc<RecordDict>`.
+///
+/// The cache keeps the `Arc` it encoded, not only its address: an address
+/// alone would match a later content that the allocator placed where a
+/// dropped one was, and send the old bytes (a model of an earlier round).
+#[derive(Default)]
+struct EncodedContent(Mutex<Option<(Arc<RecordDict>, Bytes)>>);
+
+impl EncodedContent {
+    fn bytes(&self, message: &Message) -> Bytes {
         let Ok(content) = &message.body else {
             return Bytes::new();
         };
-        let key = Arc::as_ptr(content) as usize;
-        let mut cached = self.encoded.lock().expect("content lock");
-        if let Some((cached_key, bytes)) = cached.as_ref() {
-            if *cached_key == key {
+        let mut cached = self.0.lock().expect("content lock");
+        if let Some((cached_content, bytes)) = cached.as_ref() {
+            if Arc::ptr_eq(cached_content, content) {
                 return bytes.clone();
             }
         }
         let bytes = Bytes::from(proto::record_dict_to_proto(content).encode_to_vec());
-        *cached = Some((key, bytes.clone()));
+        *cached = Some((Arc::clone(content), bytes.clone()));
         bytes
     }
 }
@@ -378,7 +386,7 @@ impl ClientApp for PyClientApp {
             node_id: message.metadata.dst_node_id,
             partition,
             metadata: Bytes::from(metadata_to_proto(&message.metadata).encode_to_vec()),
-            content: self.content_bytes(message),
+            content: self.encoded.bytes(message),
             seed: env.prng.next_u64(),
             vtime: message.metadata.created_at,
             reply_id: format!("{}.reply", message.metadata.message_id),
@@ -413,4 +421,34 @@ pub(crate) fn decode_reply(bytes: &[u8]) -> Result<RecordDict, Error> {
     }
     let content = reply.content.unwrap_or_default();
     proto::record_dict_from_proto(&content).map_err(|e| unreadable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{ConfigRecord, ConfigValue, Record};
+
+    fn content(round: i64) -> Arc<RecordDict> {
+        let mut config = ConfigRecord::new();
+        config.insert("server-round", ConfigValue::Int(round));
+        let mut content = RecordDict::new();
+        content.insert("config", Record::Config(config));
+        Arc::new(content)
+    }
+
+    /// Each phase's content is dropped before the next is built, so the
+    /// allocator tends to put the next one where the last one was: the
+    /// cache must still encode every new content (a cache keyed by address
+    /// sent round 2's model in round 3).
+    #[test]
+    fn a_new_content_is_encoded_even_where_an_old_one_was() {
+        let encoded = EncodedContent::default();
+        for round in 0..200 {
+            let content = content(round);
+            let message = Message::instruction(Arc::clone(&content), 7, "train");
+            let expected = Bytes::from(proto::record_dict_to_proto(&content).encode_to_vec());
+            assert_eq!(encoded.bytes(&message), expected, "round {round}");
+            assert_eq!(encoded.bytes(&message), expected, "round {round}, again");
+        }
+    }
 }
