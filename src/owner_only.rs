@@ -75,19 +75,42 @@ pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let directory = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let temporary = directory.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&temporary);
-    let written = (|| {
-        let mut file = options().write(true).create_new(true).open(&temporary)?;
-        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+    // A name of its own for every write (random, created exclusively), so
+    // that threads and processes writing the same file at once never share
+    // one; removed again if anything fails before the rename.
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(directory)?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map(drop).map_err(|e| e.error)
+}
+
+/// Creates `path` with `bytes` unless it exists, atomically: the file
+/// appears whole or not at all, and one that exists (or that another
+/// process creates first) is never replaced. Returns whether this call
+/// created it.
+pub(crate) fn create_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .tempfile_in(directory)?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    match file.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error),
     }
-    written
 }
 
 /// Removes group and other permissions from `path` (not following a
@@ -127,6 +150,43 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Threads of one process replacing one file at once: each write lands
+    /// whole (they shared one temporary name, and one removed another's).
+    #[test]
+    fn concurrent_atomic_writes_of_one_file_all_succeed() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("config.toml");
+        for attempt in 0..20 {
+            let start = std::sync::Barrier::new(8);
+            std::thread::scope(|scope| {
+                let writes: Vec<_> = (0..8u8)
+                    .map(|writer| {
+                        let (start, path) = (&start, &path);
+                        scope.spawn(move || {
+                            start.wait();
+                            write_atomically(path, &vec![writer; 64 * 1024])
+                        })
+                    })
+                    .collect();
+                for write in writes {
+                    write
+                        .join()
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+                }
+            });
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(bytes.len(), 64 * 1024);
+            assert!(bytes.iter().all(|b| *b == bytes[0]), "a torn write");
+            assert_eq!(mode(&path), FILE_MODE);
+        }
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("config.toml")]);
     }
 
     #[test]

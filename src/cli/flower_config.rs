@@ -139,9 +139,10 @@ pub(crate) fn load_or_create(flwr_home: &Path) -> Result<(FlowerConfig, bool), E
     };
     let mut created = false;
     if !path.exists() {
+        // Atomic and never over another's: commands started at one moment
+        // on a fresh home all read the whole file.
         std::fs::create_dir_all(flwr_home).map_err(io)?;
-        std::fs::write(&path, DEFAULT_CONFIG_TOML).map_err(io)?;
-        created = true;
+        created = crate::owner_only::create_atomically(&path, DEFAULT_CONFIG_TOML.as_bytes()).map_err(io)?;
     }
     let bytes = std::fs::read(&path).map_err(io)?;
     let text = String::from_utf8(bytes).map_err(|_| Error::InvalidToml {
@@ -552,6 +553,51 @@ mod tests {
 
     fn err(text: &str, name: Option<&str>) -> String {
         cfg(text).select_profile(name).unwrap_err().to_string()
+    }
+
+    /// Commands started at one moment on a fresh `FLWR_HOME` all read a
+    /// whole file, and exactly one says it created it (the file was written
+    /// by truncate-then-write, and a second reader saw it empty: "No
+    /// SuperLink connection set").
+    #[test]
+    fn concurrent_first_reads_all_see_the_whole_default_file() {
+        for attempt in 0..30 {
+            let home = tempfile::tempdir().unwrap();
+            let flwr_home = home.path().join(".flwr");
+            let start = std::sync::Barrier::new(6);
+            let created = std::thread::scope(|scope| {
+                let loads: Vec<_> = (0..6)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            load_or_create(&flwr_home)
+                        })
+                    })
+                    .collect();
+                let mut created = 0;
+                for load in loads {
+                    let (config, was_created) = load
+                        .join()
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+                    config
+                        .select_profile(None)
+                        .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+                    created += usize::from(was_created);
+                }
+                created
+            });
+            assert_eq!(created, 1, "attempt {attempt}");
+            let names: Vec<_> = std::fs::read_dir(&flwr_home)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                names,
+                vec![std::ffi::OsString::from("config.toml")],
+                "attempt {attempt}"
+            );
+        }
     }
 
     #[test]

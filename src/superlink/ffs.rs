@@ -6,7 +6,6 @@
 //! directory and its files are private to their owner (a FAB may hold
 //! anything an app directory linked to).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::fab::sha256_hex;
@@ -42,24 +41,11 @@ impl Ffs {
         let hash = sha256_hex(bytes);
         let path = self.path(&hash)?;
         if !path.exists() {
-            let temporary = self.directory.join(format!(".{hash}.{}.tmp", std::process::id()));
-            let mut file = crate::owner_only::options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&temporary)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
+            crate::owner_only::write_atomically(&path, bytes)?;
         }
         let meta = self.directory.join(format!("{hash}.META"));
         if !meta.exists() {
-            let mut file = crate::owner_only::options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(meta)?;
-            file.write_all(b"{}")?;
+            crate::owner_only::write_atomically(&meta, b"{}")?;
         }
         Ok(hash)
     }
@@ -93,5 +79,38 @@ mod tests {
         assert!(ffs.get("../etc/passwd").is_err());
         std::fs::write(directory.path().join(&hash), b"tampered").unwrap();
         assert!(ffs.get(&hash).is_err());
+    }
+
+    /// Concurrent StartRuns of one FAB store it at once in one process: each
+    /// must succeed (they shared one temporary name, and the loser's rename
+    /// found its file gone: "cannot store the FAB: No such file or directory").
+    #[test]
+    fn concurrent_puts_of_one_fab_all_succeed() {
+        for attempt in 0..20 {
+            let directory = tempfile::tempdir().unwrap();
+            let ffs = Ffs::open(directory.path()).unwrap();
+            let content = vec![attempt as u8; 256 * 1024];
+            let start = std::sync::Barrier::new(8);
+            std::thread::scope(|scope| {
+                let puts: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            ffs.put(&content)
+                        })
+                    })
+                    .collect();
+                for put in puts {
+                    let hash = put.join().unwrap().unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+                    assert_eq!(ffs.get(&hash).unwrap(), content);
+                }
+            });
+            let left: Vec<_> = std::fs::read_dir(directory.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.ends_with(".tmp"))
+                .collect();
+            assert!(left.is_empty(), "temporary files left behind: {left:?}");
+        }
     }
 }

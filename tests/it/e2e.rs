@@ -258,11 +258,10 @@ fn the_superlink_starts_once_and_is_reused() {
 
 #[test]
 fn concurrent_first_commands_start_one_superlink() {
+    // On a fresh home: the configuration file and the SuperLink are both
+    // created by whichever command comes first.
     let home = Home::new();
-    // The configuration file is created by the first command; create it
-    // first so that only the SuperLink start races.
-    home.flwr(&["superlink", "status"]).ok();
-    let children: Vec<_> = (0..4)
+    let children: Vec<_> = (0..6)
         .map(|_| home.command("flwr", &["ls"]).stdout(Stdio::piped()).spawn().unwrap())
         .collect();
     let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
@@ -276,6 +275,35 @@ fn concurrent_first_commands_start_one_superlink() {
     assert_eq!(starts, 1);
     let superlinks = processes_with(&["flower-superlink", &format!("127.0.0.1:{}", home.control_port)]);
     assert_eq!(superlinks.len(), 1, "{superlinks:?}");
+}
+
+/// `for i in $(seq 10); do flwr run examples/quickstart & done`: every
+/// submission succeeds (concurrent StartRuns of one FAB shared a temporary
+/// file name in the FAB store, and most failed with "cannot store the FAB").
+#[test]
+fn concurrent_runs_of_one_app_are_all_submitted() {
+    let home = Home::new();
+    home.flwr(&["ls"]).ok();
+    let app = quickstart();
+    let children: Vec<_> = (0..10)
+        .map(|_| {
+            home.command("flwr", &["run", &app, "--format", "json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut run_ids = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        run_ids.push(json["run-id"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    for run_id in run_ids {
+        home.wait_for_status(run_id, |s| s == "finished:completed");
+    }
 }
 
 #[test]
