@@ -73,21 +73,10 @@ pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
 /// content or the new, never a part, and never a moment where others could
 /// read it.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let directory = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    // A name of its own for every write (random, created exclusively), so
-    // that threads and processes writing the same file at once never share
-    // one; removed again if anything fails before the rename.
-    let mut file = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .permissions(std::fs::Permissions::from_mode(FILE_MODE))
-        .tempfile_in(directory)?;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map(drop).map_err(|e| e.error)
+    written_beside(path, bytes)?
+        .persist(path)
+        .map(drop)
+        .map_err(|e| e.error)
 }
 
 /// Creates `path` with `bytes` unless it exists, atomically: the file
@@ -95,6 +84,18 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 /// process creates first) is never replaced. Returns whether this call
 /// created it.
 pub(crate) fn create_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    match written_beside(path, bytes)?.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error),
+    }
+}
+
+/// `bytes` in a private temporary file beside `path`, synced: a name of its
+/// own for every write (random, created exclusively), so that threads and
+/// processes writing one file at once never share one. It is removed when
+/// dropped before it is persisted.
+fn written_beside(path: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
     let directory = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut file = tempfile::Builder::new()
@@ -106,11 +107,7 @@ pub(crate) fn create_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<bo
         .set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
-    match file.persist_noclobber(path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e.error),
-    }
+    Ok(file)
 }
 
 /// Removes group and other permissions from `path` (not following a
