@@ -526,33 +526,33 @@ fn bridge_processes_of(home: &Home) -> Vec<(u32, bool)> {
     pids
 }
 
+/// Submits the faulty app with a hanging ClientApp and waits until its
+/// calls are under way; returns the run id.
+fn a_hanging_python_run(home: &Home, venv: &Path, app: &Path) -> u64 {
+    let submitted = flwr(
+        home,
+        venv,
+        &["run", app.to_str().unwrap(), "--format", "json", "-c", "fault=\"hang\""],
+    );
+    submitted.ok();
+    let run_id: u64 = submitted.json()["run-id"].as_str().unwrap().parse().unwrap();
+    wait_until_within("the ClientApps are called", 120, || {
+        flwr(home, venv, &["log", &run_id.to_string(), "--show"])
+            .stdout
+            .contains("configure_train: Sampled")
+    });
+    assert!(!python_processes_of(home).is_empty());
+    run_id
+}
+
 #[test]
 fn a_stop_ends_a_python_run_at_once_and_leaves_no_python_behind() {
     let venv = python_env("1.27.0");
     let home = Home::new();
     let app = faulty_app();
-    let submitted = flwr(
-        &home,
-        &venv,
-        &[
-            "run",
-            app.path().to_str().unwrap(),
-            "--format",
-            "json",
-            "-c",
-            "fault=\"hang\"",
-        ],
-    );
-    submitted.ok();
-    let run_id: u64 = submitted.json()["run-id"].as_str().unwrap().parse().unwrap();
-    // Wait until the calls are under way (one of them hangs; a ClientApp's
-    // output reaches the log with its reply, so it says nothing yet).
-    wait_until_within("the ClientApps are called", 120, || {
-        flwr(&home, &venv, &["log", &run_id.to_string(), "--show"])
-            .stdout
-            .contains("configure_train: Sampled")
-    });
-    assert!(!python_processes_of(&home).is_empty());
+    // One of the calls hangs; a ClientApp's output reaches the log with its
+    // reply, so the log says nothing of them yet.
+    let run_id = a_hanging_python_run(&home, &venv, app.path());
     flwr(&home, &venv, &["stop", &run_id.to_string()]).ok();
     assert_eq!(home.run_json(run_id)["status"], "finished:stopped");
     wait_until_within("the run's Python processes are gone", 20, || {
@@ -561,6 +561,37 @@ fn a_stop_ends_a_python_run_at_once_and_leaves_no_python_behind() {
     let replay = flwr(&home, &venv, &["replay", &run_id.to_string()]);
     assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
     assert!(replay.stdout.contains("the stop request"), "{}", replay.stdout);
+}
+
+#[test]
+fn a_killed_app_process_or_superlink_leaves_no_python_behind() {
+    let venv = python_env("1.27.0");
+    let home = Home::new();
+    let app = faulty_app();
+
+    // The app process (flwr-simulation) is killed while Python computes.
+    let run_id = a_hanging_python_run(&home, &venv, app.path());
+    let simulationio = format!("127.0.0.1:{}", home.simulationio_port);
+    let app_processes = crate::support::processes_with(&["flwr-simulation", &simulationio]);
+    assert_eq!(app_processes.len(), 1, "{app_processes:?}");
+    // SAFETY: kill(2) on the app process this test's SuperLink started.
+    unsafe { libc::kill(app_processes[0] as i32, libc::SIGKILL) };
+    home.wait_for_status(run_id, |s| s == "finished:failed");
+    wait_until_within("the killed run's Python processes are gone", 20, || {
+        python_processes_of(&home).is_empty()
+    });
+
+    // The SuperLink is killed: its run's processes and its warm interpreter
+    // go with it.
+    a_hanging_python_run(&home, &venv, app.path());
+    assert!(!warm_processes_of(&home).is_empty());
+    let pid = home.superlink()["superlink"]["pid"].as_u64().unwrap() as i32;
+    // SAFETY: kill(2) on the SuperLink this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until_within("every Python process of the home is gone", 20, || {
+        bridge_processes_of(&home).is_empty()
+    });
+    assert!(crate::support::processes_with(&["flwr-simulation", &simulationio]).is_empty());
 }
 
 #[test]
