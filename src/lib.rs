@@ -21,7 +21,8 @@
 //! - `replay`: re-execution of a recorded run and the comparison.
 //! - `cli`: the `flwr` command line.
 //! - [`records`], [`pyfmt`], [`flwr_log`], [`timeline`], [`app`], [`fab`], [`federation`],
-//!   `proto`, [`traffic`]: values, formatting and formats shared by the above;
+//!   `proto`, `objects` (Flower's inflatable objects, the Fleet API's message
+//!   encoding), [`traffic`]: values, formatting and formats shared by the above;
 //!   [`math`]: the pinned transcendental functions of the recorded path;
 //!   [`provenance`]: this build's identity and the platform it runs on;
 //!   [`owner_only`]: files and directories private to their owner.
@@ -62,6 +63,8 @@ pub mod math;
 pub mod mods;
 #[cfg(test)]
 mod mutation;
+#[cfg(feature = "server")]
+pub mod objects;
 pub mod owner_only;
 pub mod params;
 pub mod prng;

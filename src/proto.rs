@@ -2,7 +2,8 @@
 //! the conversions between them and our own types.
 //!
 //! **Architecture invariant:** prost types appear only here, in `superlink`,
-//! in `simulation` (the app process) and in `cli`; the domain, the store, the
+//! in `simulation` (the app process), in `cli`, `bridge`, `traffic` and
+//! `objects` (Flower's inflatable objects); the domain, the store, the
 //! simulation engine and the strategies never see them. Conversions are
 //! explicit functions, so a change of wire format never ripples inward.
 
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::domain::ids::{Micros, RunId};
 use crate::domain::run::Run;
 use crate::records::{
-    ArrayRecord, ConfigRecord, ConfigValue, MetricRecord, MetricValue, Record, RecordDict, Scalar, UserConfig,
+    ArrayRecord, ConfigRecord, ConfigValue, Metadata, MetricRecord, MetricValue, Record, RecordDict, Scalar, UserConfig,
 };
 
 /// Key of the ConfigRecord in the ServerApp context's state that carries
@@ -212,7 +213,12 @@ pub(crate) fn metric_record_from_proto(record: &pb::MetricRecord) -> Result<Metr
                 Some(V::Uint64(u)) => MetricValue::Int(i64::try_from(*u).map_err(|_| Error::IntegerTooLarge(*u))?),
                 Some(V::Double(f)) => MetricValue::Float(*f),
                 Some(V::SintList(l)) => MetricValue::IntList(l.vals.clone()),
-                Some(V::UintList(l)) => MetricValue::IntList(l.vals.iter().map(|&u| u as i64).collect()),
+                Some(V::UintList(l)) => MetricValue::IntList(
+                    l.vals
+                        .iter()
+                        .map(|&u| i64::try_from(u).map_err(|_| Error::IntegerTooLarge(u)))
+                        .collect::<Result<_, _>>()?,
+                ),
                 Some(V::DoubleList(l)) => MetricValue::FloatList(l.vals.clone()),
                 None => return Err(Error::MetricNoValue(item.key.clone())),
             };
@@ -290,6 +296,36 @@ pub(crate) fn record_dict_from_proto(records: &pb::RecordDict) -> Result<RecordD
             Ok((item.key.clone(), record))
         })
         .collect()
+}
+
+/// A message's metadata as Flower's `Metadata` message carries it.
+pub(crate) fn metadata_to_proto(metadata: &Metadata) -> pb::Metadata {
+    pb::Metadata {
+        run_id: metadata.run_id,
+        message_id: metadata.message_id.clone(),
+        src_node_id: metadata.src_node_id,
+        dst_node_id: metadata.dst_node_id,
+        reply_to_message_id: metadata.reply_to_message_id.clone(),
+        group_id: metadata.group_id.clone(),
+        ttl: metadata.ttl,
+        message_type: metadata.message_type.clone(),
+        created_at: metadata.created_at,
+    }
+}
+
+/// Flower's `Metadata` message as ours (every field has a value).
+pub(crate) fn metadata_from_proto(metadata: &pb::Metadata) -> Metadata {
+    Metadata {
+        run_id: metadata.run_id,
+        message_id: metadata.message_id.clone(),
+        src_node_id: metadata.src_node_id,
+        dst_node_id: metadata.dst_node_id,
+        reply_to_message_id: metadata.reply_to_message_id.clone(),
+        group_id: metadata.group_id.clone(),
+        ttl: metadata.ttl,
+        message_type: metadata.message_type.clone(),
+        created_at: metadata.created_at,
+    }
 }
 
 fn iso(time: Option<Micros>) -> String {

@@ -225,11 +225,16 @@ impl Array {
             .map(|s| s.parse::<usize>().map_err(RecordsError::Dimension))
             .collect::<Result<_, _>>()?;
         let data = &bytes[start + header_len..];
-        let count: usize = shape.iter().product();
+        // The shape comes from the bytes: its product may not fit.
+        let count = shape
+            .iter()
+            .try_fold(1usize, |count, &dim| count.checked_mul(dim))
+            .ok_or(RecordsError::ShapeTooLarge)?;
         fn chunks<const N: usize, T>(data: &[u8], count: usize, f: fn([u8; N]) -> T) -> Result<Vec<T>, RecordsError> {
-            if data.len() != count * N {
+            let expected = count.checked_mul(N).ok_or(RecordsError::ShapeTooLarge)?;
+            if data.len() != expected {
                 return Err(RecordsError::DataLength {
-                    expected: count * N,
+                    expected,
                     found: data.len(),
                 });
             }
@@ -269,6 +274,8 @@ pub enum RecordsError {
     /// A dimension of the shape is not a number.
     #[error("{0}")]
     Dimension(std::num::ParseIntError),
+    #[error("the shape has more elements than memory can address")]
+    ShapeTooLarge,
     #[error("expected {expected} data bytes, found {found}")]
     DataLength { expected: usize, found: usize },
     #[error("unsupported dtype {0}")]

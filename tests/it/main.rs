@@ -18,6 +18,8 @@
 //! - `fab_fixtures`: FABs byte-identical to real `flwr build` 1.27.
 //! - `interop`: the real Flower 1.27 (PyPI) CLI against our SuperLink, and our
 //!   CLI and app process against its SuperLink.
+//! - `objects`: Flower 1.27's inflatable objects (the Fleet API's message
+//!   encoding) equal the real Flower's byte for byte, and inflate both ways.
 //! - `python`: users' Python Flower Apps through the Python bridge, with the
 //!   real `flwr` 1.27 and 1.42: Flower's results, replay, determinism, faults,
 //!   stops, load errors, the built-in ServerApp with a Python ClientApp.
@@ -43,6 +45,7 @@ mod disk_full;
 mod e2e;
 mod fab_fixtures;
 mod interop;
+mod objects;
 mod python;
 mod python_apps;
 mod replay;
