@@ -50,6 +50,7 @@ pub(crate) fn exec_status(error: ExecError) -> Status {
         ExecError::Store(error) if error.is_full() => store_full_status(error.to_string()),
         ExecError::Rejected(Rejection::UnknownRun(_)) => Status::not_found("Run ID not found"),
         ExecError::Rejected(rejection) => Status::failed_precondition(rejection.to_string()),
+        ExecError::NodeRejected(rejection) => Status::failed_precondition(rejection.to_string()),
         ExecError::Store(error) => Status::internal(error.to_string()),
         ExecError::Stopped => Status::unavailable("the SuperLink is shutting down"),
     }
