@@ -107,6 +107,9 @@ enum Request {
         command: node::Command,
         reply: oneshot::Sender<Result<u64, ExecError>>,
     },
+    ListNodes {
+        reply: oneshot::Sender<Vec<(node::Node, Option<Duration>)>>,
+    },
     Query(Query),
 }
 
@@ -256,6 +259,24 @@ impl Engine {
                 Request::Node { command, reply } => {
                     self.expire_nodes();
                     let _ = reply.send(self.execute_node(&command));
+                }
+                Request::ListNodes { reply } => {
+                    self.expire_nodes();
+                    let now = Instant::now();
+                    let nodes = self
+                        .store
+                        .nodes()
+                        .nodes
+                        .values()
+                        .map(|node| {
+                            let left = self
+                                .online_until
+                                .get(&node.node_id)
+                                .map(|until| until.saturating_duration_since(now));
+                            (node.clone(), left)
+                        })
+                        .collect();
+                    let _ = reply.send(nodes);
                 }
                 Request::Query(query) => query(&self.store),
             }
@@ -538,9 +559,12 @@ impl Handle {
         response.await.map_err(|_| ExecError::Stopped)?
     }
 
-    /// Every node, as the events say.
-    pub async fn nodes(&self) -> Result<Nodes, ExecError> {
-        self.query(|store| store.nodes().clone()).await
+    /// Every node, as the events say, with how long each online node stays
+    /// online without another heartbeat.
+    pub async fn nodes(&self) -> Result<Vec<(node::Node, Option<Duration>)>, ExecError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::ListNodes { reply })?;
+        response.await.map_err(|_| ExecError::Stopped)
     }
 
     /// Retries obligations, marks overdue nodes offline, then fails runs

@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     pub control_address: SocketAddr,
     pub simulationio_address: SocketAddr,
     pub started_at: Micros,
+    /// Whether the Fleet API is served (deployment mode).
+    pub deployment: bool,
     /// Signalled by the Local API's Shutdown.
     pub shutdown: Notify,
     /// The Local API secret (also in `<database>.secret`); `None` for a
@@ -191,7 +193,9 @@ pub async fn run(
     } = listeners;
     tighten_state(&config);
     let (engine, local_secret) = start_engine(&config).await?;
-    let shared = Arc::new(share(engine, local_secret, config, &control, &simulationio)?);
+    let mut shared = share(engine, local_secret, config, &control, &simulationio)?;
+    shared.deployment = fleet.is_some();
+    let shared = Arc::new(shared);
     recover(&shared).await;
     let expiry = spawn_expiry(shared.engine.clone());
     let (stop_servers, servers_stopping) = tokio::sync::watch::channel(false);
@@ -271,6 +275,7 @@ fn share(
         control_address,
         simulationio_address,
         started_at: crate::host::wall_clock(),
+        deployment: false,
         shutdown: Notify::new(),
         local_secret,
     })

@@ -407,6 +407,23 @@ fn the_fleet_api_answers_as_flowers_does() {
         // A heartbeat brings an offline node back online (Flower's rule).
         let beat = fleet.send_node_heartbeat(heartbeat(node_id, 30.0)).await.unwrap();
         assert!(beat.into_inner().success);
+        // Control's ListNodes (`flwr supernode list`) shows it online.
+        let address = format!("http://127.0.0.1:{}", deployment.control_port);
+        let mut control = pb::control_client::ControlClient::connect(address).await.unwrap();
+        let listed = control.list_nodes(pb::ListNodesRequest {}).await.unwrap().into_inner();
+        let [info] = &listed.nodes_info[..] else {
+            panic!("{listed:?}")
+        };
+        assert_eq!((info.node_id, info.status.as_str()), (node_id, "online"));
+        assert_eq!((info.owner_aid.as_str(), info.heartbeat_interval), ("<id:none>", 30.0));
+        assert_eq!(info.public_key, key);
+        assert!(info.last_activated_at.is_some() && info.last_deactivated_at.is_some());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let until = info.online_until.unwrap();
+        assert!(until > now + 50.0 && until < now + 61.0, "{until} vs {now}");
         fleet
             .unregister_node(pb::UnregisterNodeFleetRequest { node_id })
             .await
