@@ -8,7 +8,8 @@
 //! heartbeats (from registered or offline), *offline* when it deactivates
 //! (only from online) or its heartbeats stop (the SuperLink's verdict), and
 //! *unregistered* for good (from any other status). Heartbeat intervals must
-//! lie in [`HEARTBEAT_INTERVAL_MIN`, `HEARTBEAT_INTERVAL_MAX`] seconds.
+//! lie between [`HEARTBEAT_INTERVAL_MIN`] and [`HEARTBEAT_INTERVAL_MAX`]
+//! seconds.
 //!
 //! Both functions are pure: no I/O, no clock (the time of an event is an
 //! argument of `apply`), no randomness (node ids arrive inside commands).

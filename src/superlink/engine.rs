@@ -761,6 +761,70 @@ mod tests {
         blocked.await.unwrap().unwrap();
     }
 
+    /// Nodes survive a restart: the engine on the reopened file has them
+    /// with their statuses, and the online one gets a full heartbeat window
+    /// from the restart, so that its next heartbeat keeps it online.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_come_back_after_a_restart_with_a_fresh_heartbeat_window() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("state.db");
+        let engine = start(Store::open(&path).unwrap());
+        let mut ids = Vec::new();
+        for key in [b"a".to_vec(), b"b".to_vec()] {
+            let node_id = engine.register_node(key.clone()).await.unwrap();
+            assert!(!RESERVED_NODE_IDS.contains(&node_id));
+            let activate = node::Command::Activate {
+                public_key: key,
+                heartbeat_interval: 30.0,
+            };
+            assert_eq!(engine.execute_node(activate).await.unwrap(), node_id);
+            ids.push(node_id);
+        }
+        engine
+            .execute_node(node::Command::Deactivate { node_id: ids[1] })
+            .await
+            .unwrap();
+        let rejected = engine.register_node(b"a".to_vec()).await.unwrap_err();
+        assert!(matches!(
+            rejected,
+            ExecError::NodeRejected(node::Rejection::PublicKeyInUse)
+        ));
+        engine.query(|store| store.verify().unwrap()).await.unwrap();
+        drop(engine);
+
+        let engine = start(Store::open(&path).unwrap());
+        let nodes = engine.nodes().await.unwrap();
+        let status = |node_id: u64| {
+            let (node, left) = nodes.iter().find(|(node, _)| node.node_id == node_id).unwrap();
+            (node.status, left.map(|left| left > Duration::from_secs(55)))
+        };
+        assert_eq!(status(ids[0]), (NodeStatus::Online, Some(true)));
+        assert_eq!(status(ids[1]), (NodeStatus::Offline, None));
+        let heartbeat = |node_id: u64| node::Command::Heartbeat {
+            node_id,
+            heartbeat_interval: 30.0,
+        };
+        engine.execute_node(heartbeat(ids[0])).await.unwrap();
+        // A heartbeat brings the offline node back (Flower's rule).
+        engine.execute_node(heartbeat(ids[1])).await.unwrap();
+        let events = engine
+            .query(|store| store.run_events(NODE_EVENTS_RUN_ID).unwrap())
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = events.iter().map(|stored| stored.event.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "NodeRegistered",
+                "NodeActivated",
+                "NodeRegistered",
+                "NodeActivated",
+                "NodeDeactivated",
+                "NodeActivated"
+            ]
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_database_in_memory_is_read_on_the_engine_thread() {
         let engine = start(Store::open_in_memory().unwrap());
