@@ -494,6 +494,18 @@ impl Event {
         )
     }
 
+    /// The SuperNode a node event is about (`None` for other events).
+    pub fn node_id(&self) -> Option<u64> {
+        match self {
+            Event::NodeRegistered(e) => Some(e.node_id),
+            Event::NodeActivated(e) => Some(e.node_id),
+            Event::NodeDeactivated(e) => Some(e.node_id),
+            Event::NodeUnregistered(e) => Some(e.node_id),
+            Event::NodeWentOffline(e) => Some(e.node_id),
+            _ => None,
+        }
+    }
+
     /// The round an event belongs to, if any.
     pub fn round(&self) -> Option<u64> {
         match self {

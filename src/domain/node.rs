@@ -216,14 +216,7 @@ pub fn decide(nodes: &Nodes, command: &Command) -> Result<Vec<Event>, Rejection>
 
 /// Whether `apply` folds `event` (the node events).
 pub fn is_node_event(event: &Event) -> bool {
-    matches!(
-        event,
-        Event::NodeRegistered(_)
-            | Event::NodeActivated(_)
-            | Event::NodeDeactivated(_)
-            | Event::NodeUnregistered(_)
-            | Event::NodeWentOffline(_)
-    )
+    event.node_id().is_some()
 }
 
 /// Folds one node event, recorded at `at`, into `nodes`; other events
@@ -245,12 +238,8 @@ pub fn apply(nodes: &mut Nodes, event: &Event, at: Micros) {
         );
         return;
     }
-    let node_id = match event {
-        Event::NodeActivated(e) => e.node_id,
-        Event::NodeDeactivated(e) => e.node_id,
-        Event::NodeUnregistered(e) => e.node_id,
-        Event::NodeWentOffline(e) => e.node_id,
-        _ => return,
+    let Some(node_id) = event.node_id() else {
+        return;
     };
     let Some(node) = nodes.nodes.get_mut(&node_id) else {
         // Only `decide` produces node events, and it refuses unknown nodes.

@@ -477,7 +477,7 @@ fn write_batch(
             };
             if node::is_node_event(event) {
                 node::apply(nodes, event, at);
-                if let Some(node) = event_node_id(event).and_then(|node_id| nodes.nodes.get(&node_id)) {
+                if let Some(node) = event.node_id().and_then(|node_id| nodes.nodes.get(&node_id)) {
                     write_node(transaction, node)?;
                 }
             } else {
@@ -553,18 +553,6 @@ fn first_node_difference(folded: &Nodes, loaded: &Nodes) -> String {
     match loaded.nodes.keys().find(|id| !folded.nodes.contains_key(id)) {
         Some(node_id) => format!("node {node_id} is in the nodes table but has no events"),
         None => "the nodes differ".into(),
-    }
-}
-
-/// The node a node event is about.
-fn event_node_id(event: &Event) -> Option<u64> {
-    match event {
-        Event::NodeRegistered(e) => Some(e.node_id),
-        Event::NodeActivated(e) => Some(e.node_id),
-        Event::NodeDeactivated(e) => Some(e.node_id),
-        Event::NodeUnregistered(e) => Some(e.node_id),
-        Event::NodeWentOffline(e) => Some(e.node_id),
-        _ => None,
     }
 }
 

@@ -361,16 +361,12 @@ impl Engine {
                 self.committed.send_replace(last.seq);
             }
         }
-        let mut node_id = None;
+        let mut activated = None;
         for event in &events {
-            match event {
-                Event::NodeRegistered(e) => node_id = Some(e.node_id),
-                Event::NodeActivated(e) => {
-                    node_id = Some(e.node_id);
-                    self.online_until
-                        .insert(e.node_id, now + online_window(e.heartbeat_interval));
-                }
-                _ => {}
+            if let Event::NodeActivated(e) = event {
+                activated = Some(e.node_id);
+                self.online_until
+                    .insert(e.node_id, now + online_window(e.heartbeat_interval));
             }
             if let Some(gone) = offline_node(event) {
                 self.online_until.remove(&gone);
@@ -391,7 +387,7 @@ impl Engine {
                     .insert(*node_id, now + online_window(*heartbeat_interval));
                 *node_id
             }
-            node::Command::Activate { .. } => node_id.expect("an activation records the node it activated"),
+            node::Command::Activate { .. } => activated.expect("an activation records the node it activated"),
         };
         Ok(node_id)
     }

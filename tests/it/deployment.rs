@@ -168,20 +168,9 @@ impl Deployment {
     fn kinds_of(&self, node_id: u64) -> Vec<&'static str> {
         self.node_events()
             .iter()
-            .filter(|event| about(event) == Some(node_id))
+            .filter(|event| event.node_id() == Some(node_id))
             .map(Event::kind)
             .collect()
-    }
-}
-
-fn about(event: &Event) -> Option<u64> {
-    match event {
-        Event::NodeRegistered(e) => Some(e.node_id),
-        Event::NodeActivated(e) => Some(e.node_id),
-        Event::NodeDeactivated(e) => Some(e.node_id),
-        Event::NodeUnregistered(e) => Some(e.node_id),
-        Event::NodeWentOffline(e) => Some(e.node_id),
-        _ => None,
     }
 }
 
