@@ -71,6 +71,11 @@ pub fn encode(event: &Event) -> (&'static str, u32, Vec<u8>) {
         Event::LogAppended(e) => to_bytes(e),
         Event::AppProcessStarted(e) => to_bytes(e),
         Event::UsageRecorded(e) => to_bytes(e),
+        Event::NodeRegistered(e) => to_bytes(e),
+        Event::NodeActivated(e) => to_bytes(e),
+        Event::NodeDeactivated(e) => to_bytes(e),
+        Event::NodeUnregistered(e) => to_bytes(e),
+        Event::NodeWentOffline(e) => to_bytes(e),
         Event::SimulationStarted(e) => to_bytes(e),
         Event::NodesRegistered(e) => to_bytes(e),
         Event::RoundStarted(e) => to_bytes(e),
@@ -111,6 +116,11 @@ pub fn decode(kind: &str, version: u32, payload: &[u8]) -> Result<Event, Error> 
         "LogAppended" => Event::LogAppended(payload_of(kind, payload)?),
         "AppProcessStarted" => Event::AppProcessStarted(payload_of(kind, payload)?),
         "UsageRecorded" => Event::UsageRecorded(payload_of(kind, payload)?),
+        "NodeRegistered" => Event::NodeRegistered(payload_of(kind, payload)?),
+        "NodeActivated" => Event::NodeActivated(payload_of(kind, payload)?),
+        "NodeDeactivated" => Event::NodeDeactivated(payload_of(kind, payload)?),
+        "NodeUnregistered" => Event::NodeUnregistered(payload_of(kind, payload)?),
+        "NodeWentOffline" => Event::NodeWentOffline(payload_of(kind, payload)?),
         "SimulationStarted" => Event::SimulationStarted(payload_of(kind, payload)?),
         "NodesRegistered" => Event::NodesRegistered(payload_of(kind, payload)?),
         "RoundStarted" => Event::RoundStarted(payload_of(kind, payload)?),
@@ -147,6 +157,11 @@ const KINDS: &[&str] = &[
     "LogAppended",
     "AppProcessStarted",
     "UsageRecorded",
+    "NodeRegistered",
+    "NodeActivated",
+    "NodeDeactivated",
+    "NodeUnregistered",
+    "NodeWentOffline",
     "SimulationStarted",
     "NodesRegistered",
     "RoundStarted",
@@ -237,6 +252,17 @@ pub(crate) fn sample_events() -> Vec<Event> {
             bytes_recv: 5,
             clientapp_runtime: 0.5,
         }),
+        Event::NodeRegistered(NodeRegistered {
+            node_id: u64::MAX - 3,
+            public_key: b"-----BEGIN PUBLIC KEY-----\n\x00\xff".to_vec(),
+        }),
+        Event::NodeActivated(NodeActivated {
+            node_id: 2,
+            heartbeat_interval: 30.0,
+        }),
+        Event::NodeDeactivated(NodeDeactivated { node_id: 2 }),
+        Event::NodeUnregistered(NodeUnregistered { node_id: 2 }),
+        Event::NodeWentOffline(NodeWentOffline { node_id: 2 }),
         Event::SimulationStarted(SimulationStarted {
             num_supernodes: 10,
             server_app: "a.server:app".into(),
@@ -396,6 +422,34 @@ mod tests {
         assert_eq!((kind, version), ("UsageRecorded", 1));
         insta::assert_snapshot!(hex::encode(&payload), @"83aa62797465735f73656e74cd012caa62797465735f7265637605b1636c69656e746170705f72756e74696d65cb3fe0000000000000");
         assert!(!usage.is_simulation());
+        let node_events = [
+            Event::NodeRegistered(NodeRegistered {
+                node_id: 11552096691401131052,
+                public_key: vec![0x2d, 0x00, 0xff],
+            }),
+            Event::NodeActivated(NodeActivated {
+                node_id: 7,
+                heartbeat_interval: 30.0,
+            }),
+            Event::NodeDeactivated(NodeDeactivated { node_id: 7 }),
+            Event::NodeUnregistered(NodeUnregistered { node_id: 7 }),
+            Event::NodeWentOffline(NodeWentOffline { node_id: 7 }),
+        ];
+        let encoded: Vec<String> = node_events
+            .iter()
+            .map(|event| {
+                assert!(!event.is_simulation());
+                let (kind, version, payload) = encode(event);
+                format!("{kind} v{version} {}", hex::encode(payload))
+            })
+            .collect();
+        insta::assert_snapshot!(encoded.join("\n"), @r"
+        NodeRegistered v1 82a76e6f64655f6964cfa0514abc35ee042caa7075626c69635f6b6579c4032d00ff
+        NodeActivated v1 82a76e6f64655f696407b26865617274626561745f696e74657276616ccb403e000000000000
+        NodeDeactivated v1 81a76e6f64655f696407
+        NodeUnregistered v1 81a76e6f64655f696407
+        NodeWentOffline v1 81a76e6f64655f696407
+        ");
     }
 
     #[test]

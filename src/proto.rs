@@ -67,6 +67,28 @@ pub enum Error {
 /// Flower's `flwr_aid` when no account authentication is configured.
 pub(crate) const FLWR_AID_NONE: &str = "<id:none>";
 
+/// Flower's account name when no account authentication is configured.
+pub(crate) const ACCOUNT_NAME_NONE: &str = "none";
+
+/// Flower's `NodeInfo` of a SuperNode; `online_until` in seconds since the
+/// epoch (for a node that is not online: when it went offline or left).
+pub(crate) fn node_info(node: &crate::domain::node::Node, online_until: Option<f64>) -> pb::NodeInfo {
+    let left = node.unregistered_at.or(node.last_deactivated_at);
+    pb::NodeInfo {
+        node_id: node.node_id,
+        owner_aid: FLWR_AID_NONE.to_string(),
+        owner_name: ACCOUNT_NAME_NONE.to_string(),
+        status: node.status.as_str().to_string(),
+        registered_at: node.registered_at.to_iso(),
+        last_activated_at: node.last_activated_at.map(Micros::to_iso),
+        last_deactivated_at: node.last_deactivated_at.map(Micros::to_iso),
+        unregistered_at: node.unregistered_at.map(Micros::to_iso),
+        online_until: online_until.or(left.map(Micros::as_secs_f64)),
+        heartbeat_interval: node.heartbeat_interval,
+        public_key: node.public_key.clone(),
+    }
+}
+
 /// The federation of every run of the local SuperLink.
 pub(crate) const DEFAULT_FEDERATION: &str = "@none/default";
 

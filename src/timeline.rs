@@ -65,6 +65,11 @@ pub fn describe(event: &Event) -> String {
             "{} bytes sent, {} bytes received, ClientApp {:.3}s",
             u.bytes_sent, u.bytes_recv, u.clientapp_runtime
         ),
+        Event::NodeRegistered(n) => format!("node {}, public key of {} bytes", n.node_id, n.public_key.len()),
+        Event::NodeActivated(n) => format!("node {}, heartbeat every {}s", n.node_id, n.heartbeat_interval),
+        Event::NodeDeactivated(n) => format!("node {}", n.node_id),
+        Event::NodeUnregistered(n) => format!("node {}", n.node_id),
+        Event::NodeWentOffline(n) => format!("node {}", n.node_id),
         Event::SimulationStarted(s) => format!(
             "{} supernodes, {} + {}, {}, {} rounds; config {}",
             s.num_supernodes,

@@ -16,15 +16,31 @@ use floret::store::EXIT_SCHEMA_MISMATCH;
     name = "flower-superlink",
     version = floret::VERSION_LINE,
     about = "Start a Flower SuperLink (floret): Flower 1.27's Control and SimulationIo APIs over an \
-             event-sourced state database."
+             event-sourced state database; without --simulation, also the Fleet API for real SuperNodes."
 )]
 struct Args {
     /// Run without HTTPS (the only mode supported so far).
     #[arg(long)]
     insecure: bool,
-    /// Start in simulation mode (always on: floret's SuperLink runs simulations).
+    /// Start in simulation mode: runs are simulated by flwr-simulation
+    /// processes. Without it (deployment mode) the SuperLink serves the Fleet
+    /// API to real SuperNodes and does not execute runs yet.
     #[arg(long)]
     simulation: bool,
+    /// The Fleet API's transport (deployment mode); floret serves grpc-rere.
+    #[arg(long, default_value = "grpc-rere", value_parser = ["grpc-rere", "grpc-adapter", "rest"])]
+    fleet_api_type: String,
+    /// Fleet API address (used by SuperNodes; deployment mode).
+    #[arg(long, default_value = "0.0.0.0:9092")]
+    fleet_api_address: String,
+    /// Accepted for Flower compatibility: the Fleet API serves every call
+    /// concurrently.
+    #[arg(long)]
+    fleet_api_num_workers: Option<u32>,
+    /// Accepted for Flower compatibility: floret does not serve the
+    /// ServerAppIo API yet (no ServerApp runs in deployment mode).
+    #[arg(long, default_value = "0.0.0.0:9091")]
+    serverappio_api_address: String,
     /// `subprocess`: launch one flwr-simulation process per run; `process`:
     /// leave launching to an external process.
     #[arg(long, default_value = "subprocess", value_parser = ["subprocess", "process"])]
@@ -151,6 +167,16 @@ fn main() {
             "Please use the '--insecure' flag.",
         );
     }
+    let deployment = !args.simulation;
+    if deployment && args.fleet_api_type != "grpc-rere" {
+        eprintln!(
+            "flower-superlink: --fleet-api-type {} is not supported by floret's SuperLink; use grpc-rere (the \
+             default), which flower-supernode uses unless told otherwise.",
+            args.fleet_api_type
+        );
+        std::process::exit(1);
+    }
+    let fleet_address = deployment.then(|| parse_address(&args.fleet_api_address, "Fleet API"));
     let control_address = parse_address(&args.control_api_address, "Control API");
     let simulationio_address = parse_address(&args.simulationio_api_address, "SimulationIo API");
     let in_memory = matches!(args.database.as_str(), ":flwr-in-memory:" | ":memory:");
@@ -164,7 +190,8 @@ fn main() {
         .storage_dir
         .clone()
         .unwrap_or_else(|| floret::host::flwr_home().join("superlink").join("ffs"));
-    let simulation_executable = (args.isolation == "subprocess").then(|| {
+    // Deployment mode executes no run yet: nothing is launched.
+    let simulation_executable = (args.simulation && args.isolation == "subprocess").then(|| {
         args.simulation_executable
             .clone()
             .unwrap_or_else(|| floret::host::sibling_executable("flwr-simulation"))
@@ -191,7 +218,12 @@ fn main() {
         };
         let control = bind(control_address, "Control API").await?;
         let simulationio = bind(simulationio_address, "SimulationIo API").await?;
-        tracing::info!(version = floret::BUILD, "starting flower-superlink");
+        let fleet = match fleet_address {
+            Some(address) => Some(bind(address, "Fleet API").await?),
+            None => None,
+        };
+        let mode = if fleet.is_some() { "deployment" } else { "simulation" };
+        tracing::info!(version = floret::BUILD, mode, "starting flower-superlink");
         let shutdown = async {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -200,7 +232,12 @@ fn main() {
                 _ = terminate.recv() => {}
             }
         };
-        floret::superlink::run(control, simulationio, config, shutdown)
+        let listeners = floret::superlink::Listeners {
+            control,
+            simulationio,
+            fleet,
+        };
+        floret::superlink::run(listeners, config, shutdown)
             .await
             .map_err(|error| match error {
                 floret::superlink::Error::Store(floret::store::Error::SchemaMismatch { detail, .. }) => flower_exit(

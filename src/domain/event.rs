@@ -1,13 +1,17 @@
-//! The event vocabulary: everything that ever happens to a run.
+//! The event vocabulary: everything that ever happens to a run or to a
+//! deployment's SuperNodes.
 //!
 //! Events are the ground truth. Every Control action (submit, status change,
 //! stop, log output) and every step of a simulation (rounds, sampled nodes,
 //! replies, aggregates) is one event, appended to the `events` table and never
 //! changed. Run lists, statuses, logs and metrics are folds over them.
 //!
-//! Two families share the table:
+//! Three families share the table:
 //! - *control* events, decided by the SuperLink from Control and SimulationIo
 //!   calls ([`Event::is_simulation`] is false);
+//! - *node* events, decided by the SuperLink from Fleet API calls of a
+//!   deployment's SuperNodes (and its own heartbeat verdicts); they belong to
+//!   no run and are stored under [`NODE_EVENTS_RUN_ID`];
 //! - *simulation* events, produced by the deterministic simulation engine. For
 //!   a given seed, configuration and app they are the same bytes on every
 //!   execution; `flwr replay` re-executes a run and compares them.
@@ -44,6 +48,21 @@ pub enum Event {
     /// (wall-clock figures: never compared by replay).
     UsageRecorded(Usage),
 
+    // Node events: the SuperNodes of a deployment (Fleet API), which belong
+    // to no run (stored under [`NODE_EVENTS_RUN_ID`]). Not to be confused
+    // with `NodesRegistered`, a simulation's virtual nodes.
+    /// `RegisterNode`: a SuperNode's public key got a node id.
+    NodeRegistered(NodeRegistered),
+    /// `ActivateNode`, or a heartbeat of a registered or offline node: the
+    /// node is online.
+    NodeActivated(NodeActivated),
+    /// `DeactivateNode`: the node said it goes offline.
+    NodeDeactivated(NodeDeactivated),
+    /// `UnregisterNode`: the node left for good.
+    NodeUnregistered(NodeUnregistered),
+    /// The SuperLink saw no heartbeat in time and marked the node offline.
+    NodeWentOffline(NodeWentOffline),
+
     // Simulation events.
     SimulationStarted(SimulationStarted),
     NodesRegistered(NodesRegistered),
@@ -59,6 +78,69 @@ pub enum Event {
     PythonStarted(PythonStarted),
     MessageSent(MessageSent),
     ReplyDelivered(ReplyDelivered),
+}
+
+/// The run id under which node events are stored: Flower never draws run
+/// id 0, so no run's events mix with them.
+pub const NODE_EVENTS_RUN_ID: RunId = RunId(0);
+
+/// A SuperNode registered (Flower's `RegisterNode`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRegistered {
+    /// Drawn by the SuperLink, as Flower draws it (8 random bytes, never 0
+    /// or 1).
+    pub node_id: u64,
+    /// The SuperNode's public key as it sent it (MessagePack `bin`).
+    #[serde(with = "bytes")]
+    pub public_key: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeActivated {
+    pub node_id: u64,
+    /// Seconds between the node's heartbeats, as it announced them.
+    pub heartbeat_interval: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeDeactivated {
+    pub node_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeUnregistered {
+    pub node_id: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeWentOffline {
+    pub node_id: u64,
+}
+
+/// `Vec<u8>` as one byte string (MessagePack `bin`), not an array of numbers.
+mod bytes {
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(bytes)
+            }
+        }
+        deserializer.deserialize_byte_buf(Visitor)
+    }
 }
 
 /// The first event of every run.
@@ -372,6 +454,11 @@ impl Event {
             Event::LogAppended(_) => "LogAppended",
             Event::AppProcessStarted(_) => "AppProcessStarted",
             Event::UsageRecorded(_) => "UsageRecorded",
+            Event::NodeRegistered(_) => "NodeRegistered",
+            Event::NodeActivated(_) => "NodeActivated",
+            Event::NodeDeactivated(_) => "NodeDeactivated",
+            Event::NodeUnregistered(_) => "NodeUnregistered",
+            Event::NodeWentOffline(_) => "NodeWentOffline",
             Event::SimulationStarted(_) => "SimulationStarted",
             Event::NodesRegistered(_) => "NodesRegistered",
             Event::RoundStarted(_) => "RoundStarted",
@@ -399,7 +486,24 @@ impl Event {
                 | Event::LogAppended(_)
                 | Event::AppProcessStarted(_)
                 | Event::UsageRecorded(_)
+                | Event::NodeRegistered(_)
+                | Event::NodeActivated(_)
+                | Event::NodeDeactivated(_)
+                | Event::NodeUnregistered(_)
+                | Event::NodeWentOffline(_)
         )
+    }
+
+    /// The SuperNode a node event is about (`None` for other events).
+    pub fn node_id(&self) -> Option<u64> {
+        match self {
+            Event::NodeRegistered(e) => Some(e.node_id),
+            Event::NodeActivated(e) => Some(e.node_id),
+            Event::NodeDeactivated(e) => Some(e.node_id),
+            Event::NodeUnregistered(e) => Some(e.node_id),
+            Event::NodeWentOffline(e) => Some(e.node_id),
+            _ => None,
+        }
     }
 
     /// The round an event belongs to, if any.

@@ -1,5 +1,5 @@
-//! The functional core: ids, the event vocabulary, the run state machine and
-//! the projections.
+//! The functional core: ids, the event vocabulary, the run and node state
+//! machines and the projections.
 //!
 //! **Architecture invariant:** nothing under `domain` does I/O, reads a clock,
 //! draws random numbers, or iterates a `HashMap`. Time and ids arrive as
@@ -9,5 +9,6 @@
 
 pub mod event;
 pub mod ids;
+pub mod node;
 pub mod run;
 pub mod views;

@@ -312,6 +312,10 @@ fn transition(from: Status, to: Status) -> Result<(), Rejection> {
 /// Folds one event, recorded at `at`, into the state. Total over every event
 /// [`decide`] can emit for the current state.
 pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
+    if crate::domain::node::is_node_event(event) {
+        // Folded by `domain::node::apply`.
+        return;
+    }
     if let Event::RunSubmitted(submitted) = event {
         state.runs.insert(
             run_id,
@@ -367,6 +371,11 @@ pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
         Event::UsageRecorded(usage) => run.usage = Some(usage.clone()),
         Event::RoundStarted(started) => run.round = started.round,
         Event::SimulationFinished(_) => run.simulation_finished = true,
+        Event::NodeRegistered(_)
+        | Event::NodeActivated(_)
+        | Event::NodeDeactivated(_)
+        | Event::NodeUnregistered(_)
+        | Event::NodeWentOffline(_) => unreachable!("node events belong to no run"),
         Event::SimulationStarted(_)
         | Event::NodesRegistered(_)
         | Event::NodeSampled(_)

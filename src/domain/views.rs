@@ -1,5 +1,5 @@
-//! Projections: the derived state (runs, logs, per-round metrics) as a pure
-//! fold over stored events.
+//! Projections: the derived state (runs, logs, per-round metrics, the
+//! SuperNodes of a deployment) as a pure fold over stored events.
 //!
 //! The store keeps the same projections in tables, updated in the same
 //! transaction as each append; [`Projections::fold`] is the definition they
@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::event::{Event, Phase};
 use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::node::{self, Nodes};
 use crate::domain::run::{self, State};
 use crate::records::{Digest, MetricRecord};
 
@@ -82,6 +83,7 @@ pub struct Projections {
     pub state: State,
     pub logs: Vec<LogChunk>,
     pub rounds: BTreeMap<(RunId, u64, MetricSource), RoundMetrics>,
+    pub nodes: Nodes,
 }
 
 impl Projections {
@@ -95,6 +97,10 @@ impl Projections {
     }
 
     pub fn apply(&mut self, stored: &StoredEvent) {
+        if node::is_node_event(&stored.event) {
+            node::apply(&mut self.nodes, &stored.event, stored.at);
+            return;
+        }
         run::apply(&mut self.state, stored.run_id, &stored.event, stored.at);
         if let Some(chunk) = log_chunk(stored) {
             self.logs.push(chunk);

@@ -17,6 +17,7 @@ pub(crate) const EVENTS: &str = "events";
 pub(crate) const RUNS: &str = "runs";
 pub(crate) const RUN_LOGS: &str = "run_logs";
 pub(crate) const ROUND_METRICS: &str = "round_metrics";
+pub(crate) const NODES: &str = "nodes";
 
 /// Be sure never to change the order or the entries here.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -76,6 +77,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN bytes_sent INTEGER;
     ALTER TABLE runs ADD COLUMN bytes_recv INTEGER;
     ALTER TABLE runs ADD COLUMN clientapp_runtime REAL;",
+    // 3: the SuperNodes of a deployment (node events, stored under run id 0).
+    "CREATE TABLE nodes (
+        node_id INTEGER PRIMARY KEY,
+        public_key BLOB NOT NULL,
+        status TEXT NOT NULL,
+        registered_at_us INTEGER NOT NULL,
+        last_activated_at_us INTEGER,
+        last_deactivated_at_us INTEGER,
+        unregistered_at_us INTEGER,
+        heartbeat_interval REAL NOT NULL
+    ) STRICT;",
 ];
 
 /// Applies the migrations this database has not seen, in one exclusive

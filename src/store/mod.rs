@@ -3,8 +3,8 @@
 //! **This is the only module that contains SQL or imports rusqlite.**
 //!
 //! [`Store`] is the single writer. [`Store::append`] writes a run's new
-//! events and updates the projections (`runs`, `run_logs`, `round_metrics`)
-//! in the same transaction, so a reader never sees one without the other.
+//! events (or node events, under run id 0) and updates the projections
+//! (`runs`, `run_logs`, `round_metrics`, `nodes`) in the same transaction, so a reader never sees one without the other.
 //! The projection rows are computed by the pure fold of `domain::views`; the
 //! store only writes them. [`Store::rebuild_projections`] folds the whole
 //! event table again and [`Store::verify`] compares the result with the
@@ -32,10 +32,11 @@ use rusqlite::{params, Connection, OpenFlags, Row};
 
 use crate::domain::event::{Event, RunSubmitted, SubStatus, Usage};
 use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::node::{self, Node, NodeStatus, Nodes};
 use crate::domain::run::{self, Run, State, Status};
 use crate::domain::views::{self, LogChunk, MetricSource, Projections, RoundMetrics, StoredEvent};
 use crate::records::{Digest, MetricRecord};
-use migrations::{APPLICATION_ID, EVENTS, MIGRATIONS, ROUND_METRICS, RUNS, RUN_LOGS};
+use migrations::{APPLICATION_ID, EVENTS, MIGRATIONS, NODES, ROUND_METRICS, RUNS, RUN_LOGS};
 
 /// Flower's exit code for a state database of another schema.
 pub const EXIT_SCHEMA_MISMATCH: i32 = 105;
@@ -141,6 +142,8 @@ pub struct Store {
     path: PathBuf,
     /// The fold of every event so far; loaded from the `runs` projection.
     state: State,
+    /// The fold of every node event so far; loaded from `nodes`.
+    nodes: Nodes,
     /// Time of the newest event; new events get strictly later times.
     last_at: Micros,
     /// Test-only page cap (see [`Store::set_page_cap_file`]).
@@ -190,6 +193,7 @@ impl Store {
         let state = State {
             runs: runs.into_iter().map(|run| (run.run_id(), run)).collect(),
         };
+        let nodes = query_nodes(&connection, &path)?;
         let last_at: Option<i64> = connection
             .query_row(&format!("SELECT MAX(recorded_at_us) FROM {EVENTS}"), [], |r| r.get(0))
             .map_err(sqlite)?;
@@ -197,6 +201,7 @@ impl Store {
             connection,
             path,
             state,
+            nodes,
             last_at: Micros(last_at.unwrap_or(0)),
             page_cap_file: None,
             page_cap: None,
@@ -215,6 +220,11 @@ impl Store {
     /// The fold of every event appended so far.
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The fold of every node event appended so far.
+    pub fn nodes(&self) -> &Nodes {
+        &self.nodes
     }
 
     /// Time of the newest event.
@@ -241,15 +251,24 @@ impl Store {
                 scratch.runs.insert(*run_id, run.clone());
             }
         }
+        let touches_nodes = batch.iter().any(|(_, events)| events.iter().any(node::is_node_event));
+        let mut nodes = if touches_nodes {
+            self.nodes.clone()
+        } else {
+            Nodes::default()
+        };
         let last_at = self.last_at;
         let written = self.connection.transaction().and_then(|transaction| {
-            let written = write_batch(&transaction, batch, now, last_at, &mut scratch)?;
+            let written = write_batch(&transaction, batch, now, last_at, &mut scratch, &mut nodes)?;
             transaction.commit()?;
             Ok(written)
         });
         let (stored, at) = written.map_err(|source| self.write_error(source, batch))?;
         self.last_at = at;
         self.state.runs.extend(scratch.runs);
+        if touches_nodes {
+            self.nodes = nodes;
+        }
         Ok(stored)
     }
 
@@ -339,6 +358,14 @@ impl Store {
                 folded.rounds.len()
             )));
         }
+        if folded.nodes != loaded.nodes {
+            return Err(mismatch(first_node_difference(&folded.nodes, &loaded.nodes)));
+        }
+        if folded.nodes != self.nodes {
+            return Err(mismatch(
+                "the writer's in-memory nodes differ from the nodes table".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -348,8 +375,11 @@ impl Store {
         let transaction = self.connection.transaction().map_err(sqlite_at(&self.path))?;
         let write = |transaction: &rusqlite::Transaction| -> rusqlite::Result<()> {
             transaction.execute_batch(&format!(
-                "DELETE FROM {RUNS}; DELETE FROM {RUN_LOGS}; DELETE FROM {ROUND_METRICS};"
+                "DELETE FROM {RUNS}; DELETE FROM {RUN_LOGS}; DELETE FROM {ROUND_METRICS}; DELETE FROM {NODES};"
             ))?;
+            for node in folded.nodes.nodes.values() {
+                write_node(transaction, node)?;
+            }
             for run in folded.state.runs.values() {
                 write_run(transaction, run)?;
             }
@@ -364,6 +394,7 @@ impl Store {
         write(&transaction).map_err(sqlite_at(&self.path))?;
         transaction.commit().map_err(sqlite_at(&self.path))?;
         self.state = folded.state;
+        self.nodes = folded.nodes;
         Ok(())
     }
 
@@ -424,6 +455,7 @@ fn write_batch(
     now: Micros,
     last_at: Micros,
     scratch: &mut State,
+    nodes: &mut Nodes,
 ) -> rusqlite::Result<(Vec<StoredEvent>, Micros)> {
     let mut at = last_at;
     let mut stored = Vec::with_capacity(batch.iter().map(|(_, e)| e.len()).sum());
@@ -443,7 +475,14 @@ fn write_batch(
                 at,
                 event: event.clone(),
             };
-            run::apply(scratch, *run_id, event, at);
+            if node::is_node_event(event) {
+                node::apply(nodes, event, at);
+                if let Some(node) = event.node_id().and_then(|node_id| nodes.nodes.get(&node_id)) {
+                    write_node(transaction, node)?;
+                }
+            } else {
+                run::apply(scratch, *run_id, event, at);
+            }
             write_event_projections(transaction, &record)?;
             stored.push(record);
         }
@@ -501,6 +540,78 @@ fn first_run_difference(folded: &State, loaded: &State) -> String {
         Some(run_id) => format!("run {run_id} is in the runs table but has no events"),
         None => "the runs differ".into(),
     }
+}
+
+fn first_node_difference(folded: &Nodes, loaded: &Nodes) -> String {
+    for (node_id, node) in &folded.nodes {
+        match loaded.nodes.get(node_id) {
+            None => return format!("node {node_id} is missing from the nodes table"),
+            Some(row) if row != node => return format!("node {node_id}: table has {row:?}, fold has {node:?}"),
+            Some(_) => {}
+        }
+    }
+    match loaded.nodes.keys().find(|id| !folded.nodes.contains_key(id)) {
+        Some(node_id) => format!("node {node_id} is in the nodes table but has no events"),
+        None => "the nodes differ".into(),
+    }
+}
+
+fn write_node(connection: &Connection, node: &Node) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {NODES} (node_id, public_key, status, registered_at_us, \
+             last_activated_at_us, last_deactivated_at_us, unregistered_at_us, heartbeat_interval) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?
+        .execute(params![
+            node.node_id as i64,
+            node.public_key,
+            node.status.as_str(),
+            node.registered_at.0,
+            node.last_activated_at.map(|t| t.0),
+            node.last_deactivated_at.map(|t| t.0),
+            node.unregistered_at.map(|t| t.0),
+            node.heartbeat_interval,
+        ])?;
+    Ok(())
+}
+
+fn query_nodes(connection: &Connection, path: &Path) -> Result<Nodes> {
+    let rows = collect_rows(
+        connection,
+        path,
+        &format!(
+            "SELECT node_id, public_key, status, registered_at_us, last_activated_at_us, \
+             last_deactivated_at_us, unregistered_at_us, heartbeat_interval FROM {NODES} ORDER BY node_id"
+        ),
+        &[],
+        |row| {
+            let status: String = row.get(2)?;
+            let status = NodeStatus::parse(&status).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    format!("unknown node status {status}").into(),
+                )
+            })?;
+            let micros = |index: usize| -> rusqlite::Result<Option<Micros>> {
+                Ok(row.get::<_, Option<i64>>(index)?.map(Micros))
+            };
+            Ok(Node {
+                node_id: row.get::<_, i64>(0)? as u64,
+                public_key: row.get(1)?,
+                status,
+                registered_at: Micros(row.get(3)?),
+                last_activated_at: micros(4)?,
+                last_deactivated_at: micros(5)?,
+                unregistered_at: micros(6)?,
+                heartbeat_interval: row.get(7)?,
+            })
+        },
+    )?;
+    Ok(Nodes {
+        nodes: rows.into_iter().map(|node| (node.node_id, node)).collect(),
+    })
 }
 
 fn write_event_projections(transaction: &Connection, stored: &StoredEvent) -> rusqlite::Result<()> {
@@ -918,6 +1029,7 @@ fn load_projections(connection: &Connection, path: &Path) -> Result<Projections>
         },
         logs: query_logs(connection, path, None, Micros(0), usize::MAX)?,
         rounds: rounds.into_iter().map(|r| ((r.run_id, r.round, r.source), r)).collect(),
+        nodes: query_nodes(connection, path)?,
     })
 }
 
@@ -1083,6 +1195,14 @@ impl Reader {
                     rounds.len(),
                     folded.rounds.len()
                 ));
+            }
+            if run_id == crate::domain::event::NODE_EVENTS_RUN_ID {
+                let nodes = query_nodes(&snapshot, &self.path)?;
+                if nodes != folded.nodes {
+                    audit
+                        .violations
+                        .push(format!("nodes: {}", first_node_difference(&folded.nodes, &nodes)));
+                }
             }
             audit.runs_checked += 1;
         }

@@ -1,5 +1,6 @@
-//! Flower's `Control` service (1.27): StartRun, ListRuns, StreamLogs and
-//! StopRun. The other Control RPCs answer `UNIMPLEMENTED`.
+//! Flower's `Control` service (1.27): StartRun, ListRuns, StreamLogs,
+//! StopRun, and ListNodes (a deployment's SuperNodes; refused in simulation
+//! mode, as Flower does). The other Control RPCs answer `UNIMPLEMENTED`.
 //!
 //! Each handler converts the request, asks the engine (which decides and
 //! appends events) or reads through its typed reads, and converts back. Bad
@@ -50,6 +51,7 @@ pub(crate) fn exec_status(error: ExecError) -> Status {
         ExecError::Store(error) if error.is_full() => store_full_status(error.to_string()),
         ExecError::Rejected(Rejection::UnknownRun(_)) => Status::not_found("Run ID not found"),
         ExecError::Rejected(rejection) => Status::failed_precondition(rejection.to_string()),
+        ExecError::NodeRejected(rejection) => Status::failed_precondition(rejection.to_string()),
         ExecError::Store(error) => Status::internal(error.to_string()),
         ExecError::Stopped => Status::unavailable("the SuperLink is shutting down"),
     }
@@ -277,6 +279,29 @@ type LogStream = Pin<Box<dyn Stream<Item = Result<pb::StreamLogsResponse, Status
 
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
+    /// Flower's `ListNodes`: every SuperNode of a deployment (simulation
+    /// mode has none to list, and says so as Flower does).
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        if !self.shared.deployment {
+            return Err(Status::unimplemented("ListNodes is not available in simulation mode."));
+        }
+        let nodes = self.shared.engine.nodes().await.map_err(exec_status)?;
+        let now = wall_clock();
+        let nodes_info = nodes
+            .into_iter()
+            .map(|(node, online_for)| {
+                proto::node_info(&node, online_for.map(|left| now.as_secs_f64() + left.as_secs_f64()))
+            })
+            .collect();
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes_info,
+            now: now.to_iso(),
+        }))
+    }
+
     async fn start_run(&self, request: Request<pb::StartRunRequest>) -> Result<Response<pb::StartRunResponse>, Status> {
         let run_id = ControlService::start_run(self, request.into_inner())
             .await

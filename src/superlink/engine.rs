@@ -26,6 +26,17 @@
 //! second and after every successful write until recorded, so that space
 //! coming back ends such runs without a restart.
 //!
+//! Nodes: the engine decides the Fleet API's node commands
+//! (`domain::node::decide`, stored under run id 0) and keeps, beside them,
+//! when each online node's heartbeat is due (Flower's `online_until`: now +
+//! `HEARTBEAT_PATIENCE` × the node's interval, after each activation and
+//! heartbeat). That deadline is not history: every second, and before each
+//! node command (Flower checks before it activates or deactivates), a node
+//! past it is marked offline with a `NodeWentOffline` event. After a
+//! restart the nodes online in the events get a full window from the
+//! restart (the SuperLink's downtime is not held against them), so a
+//! SuperNode that heartbeats again stays online.
+//!
 //! Why a thread and not a task: SQLite calls block; a dedicated thread keeps
 //! them off the async runtime's workers.
 
@@ -36,8 +47,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::domain::event::Event;
+use crate::domain::event::{Event, NODE_EVENTS_RUN_ID};
 use crate::domain::ids::{Micros, RunId, Seq};
+use crate::domain::node::{self, NodeStatus, Nodes, RESERVED_NODE_IDS};
 use crate::domain::run::{decide, Command, Rejection, Run, Status};
 use crate::domain::views::{LogChunk, StoredEvent};
 use crate::store::{self, RawEvent, ReadView, Reader, RunFilter, Store};
@@ -52,6 +64,8 @@ pub(crate) const HEARTBEAT_PATIENCE: Duration = Duration::from_secs(60);
 pub enum ExecError {
     #[error("{0}")]
     Rejected(Rejection),
+    #[error("{0}")]
+    NodeRejected(node::Rejection),
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error("the engine has stopped")]
@@ -84,6 +98,17 @@ enum Request {
     Oblige {
         run_id: RunId,
         command: Command,
+    },
+    RegisterNode {
+        public_key: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, ExecError>>,
+    },
+    Node {
+        command: node::Command,
+        reply: oneshot::Sender<Result<u64, ExecError>>,
+    },
+    ListNodes {
+        reply: oneshot::Sender<Vec<(node::Node, Option<Duration>)>>,
     },
     Query(Query),
 }
@@ -137,6 +162,24 @@ struct Engine {
     committed: watch::Sender<Seq>,
     /// Commands that must be recorded, waiting for the store to take them.
     obligations: BTreeMap<RunId, Command>,
+    /// When each online node must have sent its next heartbeat.
+    online_until: BTreeMap<u64, Instant>,
+}
+
+/// How long a node with heartbeats every `interval` seconds stays online
+/// after its last one.
+fn online_window(interval: f64) -> Duration {
+    Duration::try_from_secs_f64(node::HEARTBEAT_PATIENCE * interval).unwrap_or(Duration::from_secs(3600))
+}
+
+/// The nodes online in `nodes`, each given a full window from `now`.
+fn online_nodes(nodes: &Nodes, now: Instant) -> BTreeMap<u64, Instant> {
+    nodes
+        .nodes
+        .values()
+        .filter(|node| node.status == NodeStatus::Online)
+        .map(|node| (node.node_id, now + online_window(node.heartbeat_interval)))
+        .collect()
 }
 
 /// Starts the engine thread over `store`.
@@ -149,12 +192,14 @@ pub fn start(store: Store) -> Handle {
             idle: Mutex::new(Vec::new()),
         })
     });
+    let online_until = online_nodes(store.nodes(), Instant::now());
     let engine = Engine {
         store,
         tokens: HashMap::new(),
         runs_by_token: HashMap::new(),
         committed,
         obligations: BTreeMap::new(),
+        online_until,
     };
     std::thread::Builder::new()
         .name("floret-engine".into())
@@ -168,6 +213,16 @@ pub fn start(store: Store) -> Handle {
 }
 
 use crate::host::wall_clock;
+
+/// The node an event takes off line (deactivated, unregistered, overdue).
+fn offline_node(event: &Event) -> Option<u64> {
+    match event {
+        Event::NodeDeactivated(e) => Some(e.node_id),
+        Event::NodeUnregistered(e) => Some(e.node_id),
+        Event::NodeWentOffline(e) => Some(e.node_id),
+        _ => None,
+    }
+}
 
 /// A fresh random token, 256 hex characters as Flower's `token_hex(128)`.
 fn new_token() -> String {
@@ -194,9 +249,35 @@ impl Engine {
                 }
                 Request::Expire { reply } => {
                     self.retry_obligations();
+                    self.expire_nodes();
                     let _ = reply.send(self.expire());
                 }
                 Request::Oblige { run_id, command } => self.oblige(run_id, command),
+                Request::RegisterNode { public_key, reply } => {
+                    let _ = reply.send(self.register_node(public_key));
+                }
+                Request::Node { command, reply } => {
+                    self.expire_nodes();
+                    let _ = reply.send(self.execute_node(&command));
+                }
+                Request::ListNodes { reply } => {
+                    self.expire_nodes();
+                    let now = Instant::now();
+                    let nodes = self
+                        .store
+                        .nodes()
+                        .nodes
+                        .values()
+                        .map(|node| {
+                            let left = self
+                                .online_until
+                                .get(&node.node_id)
+                                .map(|until| until.saturating_duration_since(now));
+                            (node.clone(), left)
+                        })
+                        .collect();
+                    let _ = reply.send(nodes);
+                }
                 Request::Query(query) => query(&self.store),
             }
         }
@@ -215,7 +296,7 @@ impl Engine {
     /// take it (a full disk). Rejections are final: the run moved on.
     fn oblige(&mut self, run_id: RunId, command: Command) {
         match self.execute_once(run_id, &command) {
-            Ok(_) | Err(ExecError::Rejected(_)) | Err(ExecError::Stopped) => {}
+            Ok(_) | Err(ExecError::Rejected(_) | ExecError::NodeRejected(_) | ExecError::Stopped) => {}
             Err(ExecError::Store(error)) => {
                 tracing::warn!(
                     %run_id,
@@ -254,6 +335,98 @@ impl Engine {
             self.committed.send_replace(last.seq);
         }
         Ok(stored)
+    }
+
+    /// Registers a node under a fresh id, drawn as Flower draws them
+    /// (8 random bytes, never 0 or 1, never taken).
+    fn register_node(&mut self, public_key: Vec<u8>) -> Result<u64, ExecError> {
+        let node_id = loop {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).expect("the operating system's random source");
+            let node_id = u64::from_le_bytes(bytes);
+            if !RESERVED_NODE_IDS.contains(&node_id) && !self.store.nodes().nodes.contains_key(&node_id) {
+                break node_id;
+            }
+        };
+        self.execute_node(&node::Command::Register { node_id, public_key })
+    }
+
+    /// Decides and appends a node command; returns the node it concerns.
+    fn execute_node(&mut self, command: &node::Command) -> Result<u64, ExecError> {
+        let events = node::decide(self.store.nodes(), command).map_err(ExecError::NodeRejected)?;
+        let now = Instant::now();
+        if !events.is_empty() {
+            let stored = self.store.append(NODE_EVENTS_RUN_ID, &events, wall_clock())?;
+            if let Some(last) = stored.last() {
+                self.committed.send_replace(last.seq);
+            }
+        }
+        let mut activated = None;
+        for event in &events {
+            if let Event::NodeActivated(e) = event {
+                activated = Some(e.node_id);
+                self.online_until
+                    .insert(e.node_id, now + online_window(e.heartbeat_interval));
+            }
+            if let Some(gone) = offline_node(event) {
+                self.online_until.remove(&gone);
+            }
+        }
+        let node_id = match command {
+            node::Command::Register { node_id, .. }
+            | node::Command::Deactivate { node_id }
+            | node::Command::Unregister { node_id }
+            | node::Command::MarkOffline { node_id } => *node_id,
+            node::Command::Heartbeat {
+                node_id,
+                heartbeat_interval,
+            } => {
+                // An online node's heartbeat changes nothing recorded: only
+                // its deadline moves.
+                self.online_until
+                    .insert(*node_id, now + online_window(*heartbeat_interval));
+                *node_id
+            }
+            node::Command::Activate { .. } => activated.expect("an activation records the node it activated"),
+        };
+        Ok(node_id)
+    }
+
+    /// Marks offline the online nodes whose heartbeat is overdue. A node
+    /// that cannot be marked yet (a full disk) keeps its deadline and is
+    /// tried again at the next call.
+    fn expire_nodes(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<u64> = self
+            .online_until
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(node_id, _)| *node_id)
+            .collect();
+        for node_id in overdue {
+            let online = self
+                .store
+                .nodes()
+                .nodes
+                .get(&node_id)
+                .is_some_and(|node| node.status == NodeStatus::Online);
+            if !online {
+                self.online_until.remove(&node_id);
+                continue;
+            }
+            match self.execute_node(&node::Command::MarkOffline { node_id }) {
+                Ok(_) => {
+                    tracing::warn!(node_id, "no heartbeat from the SuperNode in time; it is offline");
+                    self.online_until.remove(&node_id);
+                }
+                Err(ExecError::Store(error)) => {
+                    tracing::warn!(node_id, %error, "cannot record that the SuperNode went offline yet; retrying");
+                }
+                Err(_) => {
+                    self.online_until.remove(&node_id);
+                }
+            }
+        }
     }
 
     fn claim(&mut self, run_id: RunId) -> Result<Option<String>, ExecError> {
@@ -367,7 +540,31 @@ impl Handle {
         let _ = self.send(Request::Oblige { run_id, command });
     }
 
-    /// Retries obligations, then fails runs whose heartbeat expired.
+    /// Flower's `RegisterNode`: the new node's id.
+    pub async fn register_node(&self, public_key: Vec<u8>) -> Result<u64, ExecError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::RegisterNode { public_key, reply })?;
+        response.await.map_err(|_| ExecError::Stopped)?
+    }
+
+    /// Decides and records a node command of the Fleet API; returns the
+    /// node it concerns (for `Activate`, the node of the public key).
+    pub async fn execute_node(&self, command: node::Command) -> Result<u64, ExecError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::Node { command, reply })?;
+        response.await.map_err(|_| ExecError::Stopped)?
+    }
+
+    /// Every node, as the events say, with how long each online node stays
+    /// online without another heartbeat.
+    pub async fn nodes(&self) -> Result<Vec<(node::Node, Option<Duration>)>, ExecError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Request::ListNodes { reply })?;
+        response.await.map_err(|_| ExecError::Stopped)
+    }
+
+    /// Retries obligations, marks overdue nodes offline, then fails runs
+    /// whose heartbeat expired.
     pub async fn expire(&self) -> Vec<RunId> {
         let (reply, response) = oneshot::channel();
         if self.send(Request::Expire { reply }).is_err() {
@@ -558,6 +755,70 @@ mod tests {
         assert_eq!(read.1.len(), 2);
         release.send(()).unwrap();
         blocked.await.unwrap().unwrap();
+    }
+
+    /// Nodes survive a restart: the engine on the reopened file has them
+    /// with their statuses, and the online one gets a full heartbeat window
+    /// from the restart, so that its next heartbeat keeps it online.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_come_back_after_a_restart_with_a_fresh_heartbeat_window() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("state.db");
+        let engine = start(Store::open(&path).unwrap());
+        let mut ids = Vec::new();
+        for key in [b"a".to_vec(), b"b".to_vec()] {
+            let node_id = engine.register_node(key.clone()).await.unwrap();
+            assert!(!RESERVED_NODE_IDS.contains(&node_id));
+            let activate = node::Command::Activate {
+                public_key: key,
+                heartbeat_interval: 30.0,
+            };
+            assert_eq!(engine.execute_node(activate).await.unwrap(), node_id);
+            ids.push(node_id);
+        }
+        engine
+            .execute_node(node::Command::Deactivate { node_id: ids[1] })
+            .await
+            .unwrap();
+        let rejected = engine.register_node(b"a".to_vec()).await.unwrap_err();
+        assert!(matches!(
+            rejected,
+            ExecError::NodeRejected(node::Rejection::PublicKeyInUse)
+        ));
+        engine.query(|store| store.verify().unwrap()).await.unwrap();
+        drop(engine);
+
+        let engine = start(Store::open(&path).unwrap());
+        let nodes = engine.nodes().await.unwrap();
+        let status = |node_id: u64| {
+            let (node, left) = nodes.iter().find(|(node, _)| node.node_id == node_id).unwrap();
+            (node.status, left.map(|left| left > Duration::from_secs(55)))
+        };
+        assert_eq!(status(ids[0]), (NodeStatus::Online, Some(true)));
+        assert_eq!(status(ids[1]), (NodeStatus::Offline, None));
+        let heartbeat = |node_id: u64| node::Command::Heartbeat {
+            node_id,
+            heartbeat_interval: 30.0,
+        };
+        engine.execute_node(heartbeat(ids[0])).await.unwrap();
+        // A heartbeat brings the offline node back (Flower's rule).
+        engine.execute_node(heartbeat(ids[1])).await.unwrap();
+        let events = engine
+            .query(|store| store.run_events(NODE_EVENTS_RUN_ID).unwrap())
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = events.iter().map(|stored| stored.event.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "NodeRegistered",
+                "NodeActivated",
+                "NodeRegistered",
+                "NodeActivated",
+                "NodeDeactivated",
+                "NodeActivated"
+            ]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

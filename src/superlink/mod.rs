@@ -1,6 +1,7 @@
-//! The SuperLink: Flower's Control and SimulationIo APIs over the event store.
+//! The SuperLink: Flower's Control and SimulationIo APIs over the event store,
+//! and in deployment mode its Fleet API, to which real SuperNodes connect.
 //!
-//! [`run`] takes its two listeners and a shutdown signal as arguments (the
+//! [`run`] takes its listeners and a shutdown signal as arguments (the
 //! mini-redis shape), so tests bind port 0 and stop it at will. It opens the
 //! store, recovers from a previous crash (active runs fail, through events),
 //! launches app processes for pending runs, and serves until shutdown, when
@@ -17,6 +18,7 @@ pub mod access;
 pub mod control;
 pub mod engine;
 pub mod ffs;
+pub mod fleet;
 pub mod launcher;
 pub mod local;
 pub mod simulationio;
@@ -55,6 +57,10 @@ pub(crate) const SIMULATIONIO_REQUEST_MAX: usize = 16 * MIB;
 /// events at a time); one event is therefore smaller than a record page
 /// can be.
 pub(crate) const EVENTS_REQUEST_MAX: usize = 32 * MIB;
+/// Largest Fleet request: the node lifecycle, GetRun and GetFab carry a
+/// public key or ids; messages and objects (the requests that will carry a
+/// model) are not taken yet.
+pub(crate) const FLEET_REQUEST_MAX: usize = 16 * MIB;
 /// Log text per StreamLogs message (one log row more at most, and rows are
 /// at most `domain::run::LOG_EVENT_MAX`).
 pub(crate) const LOG_PAGE_MAX: usize = MIB;
@@ -109,6 +115,16 @@ pub enum Error {
     Access(#[from] access::Error),
 }
 
+/// The sockets a SuperLink serves.
+pub struct Listeners {
+    /// The Control and Local APIs.
+    pub control: TcpListener,
+    /// SimulationIo and SimulationEvents (app processes).
+    pub simulationio: TcpListener,
+    /// The Fleet API (SuperNodes), in deployment mode only.
+    pub fleet: Option<TcpListener>,
+}
+
 /// What every service shares.
 pub(crate) struct Shared {
     pub engine: engine::Handle,
@@ -118,6 +134,8 @@ pub(crate) struct Shared {
     pub control_address: SocketAddr,
     pub simulationio_address: SocketAddr,
     pub started_at: Micros,
+    /// Whether the Fleet API is served (deployment mode).
+    pub deployment: bool,
     /// Signalled by the Local API's Shutdown.
     pub shutdown: Notify,
     /// The Local API secret (also in `<database>.secret`); `None` for a
@@ -160,24 +178,39 @@ fn tighten_state(config: &Config) {
     }
 }
 
-/// Serves the Control API on `control` and SimulationIo on `simulationio`
-/// until `shutdown` completes or a client calls Local/Shutdown.
+/// Serves the Control API, SimulationIo and (in deployment mode) the Fleet
+/// API on their listeners until `shutdown` completes or a client calls
+/// Local/Shutdown.
 pub async fn run(
-    control: TcpListener,
-    simulationio: TcpListener,
+    listeners: Listeners,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let Listeners {
+        control,
+        simulationio,
+        fleet,
+    } = listeners;
     tighten_state(&config);
     let (engine, local_secret) = start_engine(&config).await?;
-    let shared = Arc::new(share(engine, local_secret, config, &control, &simulationio)?);
+    let mut shared = share(engine, local_secret, config, &control, &simulationio)?;
+    shared.deployment = fleet.is_some();
+    let shared = Arc::new(shared);
     recover(&shared).await;
     let expiry = spawn_expiry(shared.engine.clone());
     let (stop_servers, servers_stopping) = tokio::sync::watch::channel(false);
     let control_task = tokio::spawn(serve_control(&shared, control, servers_stopping.clone()));
-    let simulationio_task = tokio::spawn(serve_simulationio(&shared, simulationio, servers_stopping));
+    let simulationio_task = tokio::spawn(serve_simulationio(&shared, simulationio, servers_stopping.clone()));
     let (control_address, simulationio_address) = (shared.control_address, shared.simulationio_address);
     tracing::info!(%control_address, %simulationio_address, "SuperLink serving");
+    let fleet_task = match fleet {
+        Some(listener) => {
+            let fleet_address = listener.local_addr().map_err(Error::Listener)?;
+            tracing::info!(%fleet_address, "Fleet API (grpc-rere) serving");
+            Some(tokio::spawn(serve_fleet(&shared, listener, servers_stopping)))
+        }
+        None => None,
+    };
 
     tokio::select! {
         () = shutdown => tracing::info!("shutting down"),
@@ -188,6 +221,9 @@ pub async fn run(
     expiry.abort();
     control_task.await.expect("control server task")?;
     simulationio_task.await.expect("simulationio server task")?;
+    if let Some(task) = fleet_task {
+        task.await.expect("fleet server task")?;
+    }
     Ok(())
 }
 
@@ -239,12 +275,14 @@ fn share(
         control_address,
         simulationio_address,
         started_at: crate::host::wall_clock(),
+        deployment: false,
         shutdown: Notify::new(),
         local_secret,
     })
 }
 
-/// Every second: retries obligations and fails runs whose heartbeat expired.
+/// Every second: retries obligations, marks SuperNodes whose heartbeat is
+/// overdue offline and fails runs whose heartbeat expired.
 fn spawn_expiry(engine: engine::Handle) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
@@ -308,6 +346,22 @@ fn serve_simulationio(
             })
             .max_decoding_message_size(EVENTS_REQUEST_MAX)
             .max_encoding_message_size(RESPONSE_MAX),
+        )
+        .serve_with_incoming_shutdown(nodelay(listener), stopped(stop))
+}
+
+/// The Fleet API on `listener`, until `stop`.
+fn serve_fleet(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            pb::fleet_server::FleetServer::new(fleet::FleetService::new(Arc::clone(shared)))
+                .max_decoding_message_size(FLEET_REQUEST_MAX)
+                .max_encoding_message_size(RESPONSE_MAX),
         )
         .serve_with_incoming_shutdown(nodelay(listener), stopped(stop))
 }

@@ -526,6 +526,7 @@ fn a_state_database_of_another_schema_exits_105() {
             "flower-superlink",
             &[
                 "--insecure",
+                "--simulation",
                 "--control-api-address",
                 &format!("127.0.0.1:{}", home.control_port),
                 "--simulationio-api-address",

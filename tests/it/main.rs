@@ -11,6 +11,9 @@
 //!   SIGKILLs of the SuperLink and its app processes under concurrent clients,
 //!   zero invariant violations.
 //! - `cli_output`: snapshots of `flwr ls`'s table, detail view and JSON.
+//! - `deployment`: deployment mode: real `flower-supernode` 1.27 processes
+//!   connect to our SuperLink's Fleet API, go offline when killed, leave when
+//!   stopped and reconnect after a restart; the Fleet API's error answers.
 //! - `disk_full`: a full state database is reported plainly and the SuperLink
 //!   recovers by itself when space returns.
 //! - `e2e`: the real binaries end to end: run/list/log/stop, the managed
@@ -41,6 +44,7 @@
 mod bad_input;
 mod chaos;
 mod cli_output;
+mod deployment;
 mod disk_full;
 mod e2e;
 mod fab_fixtures;

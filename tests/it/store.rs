@@ -1,6 +1,7 @@
-//! The store and the run state machine together, on real SQLite files:
-//! the event-sourcing laws over random command sequences, schema refusal,
-//! and crash safety when the writer is killed with SIGKILL.
+//! The store and the run and node state machines together, on real SQLite
+//! files: the event-sourcing laws over random command sequences (of runs and
+//! of a deployment's SuperNodes), schema refusal, and crash safety when the
+//! writer is killed with SIGKILL.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::process::{Command as Process, Stdio};
 use floret::codec;
 use floret::domain::event::*;
 use floret::domain::ids::{Micros, RunId};
+use floret::domain::node::{self, NodeStatus};
 use floret::domain::run::{decide, Command, Status};
 use floret::domain::views::{Projections, StoredEvent};
 use floret::records::{ConfigRecord, ConfigValue, Digest, MetricRecord, MetricValue, Scalar};
@@ -108,13 +110,46 @@ fn arb_simulation_event() -> impl Strategy<Value = Event> {
     ]
 }
 
-/// One step of a random script: a command for one of four runs, and how the
-/// wall clock moved (it may jump backwards; the store must not).
+/// One step of a random script: a command for one of four runs or for the
+/// SuperNodes, and how the wall clock moved (it may jump backwards; the
+/// store must not).
 #[derive(Clone, Debug)]
 struct Step {
-    run: u8,
-    command: Command,
+    action: Action,
     clock_delta: i64,
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Run(u8, Command),
+    Node(node::Command),
+}
+
+/// A node command about one of three nodes (ids with the top bit set
+/// included) and two public keys.
+fn arb_node_command() -> impl Strategy<Value = node::Command> {
+    let node_id = prop_oneof![Just(2u64), Just(u64::MAX - 1), Just(11552096691401131052u64)];
+    let key = prop_oneof![Just(b"key-a".to_vec()), Just(vec![0u8, 255, 7])];
+    let interval = prop_oneof![Just(30.0f64), Just(10.0), Just(5.0), Just(1800.5)];
+    prop_oneof![
+        (node_id.clone(), key.clone())
+            .prop_map(|(node_id, public_key)| node::Command::Register { node_id, public_key }),
+        (key, interval.clone()).prop_map(|(public_key, heartbeat_interval)| node::Command::Activate {
+            public_key,
+            heartbeat_interval
+        }),
+        node_id
+            .clone()
+            .prop_map(|node_id| node::Command::Deactivate { node_id }),
+        node_id
+            .clone()
+            .prop_map(|node_id| node::Command::Unregister { node_id }),
+        (node_id.clone(), interval).prop_map(|(node_id, heartbeat_interval)| node::Command::Heartbeat {
+            node_id,
+            heartbeat_interval
+        }),
+        node_id.prop_map(|node_id| node::Command::MarkOffline { node_id }),
+    ]
 }
 
 fn arb_command() -> impl Strategy<Value = (u8, Command)> {
@@ -160,11 +195,14 @@ fn arb_command() -> impl Strategy<Value = (u8, Command)> {
 
 fn arb_script() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(
-        (arb_command(), -2_000i64..50_000).prop_map(|((run, command), clock_delta)| Step {
-            run,
-            command,
-            clock_delta,
-        }),
+        (
+            prop_oneof![
+                4 => arb_command().prop_map(|(run, command)| Action::Run(run, command)),
+                1 => arb_node_command().prop_map(Action::Node),
+            ],
+            -2_000i64..50_000,
+        )
+            .prop_map(|(action, clock_delta)| Step { action, clock_delta }),
         1..60,
     )
 }
@@ -180,8 +218,15 @@ fn execute(store: &mut Store, script: &[Step]) -> Result<(), TestCaseError> {
     let mut clock = 1_795_831_687_000_000i64;
     for step in script {
         clock += step.clock_delta;
-        let run_id = run_id_of(step.run);
-        let command = match &step.command {
+        let (run, command) = match &step.action {
+            Action::Run(run, command) => (*run, command),
+            Action::Node(command) => {
+                execute_node(store, command, Micros(clock))?;
+                continue;
+            }
+        };
+        let run_id = run_id_of(run);
+        let command = match command {
             Command::Submit(s) => Command::Submit(RunSubmitted { run_id, ..s.clone() }),
             other => other.clone(),
         };
@@ -224,6 +269,32 @@ fn execute(store: &mut Store, script: &[Step]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// One node step: a rejection changes nothing, unregistered is terminal,
+/// and no two nodes share a public key.
+fn execute_node(store: &mut Store, command: &node::Command, now: Micros) -> Result<(), TestCaseError> {
+    let before = store.nodes().clone();
+    let Ok(events) = node::decide(store.nodes(), command) else {
+        prop_assert_eq!(store.nodes(), &before);
+        return Ok(());
+    };
+    store.append(NODE_EVENTS_RUN_ID, &events, now).expect("append");
+    for (node_id, node) in &store.nodes().nodes {
+        if let Some(old) = before.nodes.get(node_id) {
+            if old.status == NodeStatus::Unregistered {
+                prop_assert_eq!(node, old);
+            }
+        }
+        let sharing = store
+            .nodes()
+            .nodes
+            .values()
+            .filter(|other| other.public_key == node.public_key)
+            .count();
+        prop_assert_eq!(sharing, 1);
+    }
+    Ok(())
+}
+
 fn check_codec_round_trip(events: &[StoredEvent]) -> Result<(), TestCaseError> {
     for stored in events {
         let (kind, version, bytes) = codec::encode(&stored.event);
@@ -251,12 +322,18 @@ proptest! {
         let events = store.all_events().expect("events");
         check_codec_round_trip(&events)?;
         let live = store.state().clone();
+        let live_nodes = store.nodes().clone();
         drop(store);
 
         let reopened = Store::open(&path).expect("reopen");
         prop_assert_eq!(reopened.state(), &live);
+        prop_assert_eq!(reopened.nodes(), &live_nodes);
         reopened.verify().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(Projections::fold(&reopened.all_events().unwrap()).state, live);
+        let folded = Projections::fold(&reopened.all_events().unwrap());
+        prop_assert_eq!(folded.state, live);
+        prop_assert_eq!(folded.nodes, live_nodes);
+        let audit = floret::store::Reader::open(&path).unwrap().audit(floret::domain::ids::Seq(0)).unwrap();
+        prop_assert!(audit.violations.is_empty(), "{:?}", audit.violations);
     }
 }
 
@@ -285,12 +362,31 @@ fn rebuild_restores_projections_from_events() {
         store.append(run_id, &events, now).unwrap();
         now.0 += 10;
     }
+    for command in [
+        node::Command::Register {
+            node_id: 5,
+            public_key: b"key".to_vec(),
+        },
+        node::Command::Activate {
+            public_key: b"key".to_vec(),
+            heartbeat_interval: 30.0,
+        },
+        node::Command::MarkOffline { node_id: 5 },
+    ] {
+        let events = node::decide(store.nodes(), &command).unwrap();
+        store.append(NODE_EVENTS_RUN_ID, &events, now).unwrap();
+        now.0 += 10;
+    }
     let expected = store.load_projections().unwrap();
     store.rebuild().unwrap();
     assert_eq!(store.load_projections().unwrap(), expected);
     store.verify().unwrap();
     assert_eq!(expected.logs.len(), 1);
     assert_eq!(expected.rounds.len(), 1);
+    assert_eq!(expected.nodes.nodes[&5].status, NodeStatus::Offline);
+    assert_eq!(expected.nodes.nodes[&5].last_deactivated_at, Some(Micros(1_070)));
+    // The run's projections are untouched by the node events beside them.
+    assert_eq!(expected.state.runs[&run_id].events, 5);
 }
 
 /// A state.db written before usage was measured (schema 1) opens: its runs
@@ -319,7 +415,7 @@ fn a_database_from_before_usage_opens_without_figures() {
         .unwrap()
         .execute_batch(
             "ALTER TABLE runs DROP COLUMN bytes_sent; ALTER TABLE runs DROP COLUMN bytes_recv;
-             ALTER TABLE runs DROP COLUMN clientapp_runtime; PRAGMA user_version = 1;",
+             ALTER TABLE runs DROP COLUMN clientapp_runtime; DROP TABLE nodes; PRAGMA user_version = 1;",
         )
         .unwrap();
     let mut store = Store::open(&path).unwrap();

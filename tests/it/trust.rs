@@ -307,6 +307,7 @@ fn hand_started_superlink(home: &Home) -> HandStarted {
             "flower-superlink",
             &[
                 "--insecure",
+                "--simulation",
                 "--isolation",
                 "process",
                 "--control-api-address",

@@ -1,0 +1,252 @@
+//! Flower's `Fleet` API (1.27, grpc-rere), which real `flower-supernode`
+//! processes call: the node lifecycle (RegisterNode, ActivateNode,
+//! DeactivateNode, UnregisterNode, SendNodeHeartbeat), GetRun and GetFab,
+//! and PullMessages, which has nothing to deliver yet (an empty list).
+//! PushMessages, PushObject, PullObject and ConfirmMessageReceived answer
+//! `UNIMPLEMENTED` until messages and the object store exist.
+//!
+//! Status codes and texts are Flower 1.27's (its `FleetServicer` and
+//! `message_handler`): a public key already in use, an unknown key, a node
+//! that cannot be (de)activated or unregistered are `FAILED_PRECONDITION`;
+//! a heartbeat interval outside [10, 1800] s is `INVALID_ARGUMENT`; a
+//! heartbeat of an unknown node answers `success = false`; GetRun and GetFab
+//! of an unknown run, of a run of another federation, or of a run that is
+//! not running are `PERMISSION_DENIED` ("Run is pending.", ...), as Flower's
+//! SuperNode expects. As in Flower without SuperNode authentication, any
+//! caller may register a node; the signature metadata the SuperNode sends is
+//! not checked.
+//!
+//! Handlers never write the store: node commands go through the engine.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::event::SubStatus;
+use crate::domain::ids::RunId;
+use crate::domain::node::{self, Rejection};
+use crate::domain::run::{Run, Status as RunStatus};
+use crate::proto::flwr::proto as pb;
+use crate::proto::{self, DEFAULT_FEDERATION};
+use crate::superlink::control::exec_status;
+use crate::superlink::engine::ExecError;
+use crate::superlink::Shared;
+
+pub(crate) struct FleetService {
+    pub shared: Arc<Shared>,
+    /// Nodes that called since this SuperLink started, so that the first
+    /// call of each (a new node, or one reconnecting after a restart) is
+    /// logged once. A std mutex: held for one insertion, never across an
+    /// await.
+    seen: Mutex<BTreeSet<u64>>,
+}
+
+impl FleetService {
+    pub fn new(shared: Arc<Shared>) -> FleetService {
+        FleetService {
+            shared,
+            seen: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Logs the first call of `node_id` since the start.
+    fn seen(&self, node_id: u64, call: &str) {
+        if self.seen.lock().expect("seen lock").insert(node_id) {
+            tracing::info!(node_id, call, "SuperNode connected");
+        }
+    }
+
+    /// The run a SuperNode asks about, if it may read it: Flower checks that
+    /// the run exists, that its federation exists (without federations,
+    /// only Flower's default one does) and that the run is running.
+    async fn running_run(&self, run_id: u64) -> Result<Run, Status> {
+        let run = self
+            .shared
+            .engine
+            .run(RunId(run_id))
+            .await
+            .ok_or_else(|| Status::permission_denied(format!("Run ID not found: {run_id}")))?;
+        if run.submitted.federation != DEFAULT_FEDERATION {
+            return Err(Status::permission_denied(format!(
+                "Federation '{}' does not exist.",
+                run.submitted.federation
+            )));
+        }
+        if run.status != RunStatus::Running {
+            let stopped = if run.status == RunStatus::Finished(SubStatus::Stopped) {
+                " Stopped by user."
+            } else {
+                ""
+            };
+            return Err(Status::permission_denied(format!(
+                "Run is {}.{stopped}",
+                run.status.status_str()
+            )));
+        }
+        Ok(run)
+    }
+}
+
+/// A refused node command as Flower answers it.
+fn node_status(error: ExecError) -> Status {
+    match error {
+        ExecError::NodeRejected(Rejection::InvalidHeartbeatInterval(_)) => {
+            Status::invalid_argument("Invalid heartbeat interval")
+        }
+        ExecError::NodeRejected(rejection) => Status::failed_precondition(rejection.to_string()),
+        other => exec_status(other),
+    }
+}
+
+/// What the not-yet-built message path answers.
+fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "Fleet.{rpc} is not implemented by this SuperLink yet: floret's deployment mode connects SuperNodes \
+         but does not deliver messages to them (see docs/DEPLOYMENT.md)"
+    ))
+}
+
+#[tonic::async_trait]
+impl pb::fleet_server::Fleet for FleetService {
+    async fn register_node(
+        &self,
+        request: Request<pb::RegisterNodeFleetRequest>,
+    ) -> Result<Response<pb::RegisterNodeFleetResponse>, Status> {
+        let public_key = request.into_inner().public_key;
+        let node_id = self
+            .shared
+            .engine
+            .register_node(public_key)
+            .await
+            .map_err(node_status)?;
+        tracing::info!(node_id, "SuperNode registered");
+        Ok(Response::new(pb::RegisterNodeFleetResponse { node_id }))
+    }
+
+    async fn activate_node(
+        &self,
+        request: Request<pb::ActivateNodeRequest>,
+    ) -> Result<Response<pb::ActivateNodeResponse>, Status> {
+        let request = request.into_inner();
+        let command = node::Command::Activate {
+            public_key: request.public_key,
+            heartbeat_interval: request.heartbeat_interval,
+        };
+        let node_id = self.shared.engine.execute_node(command).await.map_err(node_status)?;
+        self.seen(node_id, "ActivateNode");
+        tracing::info!(node_id, "SuperNode activated");
+        Ok(Response::new(pb::ActivateNodeResponse { node_id }))
+    }
+
+    async fn deactivate_node(
+        &self,
+        request: Request<pb::DeactivateNodeRequest>,
+    ) -> Result<Response<pb::DeactivateNodeResponse>, Status> {
+        let node_id = request.into_inner().node_id;
+        let command = node::Command::Deactivate { node_id };
+        self.shared.engine.execute_node(command).await.map_err(node_status)?;
+        tracing::info!(node_id, "SuperNode deactivated");
+        Ok(Response::new(pb::DeactivateNodeResponse {}))
+    }
+
+    async fn unregister_node(
+        &self,
+        request: Request<pb::UnregisterNodeFleetRequest>,
+    ) -> Result<Response<pb::UnregisterNodeFleetResponse>, Status> {
+        let node_id = request.into_inner().node_id;
+        let command = node::Command::Unregister { node_id };
+        self.shared.engine.execute_node(command).await.map_err(node_status)?;
+        tracing::info!(node_id, "SuperNode unregistered");
+        Ok(Response::new(pb::UnregisterNodeFleetResponse {}))
+    }
+
+    async fn send_node_heartbeat(
+        &self,
+        request: Request<pb::SendNodeHeartbeatRequest>,
+    ) -> Result<Response<pb::SendNodeHeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        let node_id = request.node.map_or(0, |node| node.node_id);
+        let command = node::Command::Heartbeat {
+            node_id,
+            heartbeat_interval: request.heartbeat_interval,
+        };
+        let success = match self.shared.engine.execute_node(command).await {
+            Ok(_) => true,
+            Err(ExecError::NodeRejected(Rejection::UnknownNode(_))) => false,
+            Err(error) => return Err(node_status(error)),
+        };
+        if success {
+            self.seen(node_id, "SendNodeHeartbeat");
+        }
+        Ok(Response::new(pb::SendNodeHeartbeatResponse { success }))
+    }
+
+    async fn pull_messages(
+        &self,
+        request: Request<pb::PullMessagesRequest>,
+    ) -> Result<Response<pb::PullMessagesResponse>, Status> {
+        if let Some(node) = request.into_inner().node {
+            self.seen(node.node_id, "PullMessages");
+        }
+        // Nothing is ever sent to SuperNodes yet.
+        Ok(Response::new(pb::PullMessagesResponse {
+            reconnect: None,
+            messages_list: Vec::new(),
+            message_object_trees: Vec::new(),
+        }))
+    }
+
+    async fn push_messages(
+        &self,
+        _request: Request<pb::PushMessagesRequest>,
+    ) -> Result<Response<pb::PushMessagesResponse>, Status> {
+        Err(not_yet("PushMessages"))
+    }
+
+    async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {
+        let run = self.running_run(request.into_inner().run_id).await?;
+        Ok(Response::new(pb::GetRunResponse {
+            run: Some(proto::run_to_proto(&run)),
+        }))
+    }
+
+    async fn get_fab(&self, request: Request<pb::GetFabRequest>) -> Result<Response<pb::GetFabResponse>, Status> {
+        let request = request.into_inner();
+        self.running_run(request.run_id).await?;
+        let ffs = Arc::clone(&self.shared.ffs);
+        let hash = request.hash_str.clone();
+        let content = tokio::task::spawn_blocking(move || ffs.get(&hash))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|_| Status::permission_denied(format!("Found no FAB with hash: {}", request.hash_str)))?;
+        Ok(Response::new(pb::GetFabResponse {
+            fab: Some(pb::Fab {
+                hash_str: request.hash_str,
+                content,
+                verifications: Default::default(),
+            }),
+        }))
+    }
+
+    async fn push_object(
+        &self,
+        _request: Request<pb::PushObjectRequest>,
+    ) -> Result<Response<pb::PushObjectResponse>, Status> {
+        Err(not_yet("PushObject"))
+    }
+
+    async fn pull_object(
+        &self,
+        _request: Request<pb::PullObjectRequest>,
+    ) -> Result<Response<pb::PullObjectResponse>, Status> {
+        Err(not_yet("PullObject"))
+    }
+
+    async fn confirm_message_received(
+        &self,
+        _request: Request<pb::ConfirmMessageReceivedRequest>,
+    ) -> Result<Response<pb::ConfirmMessageReceivedResponse>, Status> {
+        Err(not_yet("ConfirmMessageReceived"))
+    }
+}
