@@ -166,7 +166,7 @@ pub fn free_ports() -> (u16, u16) {
 /// from an offset that depends on the process (separate test processes, as
 /// under nextest, start apart); a port something already uses is skipped.
 /// 39093 and 39094 (users' ports) are outside the range.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const FIRST: u32 = 20_000;
     const COUNT: u32 = 12_000;
