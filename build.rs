@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/flwr/proto/control.proto",
         "proto/flwr/proto/simulationio.proto",
         "proto/flwr/proto/fleet.proto",
+        "proto/flwr/proto/serverappio.proto",
         "proto/floret/v1/floret.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;

@@ -568,10 +568,23 @@ pub fn build_for_client(
     client: Arc<dyn ClientApp>,
     log: &mut Logger,
 ) -> Result<Apps, BuiltinError> {
+    let mods = crate::mods::build_mods(&inputs.run_config)?;
+    Ok(Apps {
+        server: server_for_client(inputs, initial, log)?,
+        client: with_mods(client, mods),
+    })
+}
+
+/// The built-in ServerApp of [`build_for_client`] alone, for a ClientApp
+/// that runs elsewhere (on SuperNodes, which apply their own mods).
+pub fn server_for_client(
+    inputs: &Inputs,
+    initial: ArrayRecord,
+    log: &mut Logger,
+) -> Result<Box<dyn crate::sim::ServerApp>, BuiltinError> {
     let config = &inputs.run_config;
     let inner = crate::strategy::config::build_strategy(config, log)?;
     let strategy = Box::new(RequireResults::new(inner, config));
-    let mods = crate::mods::build_mods(config)?;
     let mut train_config = prefixed_config(config, "train.");
     if train_config.is_empty() {
         match config.get("lr") {
@@ -580,17 +593,14 @@ pub fn build_for_client(
             _ => {}
         }
     }
-    Ok(Apps {
-        server: Box::new(BuiltinServer {
-            strategy,
-            num_rounds: get_int(config, "num-server-rounds", 3, 0)? as u64,
-            train_config,
-            evaluate_config: prefixed_config(config, "evaluate."),
-            initial,
-            central: None,
-        }),
-        client: with_mods(client, mods),
-    })
+    Ok(Box::new(BuiltinServer {
+        strategy,
+        num_rounds: get_int(config, "num-server-rounds", 3, 0)? as u64,
+        train_config,
+        evaluate_config: prefixed_config(config, "evaluate."),
+        initial,
+        central: None,
+    }))
 }
 
 /// The run config's `<prefix><key>` values as a ConfigRecord of `<key>`s.

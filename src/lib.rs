@@ -75,6 +75,8 @@ pub mod pyfmt;
 pub mod records;
 #[cfg(feature = "server")]
 pub mod replay;
+#[cfg(feature = "server")]
+pub mod serverapp;
 pub mod sim;
 #[cfg(feature = "server")]
 pub mod simulation;

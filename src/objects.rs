@@ -19,7 +19,8 @@
 //! non-ASCII escaped). Children are listed once each, in the order they
 //! first appear; a record or array used twice is one object. The
 //! `ObjectTree` proto mirrors the headers: each node's children are the ids
-//! its header lists.
+//! its header lists (in any order: Flower's SuperLink rebuilds trees from a
+//! store that keeps none).
 //!
 //! [`deflate`] turns a message into its objects and tree; [`inflate`] (with
 //! the tree received) and [`inflate_by_id`] (from the headers alone) rebuild
@@ -687,15 +688,16 @@ impl<'a> Inflater<'a> {
         Ok(())
     }
 
-    /// The tree lists, at each node, the children its header lists.
+    /// The tree lists, at each node, the children its header lists, in any
+    /// order: Flower's SuperLink rebuilds the trees it sends from its object
+    /// store, which (on SQLite) keeps no order.
     fn check_tree(&mut self, tree: &pb::ObjectTree, depth: usize) -> Result<(), Error> {
         let parsed = self.object(&tree.object_id)?;
+        let in_header: BTreeSet<&str> = parsed.children.iter().copied().collect();
+        let in_tree: BTreeSet<&str> = tree.children.iter().map(|node| node.object_id.as_str()).collect();
         let same = parsed.children.len() == tree.children.len()
-            && parsed
-                .children
-                .iter()
-                .zip(&tree.children)
-                .all(|(header, node)| *header == node.object_id);
+            && in_tree.len() == tree.children.len()
+            && in_header == in_tree;
         if !same {
             return Err(Error::TreeMismatch {
                 id: tree.object_id.clone(),
@@ -1334,8 +1336,16 @@ mod tests {
         tampered.get_mut(&array_record).unwrap().push(b' ');
         assert!(matches!(inflate(tree, &tampered, UNLIMITED), Err(Error::IdMismatch { id, .. }) if id == array_record));
 
+        // Flower's SuperLink sends trees whose children come in another
+        // order than the headers list them (its SQLite store keeps none).
+        let mut reordered = tree.clone();
+        reordered.children[0].children.swap(0, 1);
+        assert_eq!(
+            inflate(&reordered, &contents, UNLIMITED).unwrap(),
+            inflate(tree, &contents, UNLIMITED).unwrap()
+        );
         let mut wrong_tree = tree.clone();
-        wrong_tree.children[0].children.swap(0, 1);
+        wrong_tree.children[0].children[1] = wrong_tree.children[0].children[0].clone();
         assert!(matches!(
             inflate(&wrong_tree, &contents, UNLIMITED),
             Err(Error::TreeMismatch { .. })

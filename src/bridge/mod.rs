@@ -92,6 +92,14 @@ pub enum Error {
     StartFrame(#[source] frame::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The built-in ServerApp with a Python ClientApp has no
+    /// `initial-arrays` to start from.
+    #[error(
+        "floret:serverapp with the Python ClientApp `{client_app}` needs the model it starts from: set \
+         `initial-arrays = \"<module>:<function>\"` in [tool.flwr.app.config], naming a function of your app that \
+         returns the initial ArrayRecord (or a list of NumPy arrays)"
+    )]
+    NoInitialArrays { client_app: String },
     /// A call timed by `probe` did not reply: how it ended, and its output.
     #[error("call {index}: {outcome}\n{output}")]
     CallFailed {

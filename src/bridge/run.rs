@@ -151,6 +151,30 @@ pub fn run(inputs: &Inputs, python: &PythonRun, stop: Option<Arc<AtomicBool>>, s
     }
 }
 
+/// The model the built-in ServerApp starts from when it drives a Python
+/// ClientApp elsewhere (on SuperNodes): the app is installed and loaded in
+/// the run's interpreter only to call its `initial-arrays` function.
+pub fn initial_arrays(inputs: &Inputs, python: &PythonRun) -> Result<crate::records::ArrayRecord, Error> {
+    let no_arrays = || Error::NoInitialArrays {
+        client_app: inputs.client_app.clone(),
+    };
+    let initial = initial_arrays_ref(&inputs.run_config).ok_or_else(no_arrays)?;
+    python::probe(&python.interpreter)?;
+    let app_dir = install(&python.fab, &python.flwr_home, python)?;
+    let spec = Spec {
+        interpreter: python.interpreter.clone(),
+        app_dir,
+        server_app: inputs.server_app.clone(),
+        client_app: inputs.client_app.clone(),
+        run_id: inputs.run_id,
+        overrides: declared_overrides(&python.overrides, &python.app_config),
+        workers: 1,
+        threads_per_client: 1,
+        initial_arrays: Some(initial),
+    };
+    Bridge::start(&spec)?.initial_arrays.ok_or_else(no_arrays)
+}
+
 fn run_builtin_server(inputs: &Inputs, bridge: &Bridge, stop: Option<Arc<AtomicBool>>, sink: &mut dyn Sink) -> Ended {
     let workers = Arc::new(client::Workers::new(
         Arc::clone(&bridge.zygote),

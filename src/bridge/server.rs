@@ -47,7 +47,7 @@ use crate::sim::{Finished, Inputs, Sink};
 
 /// The virtual time of step 0 when the run's submission time is unknown
 /// (Flower's earliest valid message time, 2025-02-28).
-pub(crate) const ANCHOR_DEFAULT: f64 = 1_740_700_800.0;
+pub const ANCHOR_DEFAULT: f64 = 1_740_700_800.0;
 
 /// How often the loop looks at the stop flag while it waits.
 const POLL: Duration = Duration::from_millis(5);

@@ -31,6 +31,9 @@
 //! - `replay`: live runs followed by replays are identical; divergences are pinned.
 //! - `replay_cli`: replays through the binaries under masked CPU features, seeds
 //!   ≥ 2^63 passed back, runs in progress.
+//! - `serverapp`: deployment runs: floret's `flwr-serverapp` drives real
+//!   Flower 1.27 SuperNodes through Flower's own SuperLink, with the results
+//!   of a simulation of the same app.
 //! - `sim`: determinism of the simulation engine, learning, failures, stops.
 //! - `strategies`: every strategy and DP wrapper learns on digits and replays.
 //! - `traffic`: message weights equal Flower 1.27's own count; runs report
@@ -54,6 +57,7 @@ mod python;
 mod python_apps;
 mod replay;
 mod replay_cli;
+mod serverapp;
 mod sim;
 mod store;
 mod strategies;

@@ -687,10 +687,9 @@ fn a_missing_interpreter_or_flwr_is_refused_before_the_run_starts() {
     );
 }
 
-#[test]
-fn the_builtin_serverapp_drives_a_python_clientapp() {
-    let venv = python_env("1.27.0");
-    let home = Home::new();
+/// `examples/numpy-message-api` with floret's built-in ServerApp (`strategy`)
+/// instead of its own, starting from the example's initial model.
+pub(crate) fn builtin_server_app(strategy: &str) -> tempfile::TempDir {
     let app = copy_app(&example("numpy-message-api"));
     std::fs::write(
         app.path().join("numpy_message_api/initial.py"),
@@ -704,10 +703,20 @@ fn the_builtin_serverapp_drives_a_python_clientapp() {
     edit(
         &pyproject,
         "seed = 42",
-        "seed = 42\ninitial-arrays = \"numpy_message_api.initial:initial_arrays\"\nstrategy.name = \"FedAdam\"\n\
-         train.lr = 0.5\ntrain.local-steps = 5",
+        &format!(
+            "seed = 42\ninitial-arrays = \"numpy_message_api.initial:initial_arrays\"\nstrategy.name = \"{strategy}\"\n\
+             train.lr = 0.5\ntrain.local-steps = 5"
+        ),
     );
     std::fs::write(app.path().join("floret.py"), "serverapp = None\n").unwrap();
+    app
+}
+
+#[test]
+fn the_builtin_serverapp_drives_a_python_clientapp() {
+    let venv = python_env("1.27.0");
+    let home = Home::new();
+    let app = builtin_server_app("FedAdam");
     let ran = flwr(
         &home,
         &venv,

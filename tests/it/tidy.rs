@@ -118,6 +118,7 @@ fn prost_types_stay_at_the_boundary() {
             || path == "objects.rs"
             || path == "traffic.rs"
             || path == "simulation.rs"
+            || path == "serverapp.rs"
             || path.starts_with("superlink/")
             || path.starts_with("cli/")
             || path.starts_with("bridge/")
@@ -425,6 +426,13 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
             "records",
             "strategy",
             "traffic",
+        ],
+    ),
+    (
+        "serverapp",
+        &[
+            "bridge", "builtin", "domain", "fab", "flwr_log", "host", "objects", "prng", "proto", "records", "sim",
+            "strategy", "wire",
         ],
     ),
     (

@@ -1,0 +1,267 @@
+//! Deployment runs: floret's `flwr-serverapp` runs the built-in ServerApp on
+//! Flower 1.27's own SuperLink (`flower-superlink --isolation process`), with
+//! real Flower 1.27 SuperNodes (`flower-supernode`) running the app's Python
+//! ClientApp, all from PyPI in the test's virtual environment. The messages
+//! and their contents travel as Flower's content-addressed objects through
+//! the ServerAppIo and Fleet APIs; the results equal a simulation of the
+//! same app and seed.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::python::builtin_server_app;
+use crate::support::{free_port, python_env, temp_dir, wait_until_within, Home, Ran};
+
+/// A process and everything it starts (its own process group), killed when
+/// dropped.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: killpg(2) on the group this test created.
+        unsafe { libc::killpg(self.0.id() as i32, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_group(command: &mut Command, log: &Path) -> Group {
+    let log = std::fs::File::create(log).unwrap();
+    Group(
+        command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Flower's SuperLink and `nodes` SuperNodes on free loopback ports.
+struct Deployment {
+    control_port: u16,
+    serverappio_port: u16,
+    dir: tempfile::TempDir,
+    _superlink: Group,
+    _supernodes: Vec<Group>,
+}
+
+impl Deployment {
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let body = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = body.lines().rev().take(30).collect();
+                text += &format!("--- {}\n", entry.path().display());
+                text += &tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+                text += "\n";
+            }
+        }
+        text
+    }
+}
+
+fn flower_deployment(venv: &Path, nodes: usize) -> Deployment {
+    let dir = temp_dir();
+    let (fleet_port, serverappio_port, control_port) = (free_port(), free_port(), free_port());
+    let path = format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let superlink = spawn_group(
+        Command::new(venv.join("bin/flower-superlink"))
+            .args(["--insecure", "--isolation", "process"])
+            .args(["--fleet-api-address", &format!("127.0.0.1:{fleet_port}")])
+            .args(["--serverappio-api-address", &format!("127.0.0.1:{serverappio_port}")])
+            .args(["--control-api-address", &format!("127.0.0.1:{control_port}")])
+            .arg("--database")
+            .arg(dir.path().join("state.db"))
+            .arg("--storage-dir")
+            .arg(dir.path().join("ffs"))
+            .env("FLWR_HOME", dir.path().join("superlink-home"))
+            .env("PATH", &path),
+        &dir.path().join("superlink.log"),
+    );
+    wait_until_within("Flower's SuperLink listens", 60, || {
+        [fleet_port, serverappio_port, control_port]
+            .iter()
+            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
+    });
+    let supernodes = (0..nodes)
+        .map(|partition| {
+            spawn_group(
+                Command::new(venv.join("bin/flower-supernode"))
+                    .args(["--insecure", "--superlink", &format!("127.0.0.1:{fleet_port}")])
+                    .args(["--clientappio-api-address", &format!("127.0.0.1:{}", free_port())])
+                    .args([
+                        "--node-config",
+                        &format!("partition-id={partition} num-partitions={nodes}"),
+                    ])
+                    .env("FLWR_HOME", dir.path().join(format!("supernode-{partition}")))
+                    .env("PATH", &path),
+                &dir.path().join(format!("supernode-{partition}.log")),
+            )
+        })
+        .collect();
+    Deployment {
+        control_port,
+        serverappio_port,
+        dir,
+        _superlink: superlink,
+        _supernodes: supernodes,
+    }
+}
+
+/// The `Aggregated MetricRecord` lines of a run's log, in order.
+fn aggregates(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| line.contains("Aggregated MetricRecord"))
+        .map(|line| line.trim().to_string())
+        .collect()
+}
+
+/// Waits for `child` with a deadline; its exit code and output.
+fn finish(mut child: Child, seconds: u64, what: &str, context: impl Fn() -> String) -> Ran {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not end within {seconds} s:\n{}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_builtin_serverapp_drives_real_supernodes_and_matches_a_simulation() {
+    let venv = python_env("1.27.0");
+    let deployment = flower_deployment(&venv, 2);
+    let app = builtin_server_app("FedAvg");
+
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            "[superlink]\ndefault = \"deployment\"\n\n[superlink.deployment]\naddress = \"127.0.0.1:{}\"\n\
+             insecure = true\n",
+            deployment.control_port
+        ),
+    )
+    .unwrap();
+    let submitted = home.flwr(&["run", app.path().to_str().unwrap(), "--format", "json"]);
+    submitted.ok();
+    let run_id = submitted.json()["run-id"].as_str().unwrap().to_string();
+
+    let serverapp = Command::new(env!("CARGO_BIN_EXE_flwr-serverapp"))
+        .args(["--insecure", "--run-once", "--serverappio-api-address"])
+        .arg(format!("127.0.0.1:{}", deployment.serverappio_port))
+        .env("FLWR_HOME", home.path())
+        .env("FLWR_PYTHON", venv.join("bin/python"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = finish(serverapp, 300, "flwr-serverapp", || deployment.logs());
+    let log = home.flwr(&["log", &run_id, "--show"]);
+    assert_eq!(ended.code, 0, "{}\n{}\n{}", log.stdout, ended.stderr, deployment.logs());
+
+    let listed = home.flwr(&["ls", "--run-id", &run_id, "--format", "json"]);
+    listed.ok();
+    assert_eq!(
+        listed.json()["runs"][0]["status"],
+        "finished:completed",
+        "{}",
+        listed.stdout
+    );
+    log.ok();
+    assert!(log.stdout.contains("[ROUND 3/3]"), "{}", log.stdout);
+    assert_eq!(
+        log.stdout.matches("Received 2 results and 0 failures").count(),
+        6,
+        "{}",
+        log.stdout
+    );
+
+    // The same app and seed simulated with two virtual SuperNodes (full
+    // participation, the same partitions): the same aggregates, to the bit.
+    let simulated = Home::new();
+    let ran = simulated
+        .command(
+            "flwr",
+            &[
+                "run",
+                app.path().to_str().unwrap(),
+                "--stream",
+                "--federation-config",
+                "num-supernodes=2",
+            ],
+        )
+        .env("FLWR_PYTHON", venv.join("bin/python"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(ran.status.success(), "{stdout}{}", String::from_utf8_lossy(&ran.stderr));
+    let expected = aggregates(&stdout);
+    assert_eq!(expected.len(), 6, "{stdout}");
+    assert_eq!(aggregates(&log.stdout), expected);
+}
+
+#[test]
+fn a_python_serverapp_is_left_to_flowers_own_serverapp_process() {
+    let venv = python_env("1.27.0");
+    let deployment = flower_deployment(&venv, 0);
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            "[superlink]\ndefault = \"deployment\"\n\n[superlink.deployment]\naddress = \"127.0.0.1:{}\"\n\
+             insecure = true\n",
+            deployment.control_port
+        ),
+    )
+    .unwrap();
+    let example = format!("{}/examples/numpy-message-api", env!("CARGO_MANIFEST_DIR"));
+    let submitted = home.flwr(&["run", &example, "--format", "json"]);
+    submitted.ok();
+    let run_id = submitted.json()["run-id"].as_str().unwrap().to_string();
+    let serverapp = Command::new(env!("CARGO_BIN_EXE_flwr-serverapp"))
+        .args(["--insecure", "--run-once", "--serverappio-api-address"])
+        .arg(format!("127.0.0.1:{}", deployment.serverappio_port))
+        .env("FLWR_HOME", home.path())
+        .env("FLWR_PYTHON", venv.join("bin/python"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = finish(serverapp, 60, "flwr-serverapp", || deployment.logs());
+    assert_eq!(ended.code, 1, "{}", ended.stderr);
+    let listed = home.flwr(&["ls", "--run-id", &run_id, "--format", "json"]);
+    listed.ok();
+    let run = &listed.json()["runs"][0];
+    assert_eq!(run["status"], "finished:failed", "{run}");
+    assert!(
+        run["status-details"]
+            .as_str()
+            .unwrap()
+            .contains("is Python code, which Flower's own flwr-serverapp runs"),
+        "{run}"
+    );
+}
