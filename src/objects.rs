@@ -395,6 +395,12 @@ fn object_content(class: &str, child_ids: &[&str], body: &[u8]) -> Vec<u8> {
     content
 }
 
+/// The id of an object with these bytes (header and body): their SHA-256,
+/// lowercase hex.
+pub fn object_id(content: &[u8]) -> String {
+    sha256_hex(content)
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -94,6 +94,12 @@ pub enum NotReplayable {
     Inputs(#[source] crate::builtin::BuiltinError),
     #[error("the run's inputs cannot be resolved again: {0}")]
     Interpreter(#[source] crate::bridge::python::Error),
+    #[error(
+        "the run is a deployment run: its ClientApps ran on SuperNodes, whose replies are outside inputs, and \
+         re-executing its ServerApp against the recorded replies is not supported yet; `flwr replay --events` shows \
+         its {messages} message events and what its ServerApp recorded"
+    )]
+    Deployment { messages: usize },
 }
 
 /// What the replay found.
@@ -586,6 +592,8 @@ struct FirstPass {
     submitted_at: Option<Micros>,
     simulation_finished: bool,
     recorded_by: Option<AppProcessStarted>,
+    /// Message events (a deployment run's).
+    messages: usize,
 }
 
 impl FirstPass {
@@ -626,6 +634,7 @@ impl FirstPass {
             }
             Event::SimulationFinished(_) => self.simulation_finished = true,
             Event::AppProcessStarted(started) => self.recorded_by = Some(started.clone()),
+            Event::MessageRouted(_) => self.messages += 1,
             _ => {}
         }
         if event.is_simulation() {
@@ -636,6 +645,11 @@ impl FirstPass {
     /// What the whole record says, or why it cannot be replayed.
     fn finish(self) -> Result<Decoded, NotReplayable> {
         let submitted = self.submitted.ok_or(NotReplayable::NoSubmission)?;
+        if self.messages > 0 {
+            return Err(NotReplayable::Deployment {
+                messages: self.messages,
+            });
+        }
         if self.count == 0 {
             return Err(never_ran(self.finished.as_ref()));
         }

@@ -32,6 +32,7 @@ use crate::domain::event::{Event, Outcome, Phase, SubStatus};
 use crate::flwr_log::{format_line, Entry, Level, Logger};
 use crate::objects;
 use crate::prng::Prng;
+use crate::proto::floret::v1 as ext;
 use crate::proto::flwr::proto as pb;
 use crate::proto::{self};
 use crate::records::{error_code, ConfigRecord, Error, Message, Scalar, SUPERLINK_NODE_ID};
@@ -40,6 +41,9 @@ use crate::strategy::start::{Driver, Interrupt, StartError};
 use crate::strategy::Grid;
 
 type Io = pb::server_app_io_client::ServerAppIoClient<Channel>;
+/// floret's SimulationEvents beside ServerAppIo: served by floret's
+/// SuperLink (the run's events, a prompt stop), not by Flower's.
+type Events = ext::simulation_events_client::SimulationEventsClient<Channel>;
 
 /// How often the process proves it is alive.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -148,6 +152,7 @@ pub async fn run(args: Args) -> Result<i32, ServerAppError> {
     let channel = connect(&address)
         .await
         .map_err(|source| ServerAppError::Connect { address, source })?;
+    let events = Events::new(channel.clone()).max_encoding_message_size(MESSAGE_MAX);
     let io = Io::new(channel)
         .max_decoding_message_size(MESSAGE_MAX)
         .max_encoding_message_size(MESSAGE_MAX);
@@ -162,7 +167,7 @@ pub async fn run(args: Args) -> Result<i32, ServerAppError> {
         };
         match claimed {
             Some((run_id, token)) => {
-                code = run_one(&io, run_id, &token).await?;
+                code = run_one(&io, &events, run_id, &token).await?;
                 if args.run_once || args.token.is_some() {
                     return Ok(code);
                 }
@@ -199,15 +204,17 @@ async fn claim_run(io: &Io, wanted: Option<u64>) -> Result<Option<(u64, String)>
 }
 
 /// One run from its inputs to its final status; the process's exit code.
-async fn run_one(io: &Io, run_id: u64, token: &str) -> Result<i32, ServerAppError> {
+async fn run_one(io: &Io, events: &Events, run_id: u64, token: &str) -> Result<i32, ServerAppError> {
     let color = std::env::var_os("NO_COLOR").is_none();
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat(io.clone(), token.to_string(), Arc::clone(&stop)));
+    let stop_watch = tokio::spawn(await_stop(events.clone(), run_id, token.to_string(), Arc::clone(&stop)));
     let (logs, receiver) = std::sync::mpsc::channel::<String>();
     let uploader = std::thread::spawn({
         let io = io.clone();
         let runtime = tokio::runtime::Handle::current();
-        move || upload_logs(io, runtime, run_id, receiver)
+        let token = token.to_string();
+        move || upload_logs(io, runtime, run_id, &token, receiver)
     });
     let inputs = io
         .clone()
@@ -222,7 +229,13 @@ async fn run_one(io: &Io, run_id: u64, token: &str) -> Result<i32, ServerAppErro
         let logs = logs.clone();
         let stop = Arc::clone(&stop);
         let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || execute(&inputs, io, runtime, stop, logs, color)).await?
+        let recorder = Recorder {
+            events: events.clone(),
+            token: token.to_string(),
+            pending: Vec::new(),
+            supported: true,
+        };
+        tokio::task::spawn_blocking(move || execute(&inputs, io, recorder, runtime, stop, logs, color)).await?
     };
     let (sub_status, details) = match &outcome {
         Outcome::Completed => (SubStatus::Completed, String::new()),
@@ -238,6 +251,7 @@ async fn run_one(io: &Io, run_id: u64, token: &str) -> Result<i32, ServerAppErro
     drop(logs);
     let _ = uploader.join();
     heartbeat.abort();
+    stop_watch.abort();
     let pushed = io
         .clone()
         .push_app_outputs(pb::PushAppOutputsRequest {
@@ -279,25 +293,29 @@ async fn run_one(io: &Io, run_id: u64, token: &str) -> Result<i32, ServerAppErro
 fn execute(
     inputs: &pb::PullAppInputsResponse,
     io: Io,
+    recorder: Recorder,
     runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
     logs: Sender<String>,
     color: bool,
 ) -> Outcome {
     let mut log = Logger::new();
-    let outcome = serve(inputs, io, runtime, stop, &logs, color, &mut log).unwrap_or_else(|error| match error {
-        RunError::Stopped => Outcome::Stopped,
-        error => Outcome::Failed {
-            reason: error.to_string(),
-        },
-    });
+    let outcome =
+        serve(inputs, io, recorder, runtime, stop, &logs, color, &mut log).unwrap_or_else(|error| match error {
+            RunError::Stopped => Outcome::Stopped,
+            error => Outcome::Failed {
+                reason: error.to_string(),
+            },
+        });
     forward(&mut log, &logs, color);
     outcome
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     inputs: &pb::PullAppInputsResponse,
     io: Io,
+    recorder: Recorder,
     runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
     logs: &Sender<String>,
@@ -308,7 +326,7 @@ fn serve(
     let initial = bridge::run::initial_arrays(&inputs, &python)?;
     let mut server = crate::builtin::server_for_client(&inputs, initial, log)?;
     forward(log, logs, color);
-    let mut driver = GridDriver::connect(&inputs, io, runtime, stop, logs.clone(), color)?;
+    let mut driver = GridDriver::connect(&inputs, io, recorder, runtime, stop, logs.clone(), color)?;
     Ok(match server.run(&mut driver, log) {
         Ok(_) => Outcome::Completed,
         Err(incomplete) => match incomplete.error {
@@ -380,6 +398,7 @@ struct GridDriver {
     color: bool,
     started: Instant,
     round_timeout: Duration,
+    recorder: Recorder,
 }
 
 impl GridDriver {
@@ -388,6 +407,7 @@ impl GridDriver {
     fn connect(
         inputs: &Inputs,
         io: Io,
+        recorder: Recorder,
         runtime: tokio::runtime::Handle,
         stop: Arc<AtomicBool>,
         logs: Sender<String>,
@@ -411,6 +431,7 @@ impl GridDriver {
             color,
             started: Instant::now(),
             round_timeout: Duration::from_secs_f64(round_timeout),
+            recorder,
         };
         let deadline = Instant::now() + NODES_PATIENCE;
         let mut said = false;
@@ -440,6 +461,14 @@ impl GridDriver {
                 said = true;
             }
             std::thread::sleep(PULL_INTERVAL);
+        }
+    }
+
+    /// Pushes the events the strategy recorded since the last push.
+    fn flush_events(&mut self) {
+        let (run_id, runtime) = (self.run_id, self.runtime.clone());
+        if self.recorder.flush(run_id, &runtime) {
+            self.stop.store(true, Ordering::Relaxed);
         }
     }
 
@@ -608,6 +637,7 @@ impl Driver for GridDriver {
         log: &mut Logger,
     ) -> Result<Vec<Message>, Interrupt> {
         self.forward(log);
+        self.flush_events();
         let before = format!("{} replies", phase.as_str());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -659,11 +689,12 @@ impl Driver for GridDriver {
     }
 
     fn record(&mut self, event: Event) {
-        tracing::debug!(?event, "deployment event");
+        self.recorder.pending.push(event);
     }
 
     fn checkpoint(&mut self, round: u64, before: &str, log: &mut Logger) -> Result<(), Interrupt> {
         self.forward(log);
+        self.flush_events();
         if self.stop.load(Ordering::Relaxed) {
             return Err(Interrupt::Stopped {
                 round,
@@ -677,6 +708,83 @@ impl Driver for GridDriver {
 
     fn elapsed_secs(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for GridDriver {
+    /// The last events (the end of the run) are recorded too.
+    fn drop(&mut self) {
+        self.flush_events();
+    }
+}
+
+/// What the strategy loop records (rounds, sampled nodes, replies,
+/// aggregates, the end), pushed to floret's SuperLink as the run's events;
+/// Flower's SuperLink has no place for them (`UNIMPLEMENTED`), and they are
+/// dropped.
+struct Recorder {
+    events: Events,
+    token: String,
+    pending: Vec<Event>,
+    supported: bool,
+}
+
+impl Recorder {
+    /// Pushes the pending events; whether the SuperLink asks the run to stop.
+    fn flush(&mut self, run_id: u64, runtime: &tokio::runtime::Handle) -> bool {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() || !self.supported {
+            return false;
+        }
+        let request = ext::PushEventsRequest {
+            token: self.token.clone(),
+            run_id,
+            events: pending
+                .iter()
+                .map(|event| {
+                    let (kind, version, payload) = crate::codec::encode(event);
+                    ext::SimEvent {
+                        kind: kind.into(),
+                        version,
+                        payload,
+                    }
+                })
+                .collect(),
+            usage: None,
+        };
+        let mut events = self.events.clone();
+        match runtime.block_on(async move { events.push_events(request).await }) {
+            Ok(response) => response.get_ref().stop_requested,
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                self.supported = false;
+                false
+            }
+            Err(status) => {
+                tracing::warn!("the SuperLink did not take the run's events: {}", status.message());
+                false
+            }
+        }
+    }
+}
+
+/// Sets `stop` as soon as the SuperLink says the run is to stop (floret's
+/// SuperLink answers AwaitStop then; Flower's does not serve it, and the
+/// heartbeat tells instead).
+async fn await_stop(mut events: Events, run_id: u64, token: String, stop: Arc<AtomicBool>) {
+    loop {
+        let request = ext::AwaitStopRequest {
+            token: token.clone(),
+            run_id,
+        };
+        match events.await_stop(request).await {
+            Ok(_) => {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => return,
+            Err(status) if status.code() == tonic::Code::PermissionDenied => return,
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
     }
 }
 
@@ -728,7 +836,13 @@ async fn watch_parent(pid: u32) {
 
 /// Pushes buffered log text every `LOG_UPLOAD_INTERVAL` until the sender is
 /// dropped, then the rest.
-fn upload_logs(io: Io, runtime: tokio::runtime::Handle, run_id: u64, receiver: std::sync::mpsc::Receiver<String>) {
+fn upload_logs(
+    io: Io,
+    runtime: tokio::runtime::Handle,
+    run_id: u64,
+    token: &str,
+    receiver: std::sync::mpsc::Receiver<String>,
+) {
     let mut open = true;
     while open {
         let mut batch = Vec::new();
@@ -744,11 +858,15 @@ fn upload_logs(io: Io, runtime: tokio::runtime::Handle, run_id: u64, receiver: s
             }
         }
         for logs in crate::flwr_log::batches(batch, LOG_BYTES_PER_PUSH) {
-            let request = pb::PushLogsRequest {
-                node: Some(pb::Node { node_id: 0 }),
-                run_id,
-                logs,
-            };
+            // floret's SuperLink takes a run's logs only with its token.
+            let request = crate::wire::with_app_token(
+                pb::PushLogsRequest {
+                    node: Some(pb::Node { node_id: 0 }),
+                    run_id,
+                    logs,
+                },
+                token,
+            );
             let mut io = io.clone();
             if let Err(status) = runtime.block_on(async move { io.push_logs(request).await }) {
                 tracing::warn!("cannot push logs: {}", status.message());

@@ -70,6 +70,24 @@ pub fn describe(event: &Event) -> String {
         Event::NodeDeactivated(n) => format!("node {}", n.node_id),
         Event::NodeUnregistered(n) => format!("node {}", n.node_id),
         Event::NodeWentOffline(n) => format!("node {}", n.node_id),
+        Event::MessageRouted(m) => {
+            let error = m.error_code.map(|code| format!(", error {code}")).unwrap_or_default();
+            let answers = if m.reply_to.is_empty() {
+                String::new()
+            } else {
+                format!(" answering {}", short_id(&m.reply_to))
+            };
+            format!(
+                "{} {} {} node {} -> node {}, group {}, {} bytes{error}{answers}",
+                m.hop.as_str(),
+                m.message_type,
+                short_id(&m.message_id),
+                m.src_node_id,
+                m.dst_node_id,
+                m.group_id,
+                m.bytes
+            )
+        }
         Event::SimulationStarted(s) => format!(
             "{} supernodes, {} + {}, {}, {} rounds; config {}",
             s.num_supernodes,
@@ -207,4 +225,9 @@ impl Renderer {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+}
+
+/// The first 12 hex digits of a message id.
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
 }

@@ -37,12 +37,13 @@ struct Args {
     /// concurrently.
     #[arg(long)]
     fleet_api_num_workers: Option<u32>,
-    /// Accepted for Flower compatibility: floret does not serve the
-    /// ServerAppIo API yet (no ServerApp runs in deployment mode).
+    /// ServerAppIo API address (used by flwr-serverapp processes), in
+    /// deployment mode.
     #[arg(long, default_value = "0.0.0.0:9091")]
     serverappio_api_address: String,
-    /// `subprocess`: launch one flwr-simulation process per run; `process`:
-    /// leave launching to an external process.
+    /// `subprocess`: launch one app process per run (flwr-simulation, or
+    /// flwr-serverapp in deployment mode); `process`: leave launching to an
+    /// external process.
     #[arg(long, default_value = "subprocess", value_parser = ["subprocess", "process"])]
     isolation: String,
     /// Control API address (used by the flwr CLI).
@@ -73,6 +74,10 @@ struct Args {
     /// The flwr-simulation executable; default: the one next to this program.
     #[arg(long)]
     simulation_executable: Option<PathBuf>,
+    /// The flwr-serverapp executable (deployment mode); default: the one
+    /// next to this program.
+    #[arg(long)]
+    serverapp_executable: Option<PathBuf>,
 }
 
 /// Flower's `flwr_exit` message: the Flower exit code, the message, the
@@ -177,6 +182,7 @@ fn main() {
         std::process::exit(1);
     }
     let fleet_address = deployment.then(|| parse_address(&args.fleet_api_address, "Fleet API"));
+    let serverappio_address = deployment.then(|| parse_address(&args.serverappio_api_address, "ServerAppIo API"));
     let control_address = parse_address(&args.control_api_address, "Control API");
     let simulationio_address = parse_address(&args.simulationio_api_address, "SimulationIo API");
     let in_memory = matches!(args.database.as_str(), ":flwr-in-memory:" | ":memory:");
@@ -190,18 +196,23 @@ fn main() {
         .storage_dir
         .clone()
         .unwrap_or_else(|| floret::host::flwr_home().join("superlink").join("ffs"));
-    // Deployment mode executes no run yet: nothing is launched.
-    let simulation_executable = (args.simulation && args.isolation == "subprocess").then(|| {
-        args.simulation_executable
-            .clone()
-            .unwrap_or_else(|| floret::host::sibling_executable("flwr-simulation"))
+    let app_executable = (args.isolation == "subprocess").then(|| {
+        if deployment {
+            args.serverapp_executable
+                .clone()
+                .unwrap_or_else(|| floret::host::sibling_executable("flwr-serverapp"))
+        } else {
+            args.simulation_executable
+                .clone()
+                .unwrap_or_else(|| floret::host::sibling_executable("flwr-simulation"))
+        }
     });
     let config = floret::superlink::Config {
         database,
         storage_dir,
         flwr_home: args.flwr_home.clone().map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
         log_file: args.log_file.clone(),
-        simulation_executable,
+        app_executable,
         // Test-only (documented in docs/ARCHITECTURE.md, Testing): cap the
         // database's size without filling a disk.
         page_cap_file: std::env::var_os("FLORET_TEST_MAX_PAGE_COUNT_FILE").map(PathBuf::from),
@@ -222,6 +233,10 @@ fn main() {
             Some(address) => Some(bind(address, "Fleet API").await?),
             None => None,
         };
+        let serverappio = match serverappio_address {
+            Some(address) => Some(bind(address, "ServerAppIo API").await?),
+            None => None,
+        };
         let mode = if fleet.is_some() { "deployment" } else { "simulation" };
         tracing::info!(version = floret::BUILD, mode, "starting flower-superlink");
         let shutdown = async {
@@ -236,6 +251,7 @@ fn main() {
             control,
             simulationio,
             fleet,
+            serverappio,
         };
         floret::superlink::run(listeners, config, shutdown)
             .await

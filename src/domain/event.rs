@@ -63,6 +63,11 @@ pub enum Event {
     /// The SuperLink saw no heartbeat in time and marked the node offline.
     NodeWentOffline(NodeWentOffline),
 
+    // Message events of a deployment run: a message passed through the
+    // SuperLink (Fleet and ServerAppIo). Outside inputs, never compared.
+    /// One hop of a message: its ids, ends, kind and size, not its content.
+    MessageRouted(MessageRouted),
+
     // Simulation events.
     SimulationStarted(SimulationStarted),
     NodesRegistered(NodesRegistered),
@@ -115,6 +120,55 @@ pub struct NodeUnregistered {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeWentOffline {
     pub node_id: u64,
+}
+
+/// Where a message of a deployment run went through the SuperLink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Hop {
+    /// The ServerApp pushed an instruction (ServerAppIo `PushMessages`).
+    Pushed,
+    /// Its SuperNode pulled it (Fleet `PullMessages`).
+    Delivered,
+    /// The SuperNode pushed the reply (Fleet `PushMessages`).
+    Replied,
+    /// The ServerApp pulled the reply (ServerAppIo `PullMessages`).
+    Answered,
+    /// The SuperLink answered in the node's place: its node went offline,
+    /// or the message outlived its TTL (Flower's error replies).
+    Failed,
+}
+
+impl Hop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hop::Pushed => "pushed",
+            Hop::Delivered => "delivered",
+            Hop::Replied => "replied",
+            Hop::Answered => "answered",
+            Hop::Failed => "failed",
+        }
+    }
+}
+
+/// A message of a deployment run at one [`Hop`]. Its content stays in the
+/// SuperLink's object store while the message is in flight; the event keeps
+/// the message id, which is the SHA-256 of the message object and so names
+/// the content exactly, and the size of its objects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageRouted {
+    pub hop: Hop,
+    /// The message's id (an instruction's, or a reply's).
+    pub message_id: String,
+    /// The instruction a reply answers; empty for instructions.
+    pub reply_to: String,
+    pub src_node_id: u64,
+    pub dst_node_id: u64,
+    pub message_type: String,
+    pub group_id: String,
+    /// Bytes of the message's objects (its content, and its error).
+    pub bytes: u64,
+    /// The error code of a reply that carries an error.
+    pub error_code: Option<i64>,
 }
 
 /// `Vec<u8>` as one byte string (MessagePack `bin`), not an array of numbers.
@@ -459,6 +513,7 @@ impl Event {
             Event::NodeDeactivated(_) => "NodeDeactivated",
             Event::NodeUnregistered(_) => "NodeUnregistered",
             Event::NodeWentOffline(_) => "NodeWentOffline",
+            Event::MessageRouted(_) => "MessageRouted",
             Event::SimulationStarted(_) => "SimulationStarted",
             Event::NodesRegistered(_) => "NodesRegistered",
             Event::RoundStarted(_) => "RoundStarted",
@@ -491,6 +546,7 @@ impl Event {
                 | Event::NodeDeactivated(_)
                 | Event::NodeUnregistered(_)
                 | Event::NodeWentOffline(_)
+                | Event::MessageRouted(_)
         )
     }
 

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::domain::event::{Event, LogAppended, RunFinished, RunSubmitted, SubStatus, Usage};
+use crate::domain::event::{Event, LogAppended, MessageRouted, RunFinished, RunSubmitted, SubStatus, Usage};
 use crate::domain::ids::{Micros, RunId};
 
 /// Where a run is in its life.
@@ -124,6 +124,8 @@ pub enum Command {
     AppendSimulation(Vec<Event>),
     /// The app process's measured totals of traffic and ClientApp time.
     RecordUsage(Usage),
+    /// Messages of a deployment run passed through the SuperLink.
+    RouteMessages(Vec<MessageRouted>),
     /// The SuperLink found the run abandoned (no heartbeat, its process
     /// exited, the SuperLink restarted): finish it as failed unless finished.
     Abandon { reason: String },
@@ -147,6 +149,9 @@ pub enum Rejection {
     /// Usage was reported for a run that is not running, or is not a usage.
     #[error("run {run_id} does not accept a usage report: {reason}")]
     UnexpectedUsage { run_id: RunId, reason: String },
+    /// Messages for a run that is not running.
+    #[error("Run {run_id} is {status}: it sends and receives no messages")]
+    NotRunning { run_id: RunId, status: Status },
 }
 
 /// The details recorded when a user stops a run.
@@ -244,6 +249,10 @@ pub fn decide(state: &State, run_id: RunId, command: &Command) -> Result<Vec<Eve
             }
             Ok(vec![Event::UsageRecorded(usage.clone())])
         }
+        Command::RouteMessages(routed) => match status {
+            Status::Running => Ok(routed.iter().cloned().map(Event::MessageRouted).collect()),
+            status => Err(Rejection::NotRunning { run_id, status }),
+        },
         Command::Abandon { reason } => match status {
             Status::Finished(_) => Ok(vec![]),
             _ => Ok(vec![Event::RunFinished(RunFinished {
@@ -385,7 +394,8 @@ pub fn apply(state: &mut State, run_id: RunId, event: &Event, at: Micros) {
         | Event::SimulationStopped(_)
         | Event::PythonStarted(_)
         | Event::MessageSent(_)
-        | Event::ReplyDelivered(_) => {}
+        | Event::ReplyDelivered(_)
+        | Event::MessageRouted(_) => {}
     }
 }
 

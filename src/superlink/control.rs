@@ -235,6 +235,9 @@ impl ControlService {
             .map_err(exec_status)?;
         tracing::info!(%run_id, "run submitted");
         if let Some(launcher) = &self.shared.launcher {
+            // A deployment run's ServerApp process starts its own Python
+            // (for `initial-arrays`); warm interpreters serve simulations.
+            let warm_key = if self.shared.deployment { None } else { warm_key };
             launcher.launch(run_id, warm_key);
         }
         Ok(run_id)

@@ -1,9 +1,12 @@
 //! Flower's `Fleet` API (1.27, grpc-rere), which real `flower-supernode`
 //! processes call: the node lifecycle (RegisterNode, ActivateNode,
 //! DeactivateNode, UnregisterNode, SendNodeHeartbeat), GetRun and GetFab,
-//! and PullMessages, which has nothing to deliver yet (an empty list).
-//! PushMessages, PushObject, PullObject and ConfirmMessageReceived answer
-//! `UNIMPLEMENTED` until messages and the object store exist.
+//! and the messages: PullMessages hands a node its next instruction (one per
+//! call, once), PushMessages takes its reply, and PushObject, PullObject and
+//! ConfirmMessageReceived move their contents through the SuperLink's
+//! [`Mailbox`](super::mailbox::Mailbox), where the ServerApp (ServerAppIo)
+//! finds them. A reply that answers no instruction of that node is dropped
+//! with Flower's `results = {"None": 0}`.
 //!
 //! Status codes and texts are Flower 1.27's (its `FleetServicer` and
 //! `message_handler`): a public key already in use, an unknown key, a node
@@ -18,7 +21,7 @@
 //!
 //! Handlers never write the store: node commands go through the engine.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tonic::{Request, Response, Status};
@@ -31,6 +34,7 @@ use crate::proto::flwr::proto as pb;
 use crate::proto::{self, DEFAULT_FEDERATION};
 use crate::superlink::control::exec_status;
 use crate::superlink::engine::ExecError;
+use crate::superlink::serverappio::{envelopes, pulled_object, record, refusal_status, running_run, unix_now};
 use crate::superlink::Shared;
 
 pub(crate) struct FleetService {
@@ -97,14 +101,6 @@ fn node_status(error: ExecError) -> Status {
         ExecError::NodeRejected(rejection) => Status::failed_precondition(rejection.to_string()),
         other => exec_status(other),
     }
-}
-
-/// What the not-yet-built message path answers.
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "Fleet.{rpc} is not implemented by this SuperLink yet: floret's deployment mode connects SuperNodes \
-         but does not deliver messages to them (see docs/DEPLOYMENT.md)"
-    ))
 }
 
 #[tonic::async_trait]
@@ -186,22 +182,59 @@ impl pb::fleet_server::Fleet for FleetService {
         &self,
         request: Request<pb::PullMessagesRequest>,
     ) -> Result<Response<pb::PullMessagesResponse>, Status> {
-        if let Some(node) = request.into_inner().node {
-            self.seen(node.node_id, "PullMessages");
-        }
-        // Nothing is ever sent to SuperNodes yet.
+        let Some(node) = request.into_inner().node else {
+            return Err(Status::invalid_argument("PullMessages names no node"));
+        };
+        self.seen(node.node_id, "PullMessages");
+        // One message per pull, as Flower's SuperLink hands them out.
+        let pulled = self
+            .shared
+            .mailbox
+            .lock()
+            .expect("mailbox lock")
+            .pull_instruction(node.node_id, unix_now());
+        let Some((envelope, routed)) = pulled else {
+            return Ok(Response::new(pb::PullMessagesResponse::default()));
+        };
+        record(&self.shared, vec![routed]).await?;
         Ok(Response::new(pb::PullMessagesResponse {
             reconnect: None,
-            messages_list: Vec::new(),
-            message_object_trees: Vec::new(),
+            messages_list: vec![envelope.message],
+            message_object_trees: vec![envelope.tree],
         }))
     }
 
     async fn push_messages(
         &self,
-        _request: Request<pb::PushMessagesRequest>,
+        request: Request<pb::PushMessagesRequest>,
     ) -> Result<Response<pb::PushMessagesResponse>, Status> {
-        Err(not_yet("PushMessages"))
+        let request = request.into_inner();
+        let mut envelopes = envelopes(request.messages_list, request.message_object_trees)?.into_iter();
+        // Flower takes the first message (a SuperNode sends one).
+        let Some(envelope) = envelopes.next() else {
+            return Err(Status::invalid_argument("PushMessages carries no message"));
+        };
+        let run_id = envelope.message.metadata.as_ref().map_or(0, |m| m.run_id);
+        running_run(&self.shared, run_id).await?;
+        let (taken, objects_to_push, routed) = self
+            .shared
+            .mailbox
+            .lock()
+            .expect("mailbox lock")
+            .push_reply(envelope, run_id, unix_now())
+            .map_err(refusal_status)?;
+        if taken.is_none() {
+            tracing::warn!(
+                run_id,
+                "a SuperNode's reply answers no message in flight; it was dropped"
+            );
+        }
+        record(&self.shared, routed).await?;
+        Ok(Response::new(pb::PushMessagesResponse {
+            reconnect: Some(pb::Reconnect { reconnect: 5 }),
+            results: BTreeMap::from([(taken.unwrap_or_else(|| "None".into()), 0)]),
+            objects_to_push,
+        }))
     }
 
     async fn get_run(&self, request: Request<pb::GetRunRequest>) -> Result<Response<pb::GetRunResponse>, Status> {
@@ -231,22 +264,47 @@ impl pb::fleet_server::Fleet for FleetService {
 
     async fn push_object(
         &self,
-        _request: Request<pb::PushObjectRequest>,
+        request: Request<pb::PushObjectRequest>,
     ) -> Result<Response<pb::PushObjectResponse>, Status> {
-        Err(not_yet("PushObject"))
+        let request = request.into_inner();
+        running_run(&self.shared, request.run_id).await?;
+        let (stored, routed) = self
+            .shared
+            .mailbox
+            .lock()
+            .expect("mailbox lock")
+            .push_object(&request.object_id, request.object_content)
+            .map_err(refusal_status)?;
+        record(&self.shared, routed).await?;
+        Ok(Response::new(pb::PushObjectResponse { stored }))
     }
 
     async fn pull_object(
         &self,
-        _request: Request<pb::PullObjectRequest>,
+        request: Request<pb::PullObjectRequest>,
     ) -> Result<Response<pb::PullObjectResponse>, Status> {
-        Err(not_yet("PullObject"))
+        let request = request.into_inner();
+        running_run(&self.shared, request.run_id).await?;
+        let pulled = self
+            .shared
+            .mailbox
+            .lock()
+            .expect("mailbox lock")
+            .pull_object(&request.object_id);
+        Ok(Response::new(pulled_object(pulled)))
     }
 
     async fn confirm_message_received(
         &self,
-        _request: Request<pb::ConfirmMessageReceivedRequest>,
+        request: Request<pb::ConfirmMessageReceivedRequest>,
     ) -> Result<Response<pb::ConfirmMessageReceivedResponse>, Status> {
-        Err(not_yet("ConfirmMessageReceived"))
+        let request = request.into_inner();
+        running_run(&self.shared, request.run_id).await?;
+        self.shared
+            .mailbox
+            .lock()
+            .expect("mailbox lock")
+            .confirm(&request.message_object_id);
+        Ok(Response::new(pb::ConfirmMessageReceivedResponse {}))
     }
 }

@@ -1,4 +1,6 @@
-//! Launches one `flwr-simulation` process per pending run and watches it.
+//! Launches one app process per pending run and watches it: `flwr-simulation`
+//! on SimulationIo for a simulation, `flwr-serverapp` on ServerAppIo for a
+//! deployment run (whose ClientApps run on the SuperNodes).
 //!
 //! Flower 1.27 has a separate `flower-superexec` poll for pending runs every
 //! second, claim a run (`RequestToken`) and launch `flwr-simulation --token`;
@@ -41,10 +43,27 @@ const WARM_START_WAIT: Duration = Duration::from_secs(30);
 /// The environment variable that hands the run's token to `flwr-simulation`.
 pub(crate) const TOKEN_VARIABLE: &str = "FLORET_APP_TOKEN";
 
+/// The API an app process is pointed at.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AppApi {
+    SimulationIo(SocketAddr),
+    ServerAppIo(SocketAddr),
+}
+
+impl AppApi {
+    /// The flag that names it, and the process's name in messages.
+    fn flag_and_name(self) -> (&'static str, &'static str, SocketAddr) {
+        match self {
+            AppApi::SimulationIo(address) => ("--simulationio-api-address", "flwr-simulation", address),
+            AppApi::ServerAppIo(address) => ("--serverappio-api-address", "flwr-serverapp", address),
+        }
+    }
+}
+
 pub(crate) struct Launcher {
-    /// The `flwr-simulation` executable.
+    /// The `flwr-simulation` or `flwr-serverapp` executable.
     executable: PathBuf,
-    simulationio: SocketAddr,
+    api: AppApi,
     /// Where the children's stderr goes (the SuperLink's log file), if set.
     log_file: Option<PathBuf>,
     engine: Handle,
@@ -58,14 +77,14 @@ pub(crate) struct Launcher {
 impl Launcher {
     pub fn new(
         executable: PathBuf,
-        simulationio: SocketAddr,
+        api: AppApi,
         log_file: Option<PathBuf>,
         engine: Handle,
         warm: Option<Arc<WarmPython>>,
     ) -> Arc<Launcher> {
         Arc::new(Launcher {
             executable,
-            simulationio,
+            api,
             log_file,
             engine,
             children: Mutex::new(HashMap::new()),
@@ -111,11 +130,12 @@ impl Launcher {
     }
 
     fn spawn(self: &Arc<Self>, run_id: RunId, token: &str, handed: Option<(warm::Key, warm::Handed)>) {
+        let (flag, name, address) = self.api.flag_and_name();
         let mut command = Process::new(&self.executable);
         command
             .arg("--insecure")
-            .arg("--simulationio-api-address")
-            .arg(self.simulationio.to_string())
+            .arg(flag)
+            .arg(address.to_string())
             .arg("--run-id")
             .arg(run_id.0.to_string())
             .arg("--parent-pid")
@@ -173,7 +193,7 @@ impl Launcher {
             }
         };
         let pid = child.id().unwrap_or(0);
-        tracing::info!(%run_id, pid, "launched flwr-simulation");
+        tracing::info!(%run_id, pid, "launched {name}");
         self.children.lock().expect("children lock").insert(run_id, pid);
         let launcher = Arc::clone(self);
         tokio::spawn(async move { launcher.watch(run_id, child).await });
@@ -190,11 +210,19 @@ impl Launcher {
             },
             Err(error) => format!("could not be waited for ({error})"),
         };
-        tracing::info!(%run_id, "flwr-simulation {described}");
+        let name = self.api.flag_and_name().1;
+        tracing::info!(%run_id, "{name} {described}");
         // A run whose process is gone can never finish: fail it unless it
         // already finished (the normal case, a no-op). The engine keeps
         // trying while the disk is full.
-        let reason = format!("The simulation process (flwr-simulation) {described} before the run finished.");
+        let reason = match self.api {
+            AppApi::SimulationIo(_) => {
+                format!("The simulation process (flwr-simulation) {described} before the run finished.")
+            }
+            AppApi::ServerAppIo(_) => {
+                format!("The ServerApp process (flwr-serverapp) {described} before the run finished.")
+            }
+        };
         self.engine.oblige(run_id, Command::Abandon { reason });
     }
 

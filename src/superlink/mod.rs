@@ -21,6 +21,8 @@ pub mod ffs;
 pub mod fleet;
 pub mod launcher;
 pub mod local;
+pub mod mailbox;
+pub mod serverappio;
 pub mod simulationio;
 pub mod warm;
 
@@ -57,10 +59,11 @@ pub(crate) const SIMULATIONIO_REQUEST_MAX: usize = 16 * MIB;
 /// events at a time); one event is therefore smaller than a record page
 /// can be.
 pub(crate) const EVENTS_REQUEST_MAX: usize = 32 * MIB;
-/// Largest Fleet request: the node lifecycle, GetRun and GetFab carry a
-/// public key or ids; messages and objects (the requests that will carry a
-/// model) are not taken yet.
-pub(crate) const FLEET_REQUEST_MAX: usize = 16 * MIB;
+/// Largest Fleet and ServerAppIo request. The largest are PushObject calls:
+/// one object each, and an array travels in chunks of at most 5 MiB
+/// (Flower's `MAX_ARRAY_CHUNK_SIZE`), so no object a Flower peer makes comes
+/// near it; messages carry only metadata and trees.
+pub(crate) const MESSAGE_REQUEST_MAX: usize = 64 * MIB;
 /// Log text per StreamLogs message (one log row more at most, and rows are
 /// at most `domain::run::LOG_EVENT_MAX`).
 pub(crate) const LOG_PAGE_MAX: usize = MIB;
@@ -92,9 +95,10 @@ pub struct Config {
     /// The `FLWR_HOME` a managed local SuperLink serves (reported by Identify).
     pub flwr_home: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
-    /// The `flwr-simulation` executable to launch per run; `None` when app
-    /// processes are started by someone else (`--isolation process`).
-    pub simulation_executable: Option<PathBuf>,
+    /// The app executable to launch per run (`flwr-simulation`, or
+    /// `flwr-serverapp` in deployment mode); `None` when app processes are
+    /// started by someone else (`--isolation process`).
+    pub app_executable: Option<PathBuf>,
     /// Test-only: a file holding a page cap for `state.db`, read before each
     /// write, so that tests fill the database without filling a disk
     /// (`FLORET_TEST_MAX_PAGE_COUNT_FILE`; see `Store::set_page_cap_file`).
@@ -123,6 +127,9 @@ pub struct Listeners {
     pub simulationio: TcpListener,
     /// The Fleet API (SuperNodes), in deployment mode only.
     pub fleet: Option<TcpListener>,
+    /// ServerAppIo (and SimulationEvents beside it) for the ServerApp
+    /// processes of deployment runs, in deployment mode only.
+    pub serverappio: Option<TcpListener>,
 }
 
 /// What every service shares.
@@ -138,6 +145,9 @@ pub(crate) struct Shared {
     pub deployment: bool,
     /// Signalled by the Local API's Shutdown.
     pub shutdown: Notify,
+    /// Messages of deployment runs in flight. A std mutex: held for one
+    /// mailbox operation, never across an await.
+    pub mailbox: std::sync::Mutex<mailbox::Mailbox>,
     /// The Local API secret (also in `<database>.secret`); `None` for a
     /// database in memory.
     pub local_secret: Option<String>,
@@ -190,14 +200,26 @@ pub async fn run(
         control,
         simulationio,
         fleet,
+        serverappio,
     } = listeners;
     tighten_state(&config);
     let (engine, local_secret) = start_engine(&config).await?;
-    let mut shared = share(engine, local_secret, config, &control, &simulationio)?;
+    let serverappio_address = serverappio
+        .as_ref()
+        .map(|l| l.local_addr().map_err(Error::Listener))
+        .transpose()?;
+    let mut shared = share(
+        engine,
+        local_secret,
+        config,
+        &control,
+        &simulationio,
+        serverappio_address,
+    )?;
     shared.deployment = fleet.is_some();
     let shared = Arc::new(shared);
     recover(&shared).await;
-    let expiry = spawn_expiry(shared.engine.clone());
+    let expiry = spawn_expiry(Arc::clone(&shared));
     let (stop_servers, servers_stopping) = tokio::sync::watch::channel(false);
     let control_task = tokio::spawn(serve_control(&shared, control, servers_stopping.clone()));
     let simulationio_task = tokio::spawn(serve_simulationio(&shared, simulationio, servers_stopping.clone()));
@@ -207,7 +229,18 @@ pub async fn run(
         Some(listener) => {
             let fleet_address = listener.local_addr().map_err(Error::Listener)?;
             tracing::info!(%fleet_address, "Fleet API (grpc-rere) serving");
-            Some(tokio::spawn(serve_fleet(&shared, listener, servers_stopping)))
+            Some(tokio::spawn(serve_fleet(&shared, listener, servers_stopping.clone())))
+        }
+        None => None,
+    };
+    let serverappio_task = match serverappio {
+        Some(listener) => {
+            tracing::info!(serverappio_address = %listener.local_addr().map_err(Error::Listener)?, "ServerAppIo API serving");
+            Some(tokio::spawn(serve_serverappio(
+                &shared,
+                listener,
+                servers_stopping.clone(),
+            )))
         }
         None => None,
     };
@@ -223,6 +256,9 @@ pub async fn run(
     simulationio_task.await.expect("simulationio server task")?;
     if let Some(task) = fleet_task {
         task.await.expect("fleet server task")?;
+    }
+    if let Some(task) = serverappio_task {
+        task.await.expect("serverappio server task")?;
     }
     Ok(())
 }
@@ -251,6 +287,7 @@ fn share(
     config: Config,
     control: &TcpListener,
     simulationio: &TcpListener,
+    serverappio: Option<SocketAddr>,
 ) -> Result<Shared, Error> {
     let ffs = ffs::Ffs::open(&config.storage_dir).map_err(|source| Error::Storage {
         path: config.storage_dir.clone(),
@@ -258,10 +295,16 @@ fn share(
     })?;
     let control_address = control.local_addr().map_err(Error::Listener)?;
     let simulationio_address = simulationio.local_addr().map_err(Error::Listener)?;
-    let launcher = config.simulation_executable.clone().map(|executable| {
+    // Deployment runs get a ServerApp process on ServerAppIo, simulations
+    // an app process on SimulationIo.
+    let launcher = config.app_executable.clone().map(|executable| {
+        let api = match serverappio {
+            Some(address) => launcher::AppApi::ServerAppIo(address),
+            None => launcher::AppApi::SimulationIo(simulationio_address),
+        };
         launcher::Launcher::new(
             executable,
-            simulationio_address,
+            api,
             config.log_file.clone(),
             engine.clone(),
             warm::WarmPython::from_env(),
@@ -278,18 +321,31 @@ fn share(
         deployment: false,
         shutdown: Notify::new(),
         local_secret,
+        mailbox: std::sync::Mutex::new(mailbox::Mailbox::default()),
     })
 }
 
 /// Every second: retries obligations, marks SuperNodes whose heartbeat is
-/// overdue offline and fails runs whose heartbeat expired.
-fn spawn_expiry(engine: engine::Handle) -> tokio::task::JoinHandle<()> {
+/// overdue offline, fails runs whose heartbeat expired, and drops the
+/// messages of runs that ended (stopped, failed, or their process died).
+fn spawn_expiry(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         loop {
             interval.tick().await;
-            for run_id in engine.expire().await {
+            for run_id in shared.engine.expire().await {
                 tracing::warn!(%run_id, "no heartbeat from the run's process; the run failed");
+            }
+            let in_flight = shared.mailbox.lock().expect("mailbox lock").run_ids();
+            for run_id in in_flight {
+                let ended = shared
+                    .engine
+                    .run(crate::domain::ids::RunId(run_id))
+                    .await
+                    .is_none_or(|run| run.status.is_finished());
+                if ended {
+                    shared.mailbox.lock().expect("mailbox lock").drop_run(run_id);
+                }
             }
         }
     })
@@ -350,6 +406,29 @@ fn serve_simulationio(
         .serve_with_incoming_shutdown(nodelay(listener), stopped(stop))
 }
 
+/// The ServerAppIo and SimulationEvents APIs on `listener`, until `stop`.
+fn serve_serverappio(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            pb::server_app_io_server::ServerAppIoServer::new(serverappio::ServerAppIoService::new(Arc::clone(shared)))
+                .max_decoding_message_size(MESSAGE_REQUEST_MAX)
+                .max_encoding_message_size(RESPONSE_MAX),
+        )
+        .add_service(
+            ext::simulation_events_server::SimulationEventsServer::new(simulationio::SimulationEventsService {
+                shared: Arc::clone(shared),
+            })
+            .max_decoding_message_size(EVENTS_REQUEST_MAX)
+            .max_encoding_message_size(RESPONSE_MAX),
+        )
+        .serve_with_incoming_shutdown(nodelay(listener), stopped(stop))
+}
+
 /// The Fleet API on `listener`, until `stop`.
 fn serve_fleet(
     shared: &Arc<Shared>,
@@ -360,7 +439,7 @@ fn serve_fleet(
         .tcp_nodelay(true)
         .add_service(
             pb::fleet_server::FleetServer::new(fleet::FleetService::new(Arc::clone(shared)))
-                .max_decoding_message_size(FLEET_REQUEST_MAX)
+                .max_decoding_message_size(MESSAGE_REQUEST_MAX)
                 .max_encoding_message_size(RESPONSE_MAX),
         )
         .serve_with_incoming_shutdown(nodelay(listener), stopped(stop))

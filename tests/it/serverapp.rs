@@ -45,7 +45,7 @@ struct Deployment {
     serverappio_port: u16,
     dir: tempfile::TempDir,
     _superlink: Group,
-    _supernodes: Vec<Group>,
+    supernodes: Vec<Group>,
 }
 
 impl Deployment {
@@ -64,7 +64,21 @@ impl Deployment {
     }
 }
 
+/// Whose SuperLink a deployment has.
+#[derive(Clone, Copy, PartialEq)]
+enum Link {
+    /// Flower 1.27's, which launches no ServerApp (`--isolation process`):
+    /// the test starts floret's `flwr-serverapp` against it.
+    Flower,
+    /// floret's, which launches `flwr-serverapp` for every run it accepts.
+    Floret,
+}
+
 fn flower_deployment(venv: &Path, nodes: usize) -> Deployment {
+    deployment(venv, nodes, Link::Flower)
+}
+
+fn deployment(venv: &Path, nodes: usize, link: Link) -> Deployment {
     let dir = temp_dir();
     let (fleet_port, serverappio_port, control_port) = (free_port(), free_port(), free_port());
     let path = format!(
@@ -72,9 +86,25 @@ fn flower_deployment(venv: &Path, nodes: usize) -> Deployment {
         venv.join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let mut superlink = match link {
+        Link::Flower => {
+            let mut command = Command::new(venv.join("bin/flower-superlink"));
+            command.args(["--insecure", "--isolation", "process"]);
+            command
+        }
+        Link::Floret => {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_flower-superlink"));
+            command
+                .arg("--insecure")
+                .args(["--simulationio-api-address", &format!("127.0.0.1:{}", free_port())])
+                // The ServerApp's `initial-arrays` runs in the app's Python.
+                .env("FLWR_PYTHON", venv.join("bin/python"))
+                .env("NO_COLOR", "1");
+            command
+        }
+    };
     let superlink = spawn_group(
-        Command::new(venv.join("bin/flower-superlink"))
-            .args(["--insecure", "--isolation", "process"])
+        superlink
             .args(["--fleet-api-address", &format!("127.0.0.1:{fleet_port}")])
             .args(["--serverappio-api-address", &format!("127.0.0.1:{serverappio_port}")])
             .args(["--control-api-address", &format!("127.0.0.1:{control_port}")])
@@ -86,7 +116,7 @@ fn flower_deployment(venv: &Path, nodes: usize) -> Deployment {
             .env("PATH", &path),
         &dir.path().join("superlink.log"),
     );
-    wait_until_within("Flower's SuperLink listens", 60, || {
+    wait_until_within("the SuperLink listens", 60, || {
         [fleet_port, serverappio_port, control_port]
             .iter()
             .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
@@ -112,7 +142,7 @@ fn flower_deployment(venv: &Path, nodes: usize) -> Deployment {
         serverappio_port,
         dir,
         _superlink: superlink,
-        _supernodes: supernodes,
+        supernodes,
     }
 }
 
@@ -201,16 +231,22 @@ fn the_builtin_serverapp_drives_real_supernodes_and_matches_a_simulation() {
 
     // The same app and seed simulated with two virtual SuperNodes (full
     // participation, the same partitions): the same aggregates, to the bit.
+    assert_eq!(aggregates(&log.stdout), simulated_aggregates(&venv, app.path(), 2));
+}
+
+/// The `Aggregated MetricRecord` lines of a simulation of the app with
+/// `nodes` virtual SuperNodes.
+fn simulated_aggregates(venv: &Path, app: &Path, nodes: usize) -> Vec<String> {
     let simulated = Home::new();
     let ran = simulated
         .command(
             "flwr",
             &[
                 "run",
-                app.path().to_str().unwrap(),
+                app.to_str().unwrap(),
                 "--stream",
                 "--federation-config",
-                "num-supernodes=2",
+                &format!("num-supernodes={nodes}"),
             ],
         )
         .env("FLWR_PYTHON", venv.join("bin/python"))
@@ -220,7 +256,106 @@ fn the_builtin_serverapp_drives_real_supernodes_and_matches_a_simulation() {
     assert!(ran.status.success(), "{stdout}{}", String::from_utf8_lossy(&ran.stderr));
     let expected = aggregates(&stdout);
     assert_eq!(expected.len(), 6, "{stdout}");
-    assert_eq!(aggregates(&log.stdout), expected);
+    expected
+}
+
+/// A `FLWR_HOME` whose default profile is the deployment's SuperLink.
+fn deployment_home(deployment: &Deployment) -> Home {
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            "[superlink]\ndefault = \"deployment\"\n\n[superlink.deployment]\naddress = \"127.0.0.1:{}\"\n\
+             insecure = true\n",
+            deployment.control_port
+        ),
+    )
+    .unwrap();
+    home
+}
+
+/// The run's status, as `flwr ls` gives it.
+fn status_of(home: &Home, run_id: &str) -> String {
+    let listed = home.flwr(&["ls", "--run-id", run_id, "--format", "json"]);
+    listed.json()["runs"][0]["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until the run has finished; its status.
+fn wait_for_end(home: &Home, run_id: &str, seconds: u64, deployment: &Deployment) -> String {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let status = status_of(home, run_id);
+        if status.starts_with("finished") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let log = home.flwr(&["log", run_id, "--show"]);
+            panic!(
+                "run {run_id} did not finish within {seconds} s ({status}):\n{}\n{}",
+                log.stdout,
+                deployment.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn floret_superlink_carries_the_messages_of_real_supernodes_and_matches_a_simulation() {
+    let venv = python_env("1.27.0");
+    let deployment = deployment(&venv, 2, Link::Floret);
+    let app = builtin_server_app("FedAvg");
+    let home = deployment_home(&deployment);
+    // Submitted with the real Flower 1.27 CLI: floret's SuperLink launches
+    // its flwr-serverapp, whose messages reach Flower's SuperNodes through
+    // the Fleet API.
+    let submitted = Command::new(venv.join("bin/flwr"))
+        .args(["run", app.path().to_str().unwrap(), "deployment", "--format", "json"])
+        .env("FLWR_HOME", home.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&submitted.stdout);
+    assert!(
+        submitted.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let run_id = json["run-id"].to_string().trim_matches('"').to_string();
+    let status = wait_for_end(&home, &run_id, 300, &deployment);
+    let log = home.flwr(&["log", &run_id, "--show"]);
+    assert_eq!(status, "finished:completed", "{}\n{}", log.stdout, deployment.logs());
+    assert!(log.stdout.contains("[ROUND 3/3]"), "{}", log.stdout);
+    assert_eq!(
+        log.stdout.matches("Received 2 results and 0 failures").count(),
+        6,
+        "{}",
+        log.stdout
+    );
+    assert_eq!(aggregates(&log.stdout), simulated_aggregates(&venv, app.path(), 2));
+
+    // Every message is an event of the run, at each hop, with its size; the
+    // strategy's own events are there too.
+    // `--events` prints the timeline, then refuses to re-execute the run
+    // (exit code 6, saying why).
+    let events = home.flwr(&["replay", &run_id, "--events"]);
+    assert_eq!(events.code, 6, "{}", events.stderr);
+    assert!(events.stderr.contains("is a deployment run"), "{}", events.stderr);
+    let hops = |hop: &str| {
+        events
+            .stdout
+            .lines()
+            .filter(|line| line.contains("MessageRouted") && line.contains(&format!(" {hop} ")))
+            .count()
+    };
+    // 3 rounds of train and evaluate, to 2 nodes.
+    for hop in ["pushed", "delivered", "replied", "answered"] {
+        assert_eq!(hops(hop), 12, "{hop}:\n{}", events.stdout);
+    }
+    assert_eq!(events.stdout.matches("Aggregated").count(), 6, "{}", events.stdout);
 }
 
 #[test]
@@ -263,5 +398,69 @@ fn a_python_serverapp_is_left_to_flowers_own_serverapp_process() {
             .unwrap()
             .contains("is Python code, which Flower's own flwr-serverapp runs"),
         "{run}"
+    );
+}
+
+#[test]
+fn a_supernode_killed_mid_run_is_a_failure_and_the_run_goes_on_as_the_minimums_say() {
+    let venv = python_env("1.27.0");
+    let mut deployment = flower_deployment(&venv, 3);
+    let app = builtin_server_app("FedAvg");
+    let pyproject = app.path().join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    std::fs::write(
+        &pyproject,
+        text.replacen(
+            "seed = 42",
+            "seed = 42\nmin-available-nodes = 3\nmin-train-nodes = 2\nmin-evaluate-nodes = 2\nround-timeout = 15",
+            1,
+        ),
+    )
+    .unwrap();
+    let home = Home::new();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            "[superlink]\ndefault = \"deployment\"\n\n[superlink.deployment]\naddress = \"127.0.0.1:{}\"\n\
+             insecure = true\n",
+            deployment.control_port
+        ),
+    )
+    .unwrap();
+    let submitted = home.flwr(&["run", app.path().to_str().unwrap(), "--format", "json"]);
+    submitted.ok();
+    let run_id = submitted.json()["run-id"].as_str().unwrap().to_string();
+    let serverapp = Command::new(env!("CARGO_BIN_EXE_flwr-serverapp"))
+        .args(["--insecure", "--run-once", "--serverappio-api-address"])
+        .arg(format!("127.0.0.1:{}", deployment.serverappio_port))
+        .env("FLWR_HOME", home.path())
+        .env("FLWR_PYTHON", venv.join("bin/python"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first round is over, one SuperNode dies (SIGKILL, with its
+    // ClientApps): its messages of the next rounds get no reply.
+    wait_until_within("round 2 starts", 240, || {
+        home.flwr(&["log", &run_id, "--show"]).stdout.contains("[ROUND 2/3]")
+    });
+    drop(deployment.supernodes.remove(0));
+    let ended = finish(serverapp, 300, "flwr-serverapp", || deployment.logs());
+    let log = home.flwr(&["log", &run_id, "--show"]);
+    assert_eq!(ended.code, 0, "{}\n{}\n{}", log.stdout, ended.stderr, deployment.logs());
+    assert!(log.stdout.contains("[ROUND 3/3]"), "{}", log.stdout);
+    assert!(
+        log.stdout.contains("Received 2 results and 1 failures"),
+        "{}",
+        log.stdout
+    );
+    let listed = home.flwr(&["ls", "--run-id", &run_id, "--format", "json"]);
+    assert_eq!(
+        listed.json()["runs"][0]["status"],
+        "finished:completed",
+        "{}",
+        listed.stdout
     );
 }
