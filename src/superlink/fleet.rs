@@ -37,6 +37,21 @@ use crate::superlink::engine::ExecError;
 use crate::superlink::serverappio::{envelopes, pulled_object, record, refusal_status, running_run, unix_now};
 use crate::superlink::Shared;
 
+/// The largest public key a SuperNode may register (Flower's are PEM EC
+/// keys of ~180 bytes); the key is stored in an event.
+pub(crate) const PUBLIC_KEY_MAX: usize = 16 * 1024;
+
+/// Refuses a public key over [`PUBLIC_KEY_MAX`].
+fn check_public_key(public_key: &[u8]) -> Result<(), Status> {
+    if public_key.len() > PUBLIC_KEY_MAX {
+        return Err(Status::invalid_argument(format!(
+            "The public key has {} bytes; a SuperNode's public key has at most {PUBLIC_KEY_MAX}",
+            public_key.len()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) struct FleetService {
     pub shared: Arc<Shared>,
     /// Nodes that called since this SuperLink started, so that the first
@@ -110,6 +125,7 @@ impl pb::fleet_server::Fleet for FleetService {
         request: Request<pb::RegisterNodeFleetRequest>,
     ) -> Result<Response<pb::RegisterNodeFleetResponse>, Status> {
         let public_key = request.into_inner().public_key;
+        check_public_key(&public_key)?;
         let node_id = self
             .shared
             .engine
@@ -125,6 +141,7 @@ impl pb::fleet_server::Fleet for FleetService {
         request: Request<pb::ActivateNodeRequest>,
     ) -> Result<Response<pb::ActivateNodeResponse>, Status> {
         let request = request.into_inner();
+        check_public_key(&request.public_key)?;
         let command = node::Command::Activate {
             public_key: request.public_key,
             heartbeat_interval: request.heartbeat_interval,

@@ -89,6 +89,7 @@ struct Deployment {
     dir: tempfile::TempDir,
     control_port: u16,
     simulationio_port: u16,
+    serverappio_port: u16,
     fleet_port: u16,
 }
 
@@ -98,6 +99,7 @@ impl Deployment {
             dir: temp_dir(),
             control_port: free_port(),
             simulationio_port: free_port(),
+            serverappio_port: free_port(),
             fleet_port: free_port(),
         }
     }
@@ -117,6 +119,10 @@ impl Deployment {
             .args([
                 "--simulationio-api-address",
                 &format!("127.0.0.1:{}", self.simulationio_port),
+            ])
+            .args([
+                "--serverappio-api-address",
+                &format!("127.0.0.1:{}", self.serverappio_port),
             ])
             .arg("--database")
             .arg(self.database())
@@ -351,13 +357,20 @@ fn the_fleet_api_answers_as_flowers_does() {
         assert!(pulled.messages_list.is_empty() && pulled.message_object_trees.is_empty());
         assert_code(
             fleet.push_messages(pb::PushMessagesRequest::default()).await,
-            Code::Unimplemented,
-            "Fleet.PushMessages is not implemented",
+            Code::InvalidArgument,
+            "PushMessages carries no message",
         );
+        // Objects of a run that does not run: Flower's PERMISSION_DENIED.
         assert_code(
-            fleet.pull_object(pb::PullObjectRequest::default()).await,
-            Code::Unimplemented,
-            "Fleet.PullObject",
+            fleet
+                .pull_object(pb::PullObjectRequest {
+                    node,
+                    run_id: 42,
+                    object_id: "00".repeat(32),
+                })
+                .await,
+            Code::PermissionDenied,
+            "Run ID not found: 42",
         );
         let get_run = pb::GetRunRequest { node, run_id: 42 };
         assert_code(
@@ -376,11 +389,20 @@ fn the_fleet_api_answers_as_flowers_does() {
             "Run ID not found: 42",
         );
 
+        // A public key is stored in an event: it is bounded.
+        let large_key = pb::RegisterNodeFleetRequest {
+            public_key: vec![b'k'; 17 << 10],
+        };
+        assert_code(
+            fleet.register_node(large_key).await,
+            Code::InvalidArgument,
+            "a SuperNode's public key has at most 16384",
+        );
         // Messages beyond the Fleet API's bound are refused unread.
         let huge = pb::RegisterNodeFleetRequest {
-            public_key: vec![b'k'; 17 << 20],
+            public_key: vec![b'k'; 65 << 20],
         };
-        let mut unbounded = fleet.clone().max_encoding_message_size(64 << 20);
+        let mut unbounded = fleet.clone().max_encoding_message_size(128 << 20);
         let refused = unbounded.register_node(huge).await.unwrap_err();
         assert!(refused.message().contains("too large"), "{refused:?}");
 

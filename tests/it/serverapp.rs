@@ -237,26 +237,66 @@ fn the_builtin_serverapp_drives_real_supernodes_and_matches_a_simulation() {
 /// The `Aggregated MetricRecord` lines of a simulation of the app with
 /// `nodes` virtual SuperNodes.
 fn simulated_aggregates(venv: &Path, app: &Path, nodes: usize) -> Vec<String> {
+    simulated_aggregates_of(venv, app, nodes, 3, &[])
+}
+
+/// As [`simulated_aggregates`], for `rounds` rounds and with `-c` overrides.
+fn simulated_aggregates_of(venv: &Path, app: &Path, nodes: usize, rounds: usize, config: &[&str]) -> Vec<String> {
     let simulated = Home::new();
+    let federation = format!("num-supernodes={nodes}");
+    let mut args = vec![
+        "run",
+        app.to_str().unwrap(),
+        "--stream",
+        "--federation-config",
+        &federation,
+    ];
+    for item in config {
+        args.extend(["-c", item]);
+    }
     let ran = simulated
-        .command(
-            "flwr",
-            &[
-                "run",
-                app.to_str().unwrap(),
-                "--stream",
-                "--federation-config",
-                &format!("num-supernodes={nodes}"),
-            ],
-        )
+        .command("flwr", &args)
         .env("FLWR_PYTHON", venv.join("bin/python"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&ran.stdout);
     assert!(ran.status.success(), "{stdout}{}", String::from_utf8_lossy(&ran.stderr));
     let expected = aggregates(&stdout);
-    assert_eq!(expected.len(), 6, "{stdout}");
+    assert_eq!(expected.len(), 2 * rounds, "{stdout}");
     expected
+}
+
+/// Adds `lines` to the app's run configuration.
+fn configure(app: &Path, lines: &str) {
+    let pyproject = app.join("pyproject.toml");
+    let text = std::fs::read_to_string(&pyproject).unwrap();
+    assert!(text.contains("seed = 42"));
+    std::fs::write(
+        &pyproject,
+        text.replacen("seed = 42", &format!("seed = 42\n{lines}"), 1),
+    )
+    .unwrap();
+}
+
+/// Submits the app with floret's CLI, from the app's environment; the run id.
+fn submit(home: &Home, venv: &Path, app: &Path, config: &[&str]) -> String {
+    let mut args = vec!["run", app.to_str().unwrap(), "--format", "json"];
+    for item in config {
+        args.extend(["-c", item]);
+    }
+    let output = home
+        .command("flwr", &args)
+        .env("FLWR_PYTHON", venv.join("bin/python"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    json["run-id"].as_str().unwrap().to_string()
 }
 
 /// A `FLWR_HOME` whose default profile is the deployment's SuperLink.
@@ -403,64 +443,126 @@ fn a_python_serverapp_is_left_to_flowers_own_serverapp_process() {
 
 #[test]
 fn a_supernode_killed_mid_run_is_a_failure_and_the_run_goes_on_as_the_minimums_say() {
+    a_supernode_killed_mid_run(Link::Flower);
+}
+
+#[test]
+fn on_floret_superlink_a_supernode_killed_mid_run_is_a_failure_and_the_run_goes_on() {
+    a_supernode_killed_mid_run(Link::Floret);
+}
+
+/// Three SuperNodes, one killed (SIGKILL, with its ClientApps) once the
+/// first round is over: its messages of the next rounds get no reply within
+/// `round-timeout`, each a failure, and the strategy's minimums (2) let the
+/// run complete.
+fn a_supernode_killed_mid_run(link: Link) {
     let venv = python_env("1.27.0");
-    let mut deployment = flower_deployment(&venv, 3);
+    let mut deployment = deployment(&venv, 3, link);
     let app = builtin_server_app("FedAvg");
-    let pyproject = app.path().join("pyproject.toml");
-    let text = std::fs::read_to_string(&pyproject).unwrap();
-    std::fs::write(
-        &pyproject,
-        text.replacen(
-            "seed = 42",
-            "seed = 42\nmin-available-nodes = 3\nmin-train-nodes = 2\nmin-evaluate-nodes = 2\nround-timeout = 15",
-            1,
-        ),
-    )
-    .unwrap();
-    let home = Home::new();
-    std::fs::write(
-        home.path().join("config.toml"),
-        format!(
-            "[superlink]\ndefault = \"deployment\"\n\n[superlink.deployment]\naddress = \"127.0.0.1:{}\"\n\
-             insecure = true\n",
-            deployment.control_port
-        ),
-    )
-    .unwrap();
-    let submitted = home.flwr(&["run", app.path().to_str().unwrap(), "--format", "json"]);
-    submitted.ok();
-    let run_id = submitted.json()["run-id"].as_str().unwrap().to_string();
-    let serverapp = Command::new(env!("CARGO_BIN_EXE_flwr-serverapp"))
-        .args(["--insecure", "--run-once", "--serverappio-api-address"])
-        .arg(format!("127.0.0.1:{}", deployment.serverappio_port))
-        .env("FLWR_HOME", home.path())
-        .env("FLWR_PYTHON", venv.join("bin/python"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Once the first round is over, one SuperNode dies (SIGKILL, with its
-    // ClientApps): its messages of the next rounds get no reply.
+    configure(
+        app.path(),
+        "min-available-nodes = 3\nmin-train-nodes = 2\nmin-evaluate-nodes = 2\nround-timeout = 15",
+    );
+    let home = deployment_home(&deployment);
+    let run_id = submit(&home, &venv, app.path(), &[]);
+    let serverapp = (link == Link::Flower).then(|| {
+        Command::new(env!("CARGO_BIN_EXE_flwr-serverapp"))
+            .args(["--insecure", "--run-once", "--serverappio-api-address"])
+            .arg(format!("127.0.0.1:{}", deployment.serverappio_port))
+            .env("FLWR_HOME", home.path())
+            .env("FLWR_PYTHON", venv.join("bin/python"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
     wait_until_within("round 2 starts", 240, || {
         home.flwr(&["log", &run_id, "--show"]).stdout.contains("[ROUND 2/3]")
     });
     drop(deployment.supernodes.remove(0));
-    let ended = finish(serverapp, 300, "flwr-serverapp", || deployment.logs());
+    if let Some(serverapp) = serverapp {
+        let ended = finish(serverapp, 300, "flwr-serverapp", || deployment.logs());
+        assert_eq!(ended.code, 0, "{}\n{}", ended.stderr, deployment.logs());
+    }
+    let status = wait_for_end(&home, &run_id, 300, &deployment);
     let log = home.flwr(&["log", &run_id, "--show"]);
-    assert_eq!(ended.code, 0, "{}\n{}\n{}", log.stdout, ended.stderr, deployment.logs());
+    assert_eq!(status, "finished:completed", "{}\n{}", log.stdout, deployment.logs());
     assert!(log.stdout.contains("[ROUND 3/3]"), "{}", log.stdout);
     assert!(
         log.stdout.contains("Received 2 results and 1 failures"),
         "{}",
         log.stdout
     );
-    let listed = home.flwr(&["ls", "--run-id", &run_id, "--format", "json"]);
+}
+
+#[test]
+fn on_floret_superlink_ten_supernodes_run_a_round_as_a_simulation_of_ten_does() {
+    let venv = python_env("1.27.0");
+    let deployment = deployment(&venv, 10, Link::Floret);
+    let app = builtin_server_app("FedAvg");
+    configure(app.path(), "min-available-nodes = 10");
+    let home = deployment_home(&deployment);
+    let run_id = submit(&home, &venv, app.path(), &["num-server-rounds=1"]);
+    let status = wait_for_end(&home, &run_id, 400, &deployment);
+    let log = home.flwr(&["log", &run_id, "--show"]);
+    assert_eq!(status, "finished:completed", "{}\n{}", log.stdout, deployment.logs());
     assert_eq!(
-        listed.json()["runs"][0]["status"],
-        "finished:completed",
+        log.stdout.matches("Received 10 results and 0 failures").count(),
+        2,
         "{}",
-        listed.stdout
+        log.stdout
     );
+    // The same values as a simulation with ten virtual SuperNodes, summed in
+    // another order: the real SuperNodes' ids (random) order the replies,
+    // and they hold other partitions than the simulated nodes of the same
+    // rank, so the sums may differ in their last bits (with two nodes they
+    // cannot: a + b is b + a).
+    let simulated = simulated_aggregates_of(&venv, app.path(), 10, 1, &["num-server-rounds=1"]);
+    assert_close(&aggregates(&log.stdout), &simulated);
+}
+
+/// The lines are the same but for numbers, which agree to 1e-12 (relative).
+fn assert_close(actual: &[String], expected: &[String]) {
+    let tokens = |line: &str| -> Vec<String> {
+        line.split(|c: char| "{}:,' ".contains(c))
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(actual.len(), expected.len(), "{actual:?}\n{expected:?}");
+    for (a, e) in actual.iter().zip(expected) {
+        let (ta, te) = (tokens(a), tokens(e));
+        assert_eq!(ta.len(), te.len(), "{a}\n{e}");
+        for (x, y) in ta.iter().zip(&te) {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{a}\n{e}"),
+                _ => assert_eq!(x, y, "{a}\n{e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn on_floret_superlink_flwr_stop_ends_a_deployment_run_and_its_serverapp() {
+    let venv = python_env("1.27.0");
+    let deployment = deployment(&venv, 2, Link::Floret);
+    let app = builtin_server_app("FedAvg");
+    let home = deployment_home(&deployment);
+    let run_id = submit(&home, &venv, app.path(), &[]);
+    wait_until_within("round 1 starts", 240, || {
+        home.flwr(&["log", &run_id, "--show"]).stdout.contains("[ROUND 1/3]")
+    });
+    let stopped = home.flwr(&["stop", &run_id]);
+    stopped.ok();
+    // `flwr stop` returns once the run has finished.
+    assert_eq!(status_of(&home, &run_id), "finished:stopped");
+    let log = home.flwr(&["log", &run_id, "--show"]);
+    assert!(!log.stdout.contains("[ROUND 3/3]"), "{}", log.stdout);
+    // The ServerApp process ends by itself.
+    let superlink_log = deployment.dir.path().join("superlink.log");
+    wait_until_within("flwr-serverapp exits", 30, || {
+        std::fs::read_to_string(&superlink_log).is_ok_and(|text| text.contains("flwr-serverapp exited with code"))
+    });
 }

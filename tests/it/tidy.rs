@@ -431,8 +431,8 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
     (
         "serverapp",
         &[
-            "bridge", "builtin", "domain", "fab", "flwr_log", "host", "objects", "prng", "proto", "records", "sim",
-            "strategy", "wire",
+            "bridge", "builtin", "codec", "domain", "fab", "flwr_log", "host", "objects", "prng", "proto", "records",
+            "sim", "strategy", "wire",
         ],
     ),
     (
@@ -470,6 +470,7 @@ const ALLOWED_IMPORTS: &[(&str, &[&str])] = &[
             "fab",
             "federation",
             "host",
+            "objects",
             "owner_only",
             "proto",
             "records",
