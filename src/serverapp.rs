@@ -124,10 +124,6 @@ enum RunError {
     },
     #[error("the SuperLink asked for object {0}, which no message has")]
     UnknownObject(String),
-    #[error("object {0} of a reply is not available")]
-    Unavailable(String),
-    #[error("a reply cannot be read: {0}")]
-    Reply(#[from] objects::Error),
     #[error(
         "{connected} SuperNodes connected, and the run needs {minimum} (min-available-nodes): none more came in \
          {seconds} s"
@@ -399,6 +395,9 @@ struct GridDriver {
     started: Instant,
     round_timeout: Duration,
     recorder: Recorder,
+    /// Replies pulled whose objects are still arriving, by the message
+    /// they answer.
+    partial: BTreeMap<String, Partial>,
 }
 
 impl GridDriver {
@@ -432,6 +431,7 @@ impl GridDriver {
             started: Instant::now(),
             round_timeout: Duration::from_secs_f64(round_timeout),
             recorder,
+            partial: BTreeMap::new(),
         };
         let deadline = Instant::now() + NODES_PATIENCE;
         let mut said = false;
@@ -549,12 +549,20 @@ impl GridDriver {
         Ok(ids)
     }
 
-    /// The replies available now to the messages `pending`, by the id of the
-    /// message they answer.
-    fn pull(&self, pending: &BTreeSet<String>) -> Result<BTreeMap<String, Message>, RunError> {
+    /// The replies complete now to the messages `pending`, by the id of the
+    /// message they answer. A reply whose objects have not all arrived
+    /// (its SuperNode may still be pushing them, or have died doing so) is
+    /// kept and its objects asked for again at the next pull: the SuperLink
+    /// hands a reply out once. One whose objects the SuperLink no longer has
+    /// is dropped, and its message counts as unanswered.
+    fn pull(&mut self, pending: &BTreeSet<String>) -> Result<BTreeMap<String, Message>, RunError> {
         let request = pb::PullAppMessagesRequest {
             token: String::new(),
-            message_ids: pending.iter().cloned().collect(),
+            message_ids: pending
+                .iter()
+                .filter(|id| !self.partial.contains_key(*id))
+                .cloned()
+                .collect(),
             run_id: self.run_id,
         };
         let mut io = self.io.clone();
@@ -563,55 +571,101 @@ impl GridDriver {
             .block_on(async move { io.pull_messages(request).await })
             .map_err(call("PullMessages"))?
             .into_inner();
-        let mut replies = BTreeMap::new();
-        for (envelope, tree) in pulled.messages_list.iter().zip(&pulled.message_object_trees) {
-            let Some(metadata) = envelope.metadata.as_ref() else {
+        for (envelope, tree) in pulled.messages_list.into_iter().zip(pulled.message_object_trees) {
+            let Some(metadata) = envelope.metadata else {
                 continue;
             };
-            let mut contents = BTreeMap::new();
-            for object_id in objects::tree_object_ids(tree) {
-                let content = self.pull_object(&object_id)?;
-                contents.insert(object_id, content);
+            self.partial.insert(
+                metadata.reply_to_message_id.clone(),
+                Partial {
+                    reply_id: metadata.message_id,
+                    tree,
+                    objects: BTreeMap::new(),
+                },
+            );
+        }
+        let mut replies = BTreeMap::new();
+        let answering: Vec<String> = self.partial.keys().cloned().collect();
+        for to in answering {
+            let partial = self.partial.get_mut(&to).expect("listed");
+            let mut lost = false;
+            for object_id in objects::tree_object_ids(&partial.tree) {
+                if partial.objects.contains_key(&object_id) {
+                    continue;
+                }
+                match pull_object(&self.io, &self.runtime, self.run_id, &object_id)? {
+                    Pulled::Content(content) => {
+                        partial.objects.insert(object_id, content);
+                    }
+                    Pulled::NotYet => {}
+                    Pulled::Gone => lost = true,
+                }
             }
-            let reply = objects::inflate(tree, &contents, REPLY_BYTES_MAX)?;
+            if lost {
+                tracing::warn!(reply_to = %to, "a reply's objects are gone from the SuperLink; the message counts as unanswered");
+                self.partial.remove(&to);
+                continue;
+            }
+            if partial.objects.len() < objects::tree_object_ids(&partial.tree).len() {
+                continue;
+            }
+            let partial = self.partial.remove(&to).expect("listed");
+            let reply = match objects::inflate(&partial.tree, &partial.objects, REPLY_BYTES_MAX) {
+                Ok(reply) => reply,
+                Err(error) => {
+                    // A SuperNode's bad reply is that node's failure, not the run's.
+                    tracing::warn!(reply_to = %to, %error, "a reply cannot be read; the message counts as unanswered");
+                    continue;
+                }
+            };
             let request = pb::ConfirmMessageReceivedRequest {
                 node: Self::node(),
                 run_id: self.run_id,
-                message_object_id: metadata.message_id.clone(),
+                message_object_id: partial.reply_id,
             };
             let mut io = self.io.clone();
             self.runtime
                 .block_on(async move { io.confirm_message_received(request).await })
                 .map_err(call("ConfirmMessageReceived"))?;
-            replies.insert(reply.metadata.reply_to_message_id.clone(), reply);
+            replies.insert(to, reply);
         }
         Ok(replies)
     }
+}
 
-    /// One object of a reply, once the SuperNode has pushed all of it.
-    fn pull_object(&self, object_id: &str) -> Result<Vec<u8>, RunError> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let request = pb::PullObjectRequest {
-                node: Self::node(),
-                run_id: self.run_id,
-                object_id: object_id.to_string(),
-            };
-            let mut io = self.io.clone();
-            let pulled = self
-                .runtime
-                .block_on(async move { io.pull_object(request).await })
-                .map_err(call("PullObject"))?
-                .into_inner();
-            if pulled.object_found && pulled.object_available {
-                return Ok(pulled.object_content);
-            }
-            if !pulled.object_found || Instant::now() >= deadline {
-                return Err(RunError::Unavailable(object_id.to_string()));
-            }
-            std::thread::sleep(PULL_INTERVAL);
-        }
-    }
+/// A reply pulled whose objects are still arriving.
+struct Partial {
+    reply_id: String,
+    tree: pb::ObjectTree,
+    objects: BTreeMap<String, Vec<u8>>,
+}
+
+/// What PullObject gave.
+enum Pulled {
+    Content(Vec<u8>),
+    /// Registered, its bytes not pushed yet.
+    NotYet,
+    /// Not (or no longer) in the SuperLink.
+    Gone,
+}
+
+/// One object of a reply (`node_id` 1, the SuperLink's, as Flower's grid).
+fn pull_object(io: &Io, runtime: &tokio::runtime::Handle, run_id: u64, object_id: &str) -> Result<Pulled, RunError> {
+    let request = pb::PullObjectRequest {
+        node: GridDriver::node(),
+        run_id,
+        object_id: object_id.to_string(),
+    };
+    let mut io = io.clone();
+    let pulled = runtime
+        .block_on(async move { io.pull_object(request).await })
+        .map_err(call("PullObject"))?
+        .into_inner();
+    Ok(match (pulled.object_found, pulled.object_available) {
+        (true, true) => Pulled::Content(pulled.object_content),
+        (true, false) => Pulled::NotYet,
+        (false, _) => Pulled::Gone,
+    })
 }
 
 impl Grid for GridDriver {
@@ -669,6 +723,8 @@ impl Driver for GridDriver {
             }
             std::thread::sleep(PULL_INTERVAL);
         }
+        // Replies still arriving when the phase ends are not waited for.
+        self.partial.retain(|to, _| !pending.contains(to));
         let timeout = self.round_timeout.as_secs_f64();
         Ok(messages
             .iter()

@@ -94,10 +94,21 @@ struct Entry {
 }
 
 /// Flower's object store, bounded.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Store {
     objects: HashMap<String, Entry>,
     bytes: usize,
+    max_bytes: usize,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            objects: HashMap::new(),
+            bytes: 0,
+            max_bytes: MAILBOX_BYTES_MAX,
+        }
+    }
 }
 
 impl Store {
@@ -164,12 +175,12 @@ impl Store {
         if entry.content.is_some() {
             return Ok(true);
         }
-        if held + content.len() > MAILBOX_BYTES_MAX {
+        if held + content.len() > self.max_bytes {
             return Err(Refusal::Full {
                 id: id.to_string(),
                 size: content.len(),
                 held,
-                max: MAILBOX_BYTES_MAX,
+                max: self.max_bytes,
             });
         }
         self.bytes += content.len();
@@ -867,6 +878,34 @@ mod tests {
             answered[0].message.error.as_ref().unwrap().code,
             error_code::MESSAGE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn the_bytes_held_are_bounded_and_freed_objects_make_room() {
+        let mut mailbox = Mailbox::default();
+        let (a, objects_a) = instruction(5, "first");
+        let size: usize = objects_a.iter().map(|o| o.content.len()).sum();
+        mailbox.store.max_bytes = size + 10;
+        mailbox
+            .push_instructions(7, vec![a.clone()], &online(&[5]), NOW)
+            .unwrap();
+        for object in &objects_a {
+            mailbox.push_object(&object.id, object.content.clone()).unwrap();
+        }
+        let (b, objects_b) = instruction(5, "second");
+        mailbox.push_instructions(7, vec![b], &online(&[5]), NOW).unwrap();
+        let refused = objects_b
+            .iter()
+            .map(|object| mailbox.push_object(&object.id, object.content.clone()))
+            .find_map(Result::err)
+            .expect("the second message does not fit");
+        assert!(matches!(refused, Refusal::Full { .. }), "{refused}");
+        // Once the first is confirmed, the second fits.
+        mailbox.pull_instruction(5, NOW).unwrap();
+        mailbox.confirm(&a.tree.object_id);
+        for object in &objects_b {
+            assert!(mailbox.push_object(&object.id, object.content.clone()).unwrap().0);
+        }
     }
 
     #[test]

@@ -39,16 +39,67 @@ fn spawn_group(command: &mut Command, log: &Path) -> Group {
     )
 }
 
-/// Flower's SuperLink and `nodes` SuperNodes on free loopback ports.
+/// A SuperLink and `nodes` SuperNodes on free loopback ports.
 struct Deployment {
     control_port: u16,
     serverappio_port: u16,
+    fleet_port: u16,
+    simulationio_port: u16,
+    link: Link,
+    venv: std::path::PathBuf,
     dir: tempfile::TempDir,
-    _superlink: Group,
+    superlink: Option<Group>,
     supernodes: Vec<Group>,
 }
 
 impl Deployment {
+    /// Starts the SuperLink (its log: `<name>.log`) and waits until it
+    /// listens.
+    fn start_superlink(&self, name: &str) -> Group {
+        let mut superlink = match self.link {
+            Link::Flower => {
+                let mut command = Command::new(self.venv.join("bin/flower-superlink"));
+                command.args(["--insecure", "--isolation", "process"]);
+                command
+            }
+            Link::Floret => {
+                let mut command = Command::new(env!("CARGO_BIN_EXE_flower-superlink"));
+                command
+                    .arg("--insecure")
+                    .args([
+                        "--simulationio-api-address",
+                        &format!("127.0.0.1:{}", self.simulationio_port),
+                    ])
+                    // The ServerApp's `initial-arrays` runs in the app's Python.
+                    .env("FLWR_PYTHON", self.venv.join("bin/python"))
+                    .env("NO_COLOR", "1");
+                command
+            }
+        };
+        let group = spawn_group(
+            superlink
+                .args(["--fleet-api-address", &format!("127.0.0.1:{}", self.fleet_port)])
+                .args([
+                    "--serverappio-api-address",
+                    &format!("127.0.0.1:{}", self.serverappio_port),
+                ])
+                .args(["--control-api-address", &format!("127.0.0.1:{}", self.control_port)])
+                .arg("--database")
+                .arg(self.dir.path().join("state.db"))
+                .arg("--storage-dir")
+                .arg(self.dir.path().join("ffs"))
+                .env("FLWR_HOME", self.dir.path().join("superlink-home"))
+                .env("PATH", venv_path(&self.venv)),
+            &self.dir.path().join(format!("{name}.log")),
+        );
+        wait_until_within("the SuperLink listens", 60, || {
+            [self.fleet_port, self.serverappio_port, self.control_port]
+                .iter()
+                .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
+        });
+        group
+    }
+
     fn logs(&self) -> String {
         let mut text = String::new();
         for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
@@ -78,72 +129,51 @@ fn flower_deployment(venv: &Path, nodes: usize) -> Deployment {
     deployment(venv, nodes, Link::Flower)
 }
 
-fn deployment(venv: &Path, nodes: usize, link: Link) -> Deployment {
-    let dir = temp_dir();
-    let (fleet_port, serverappio_port, control_port) = (free_port(), free_port(), free_port());
-    let path = format!(
+/// `PATH` with the environment's `bin` first (Flower's SuperNodes start
+/// `flower-superexec` from it).
+fn venv_path(venv: &Path) -> String {
+    format!(
         "{}:{}",
         venv.join("bin").display(),
         std::env::var("PATH").unwrap_or_default()
-    );
-    let mut superlink = match link {
-        Link::Flower => {
-            let mut command = Command::new(venv.join("bin/flower-superlink"));
-            command.args(["--insecure", "--isolation", "process"]);
-            command
-        }
-        Link::Floret => {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_flower-superlink"));
-            command
-                .arg("--insecure")
-                .args(["--simulationio-api-address", &format!("127.0.0.1:{}", free_port())])
-                // The ServerApp's `initial-arrays` runs in the app's Python.
-                .env("FLWR_PYTHON", venv.join("bin/python"))
-                .env("NO_COLOR", "1");
-            command
-        }
+    )
+}
+
+fn deployment(venv: &Path, nodes: usize, link: Link) -> Deployment {
+    let mut deployment = Deployment {
+        control_port: free_port(),
+        serverappio_port: free_port(),
+        fleet_port: free_port(),
+        simulationio_port: free_port(),
+        link,
+        venv: venv.to_path_buf(),
+        dir: temp_dir(),
+        superlink: None,
+        supernodes: Vec::new(),
     };
-    let superlink = spawn_group(
-        superlink
-            .args(["--fleet-api-address", &format!("127.0.0.1:{fleet_port}")])
-            .args(["--serverappio-api-address", &format!("127.0.0.1:{serverappio_port}")])
-            .args(["--control-api-address", &format!("127.0.0.1:{control_port}")])
-            .arg("--database")
-            .arg(dir.path().join("state.db"))
-            .arg("--storage-dir")
-            .arg(dir.path().join("ffs"))
-            .env("FLWR_HOME", dir.path().join("superlink-home"))
-            .env("PATH", &path),
-        &dir.path().join("superlink.log"),
-    );
-    wait_until_within("the SuperLink listens", 60, || {
-        [fleet_port, serverappio_port, control_port]
-            .iter()
-            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
-    });
-    let supernodes = (0..nodes)
+    deployment.superlink = Some(deployment.start_superlink("superlink"));
+    let dir = deployment.dir.path();
+    deployment.supernodes = (0..nodes)
         .map(|partition| {
             spawn_group(
                 Command::new(venv.join("bin/flower-supernode"))
-                    .args(["--insecure", "--superlink", &format!("127.0.0.1:{fleet_port}")])
+                    .args([
+                        "--insecure",
+                        "--superlink",
+                        &format!("127.0.0.1:{}", deployment.fleet_port),
+                    ])
                     .args(["--clientappio-api-address", &format!("127.0.0.1:{}", free_port())])
                     .args([
                         "--node-config",
                         &format!("partition-id={partition} num-partitions={nodes}"),
                     ])
-                    .env("FLWR_HOME", dir.path().join(format!("supernode-{partition}")))
-                    .env("PATH", &path),
-                &dir.path().join(format!("supernode-{partition}.log")),
+                    .env("FLWR_HOME", dir.join(format!("supernode-{partition}")))
+                    .env("PATH", venv_path(venv)),
+                &dir.join(format!("supernode-{partition}.log")),
             )
         })
         .collect();
-    Deployment {
-        control_port,
-        serverappio_port,
-        dir,
-        _superlink: superlink,
-        supernodes,
-    }
+    deployment
 }
 
 /// The `Aggregated MetricRecord` lines of a run's log, in order.
@@ -484,7 +514,8 @@ fn a_supernode_killed_mid_run(link: Link) {
     drop(deployment.supernodes.remove(0));
     if let Some(serverapp) = serverapp {
         let ended = finish(serverapp, 300, "flwr-serverapp", || deployment.logs());
-        assert_eq!(ended.code, 0, "{}\n{}", ended.stderr, deployment.logs());
+        let log = home.flwr(&["log", &run_id, "--show"]);
+        assert_eq!(ended.code, 0, "{}\n{}\n{}", log.stdout, ended.stderr, deployment.logs());
     }
     let status = wait_for_end(&home, &run_id, 300, &deployment);
     let log = home.flwr(&["log", &run_id, "--show"]);
@@ -565,4 +596,49 @@ fn on_floret_superlink_flwr_stop_ends_a_deployment_run_and_its_serverapp() {
     wait_until_within("flwr-serverapp exits", 30, || {
         std::fs::read_to_string(&superlink_log).is_ok_and(|text| text.contains("flwr-serverapp exited with code"))
     });
+}
+
+#[test]
+fn on_floret_superlink_a_superlink_killed_mid_run_fails_the_run_and_the_supernodes_come_back() {
+    let venv = python_env("1.27.0");
+    let mut deployment = deployment(&venv, 2, Link::Floret);
+    let app = builtin_server_app("FedAvg");
+    let home = deployment_home(&deployment);
+    let run_id = submit(&home, &venv, app.path(), &[]);
+    wait_until_within("round 1 starts", 240, || {
+        home.flwr(&["log", &run_id, "--show"]).stdout.contains("[ROUND 1/3]")
+    });
+    // SIGKILL to the SuperLink and its flwr-serverapp, then a restart on
+    // the same state.db and ports.
+    drop(deployment.superlink.take());
+    deployment.superlink = Some(deployment.start_superlink("superlink-restarted"));
+    let listed = home.flwr(&["ls", "--run-id", &run_id, "--format", "json"]);
+    let run = &listed.json()["runs"][0];
+    assert_eq!(run["status"], "finished:failed", "{run}");
+    assert!(
+        run["status-details"]
+            .as_str()
+            .unwrap()
+            .contains("The SuperLink stopped while the run was active"),
+        "{run}"
+    );
+    // What was recorded before the kill is still there.
+    let events = home.flwr(&["replay", &run_id, "--events"]);
+    assert!(
+        events.stdout.contains("MessageRouted      pushed train"),
+        "{}",
+        events.stdout
+    );
+    // The SuperNodes reconnect by themselves, under their node ids, and
+    // the next run completes on them.
+    let next = submit(&home, &venv, app.path(), &[]);
+    let status = wait_for_end(&home, &next, 300, &deployment);
+    let log = home.flwr(&["log", &next, "--show"]);
+    assert_eq!(status, "finished:completed", "{}\n{}", log.stdout, deployment.logs());
+    assert_eq!(
+        log.stdout.matches("Received 2 results and 0 failures").count(),
+        6,
+        "{}",
+        log.stdout
+    );
 }
