@@ -23,6 +23,9 @@
 //!   SuperNode asks for work every 3 s when it has none) and ClientApp runs;
 //! - messages per second over that time: each round moves 4 messages per
 //!   node (a train and an evaluate instruction, and their replies);
+//! - Flower's SuperLink keeps its state in memory (its default): with a
+//!   database file, SuperNodes that register at once race on the creation
+//!   of its tables, and some are refused. floret's writes `state.db`.
 //! - the SuperLink's peak memory (`VmHWM` of its process, read just before
 //!   it is stopped), with every SuperNode connected and the run over.
 //!
@@ -60,11 +63,19 @@ fn spawn_group(command: &mut Command, log: &Path) -> Group {
     )
 }
 
+/// A port below Linux's ephemeral range (32768–60999), never handed out
+/// twice: a port from that range can be taken by any outgoing connection
+/// (of the hundreds the SuperNodes open) before its server binds it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(21_000);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 32_000, "no free port left");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn target_dir() -> PathBuf {
@@ -128,7 +139,7 @@ fn app(dir: &Path, nodes: usize) -> PathBuf {
             "seed = 42",
             &format!(
                 "seed = 42\ninitial-arrays = \"numpy_message_api.initial:initial_arrays\"\nstrategy.name = \"FedAvg\"\n\
-                 min-available-nodes = {nodes}\nround-timeout = 900"
+                 train.lr = 0.5\ntrain.local-steps = 5\nmin-available-nodes = {nodes}\nround-timeout = 900"
             ),
             1,
         );
@@ -188,6 +199,9 @@ fn measure(link: Link, venv: &Path, nodes: usize, rounds: usize) -> Measured {
     );
     let mut superlink = match link {
         Link::Flower => {
+            // Flower's default database, in memory: with `--database FILE`,
+            // SuperNodes registering at once race on its tables' creation
+            // and some are refused ("table node already exists").
             let mut command = Command::new(venv.join("bin/flower-superlink"));
             command.args(["--insecure", "--isolation", "process"]);
             command
@@ -195,6 +209,8 @@ fn measure(link: Link, venv: &Path, nodes: usize, rounds: usize) -> Measured {
         Link::Floret => {
             let mut command = Command::new(env!("CARGO_BIN_EXE_flower-superlink"));
             command
+                .arg("--database")
+                .arg(dir.path().join("state.db"))
                 .arg("--insecure")
                 .args(["--simulationio-api-address", &format!("127.0.0.1:{}", free_port())])
                 .env("FLWR_PYTHON", venv.join("bin/python"))
@@ -206,8 +222,6 @@ fn measure(link: Link, venv: &Path, nodes: usize, rounds: usize) -> Measured {
         .args(["--fleet-api-address", &format!("127.0.0.1:{fleet}")])
         .args(["--serverappio-api-address", &format!("127.0.0.1:{serverappio}")])
         .args(["--control-api-address", &format!("127.0.0.1:{control}")])
-        .arg("--database")
-        .arg(dir.path().join("state.db"))
         .arg("--storage-dir")
         .arg(dir.path().join("ffs"))
         .env("FLWR_HOME", dir.path().join("superlink-home"))
@@ -230,7 +244,7 @@ fn measure(link: Link, venv: &Path, nodes: usize, rounds: usize) -> Measured {
     .expect("config.toml");
 
     let started = Instant::now();
-    let _supernodes: Vec<Group> = (0..nodes)
+    let mut supernodes: Vec<Group> = (0..nodes)
         .map(|partition| {
             spawn_group(
                 Command::new(venv.join("bin/flower-supernode"))
@@ -260,6 +274,15 @@ fn measure(link: Link, venv: &Path, nodes: usize, rounds: usize) -> Measured {
             .map_or(0, |nodes| nodes.iter().filter(|n| n["status"] == "online").count());
         if online >= nodes {
             break;
+        }
+        for (partition, supernode) in supernodes.iter_mut().enumerate() {
+            if let Ok(Some(status)) = supernode.0.try_wait() {
+                let log = dir.path().join(format!("supernode-{partition}.log"));
+                panic!(
+                    "SuperNode {partition} exited ({status}): {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
         }
         assert!(
             Instant::now() < deadline,

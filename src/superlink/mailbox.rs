@@ -377,6 +377,10 @@ fn routed(hop: Hop, envelope: &Envelope, bytes: u64) -> Routed {
     )
 }
 
+/// What a Fleet PushMessages did: the reply's id if it was taken, the
+/// objects still to push, and the events.
+pub(crate) type PushedReply = (Option<String>, Vec<String>, Vec<Routed>);
+
 /// What a PushMessages of the ServerApp did.
 #[derive(Debug, Default)]
 pub(crate) struct PushedInstructions {
@@ -564,12 +568,7 @@ impl Mailbox {
     /// instruction delivered to that node and keeps within its TTL (else
     /// Flower stores nothing and says so only with the id `None`). The
     /// objects to push are those of every tree sent, as Flower's.
-    pub fn push_reply(
-        &mut self,
-        envelope: Envelope,
-        run_id: u64,
-        now: f64,
-    ) -> Result<(Option<String>, Vec<String>, Vec<Routed>), Refusal> {
+    pub fn push_reply(&mut self, envelope: Envelope, run_id: u64, now: f64) -> Result<PushedReply, Refusal> {
         let mut missing = BTreeSet::new();
         self.store.preregister(run_id, &envelope.tree, &mut missing)?;
         let objects_to_push: Vec<String> = missing.into_iter().collect();
@@ -788,7 +787,7 @@ mod tests {
         assert_eq!(event.1.hop, Hop::Delivered);
         assert!(mailbox.pull_instruction(5, NOW).is_none(), "delivered once");
         // Nothing yet for the ServerApp.
-        let (answered, _) = mailbox.pull_replies(7, &[id.clone()], &nodes, NOW);
+        let (answered, _) = mailbox.pull_replies(7, std::slice::from_ref(&id), &nodes, NOW);
         assert!(answered.is_empty());
         mailbox.confirm(&id);
         let (reply, reply_objects) = reply_to(&ins);
@@ -798,7 +797,7 @@ mod tests {
             assert!(to_push.contains(&object.id));
             mailbox.push_object(&object.id, object.content.clone()).unwrap();
         }
-        let (answered, events) = mailbox.pull_replies(7, &[id.clone()], &nodes, NOW + 2.0);
+        let (answered, events) = mailbox.pull_replies(7, std::slice::from_ref(&id), &nodes, NOW + 2.0);
         assert_eq!(answered, vec![reply.clone()]);
         assert_eq!(events[0].1.hop, Hop::Answered);
         mailbox.confirm(&reply.tree.object_id);
